@@ -1,0 +1,526 @@
+"""The streaming engine: one conversation with Qwen3-Omni, replies streamed as events.
+
+`Engine.respond()` is a generator of events in the order things happen: `TextDelta` as the Thinker
+decodes, `AudioChunk` as the Talker's frames pass through Code2Wav, then `TurnFinished` (or
+`EngineError`). The Thinker's KV cache lives across turns; a cancelled reply can be cut back to
+what the user heard. Everything here runs in the engine's worker thread; nothing knows of Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from events import AudioChunk, EngineError, Event, TextDelta, TurnFinished, TurnStats
+from model.code2wav_stream import Code2WavStream
+from model.context import (
+    MEDIA_KEYS,
+    Segment,
+    ThinkerContext,
+    merge_segments,
+    rope_positions,
+    user_position_mask,
+)
+from model.media_input import InputError, UserTurn, prepare_audio, prepare_image
+from model.sampling import SamplingPlan, TokenPicker
+from model.talker_stream import TalkerStream
+from model.text_stream import TextStream
+
+log = logging.getLogger(__name__)
+
+# Qwen3-Omni's README recommends this system prompt for voice chat.
+VOICE_CHAT_PROMPT = (
+    "You are a virtual voice assistant with no gender or age.\n"
+    "You are communicating with the user.\n"
+    "In user messages, “I/me/my/we/our” refer to the user and “you/your” refer to the assistant. In your "
+    "replies, address the user as “you/your” and yourself as “I/me/my”; never mirror the user’s "
+    "pronouns—always shift perspective. Keep original pronouns only in direct quotes; if a reference is "
+    "unclear, ask a brief clarifying question.\n"
+    "Interact with users using short(no more than 50 words), brief, straightforward language, maintaining "
+    "a natural tone.\n"
+    "Never use formal phrasing, mechanical expressions, bullet points, overly structured language. \n"
+    "Your output must consist only of the spoken content you want the user to hear. \n"
+    "Do not include any descriptions of actions, emotions, sounds, or voice changes. \n"
+    "Do not use asterisks, brackets, parentheses, or any other symbols to indicate tone or actions. \n"
+    "You must answer users' audio or text questions, do not directly describe the video content. \n"
+    "You should communicate in the same language strictly as the user unless they request otherwise.\n"
+    "When you are uncertain (e.g., you can't see/hear clearly, don't understand, or the user makes a "
+    "comment rather than asking a question), use appropriate questions to guide the user to continue the "
+    "conversation.\n"
+    "Keep replies concise and conversational, as if talking face-to-face."
+)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Per-conversation choices; `sampling=None` takes the checkpoint's generation config."""
+
+    speaker: str = "ethan"
+    system_prompt: str = VOICE_CHAT_PROMPT
+    speak: bool = True
+    max_text_tokens: int = 1024
+    max_codec_frames: int = 4096
+    first_chunk_frames: int = 1
+    chunk_frames: int = 4
+    sampling: SamplingPlan | None = None
+    seed: int | None = None
+
+
+@dataclass
+class Message:
+    """One entry of the visible history."""
+
+    role: str
+    text: str
+    turn_id: int = -1
+    interrupted: bool = False
+    audio_s: float = 0.0
+
+
+@dataclass
+class _Reply:
+    """What the turn in progress has produced so far."""
+
+    turn_id: int
+    ids: list[int] = field(default_factory=list)
+    frames: int = 0
+    samples: int = 0
+    text_done: bool = False
+    cancelled: bool = False
+    codes: list[torch.Tensor] = field(default_factory=list)
+
+
+class Engine:
+    """One conversation on one loaded model. Not thread-safe: drive it from one worker thread;
+    only `cancel` events may be set from other threads."""
+
+    def __init__(self, model: Any, processor: Any, settings: EngineSettings | None = None) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.settings = settings or EngineSettings()
+        self.thinker = model.thinker
+        self.talker: Any = model.talker if getattr(model, "has_talker", False) else None
+        self.device = self.thinker.device
+        config = model.config
+        self.im_start_id = int(config.im_start_token_id)
+        self.im_end_id = int(config.im_end_token_id)
+        self.user_id = int(config.user_token_id)
+        thinker_config = config.thinker_config
+        self.media_token_ids = torch.tensor(
+            [thinker_config.audio_token_id, thinker_config.image_token_id, thinker_config.video_token_id]
+        )
+        self.eos_ids = {self.im_end_id}
+        self.closing_ids = self.tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        if self.talker is not None:
+            _check_talker_rope_matches(thinker_config, config.talker_config)
+        self.plan = self.settings.sampling or SamplingPlan.from_generation_config(model.generation_config)
+        self.history: list[Message] = []
+        self.context = ThinkerContext()
+        self._unfed: list[int] = []
+        self._last_reply: tuple[int, int, list[int]] | None = None  # (turn_id, context length, ids)
+        self._rope_delta = 0
+        self.last_codes: torch.Tensor | None = None  # (16, frames) of the last reply, for tests and export
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(self.settings.seed if self.settings.seed is not None else time.time_ns())
+        if self.settings.speak and self.talker is not None:
+            self._speaker_id(self.settings.speaker)
+
+    # -- conversation -------------------------------------------------------------------------
+
+    @property
+    def can_speak(self) -> bool:
+        return self.talker is not None
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings; a new system prompt starts a new conversation."""
+        new = replace(self.settings, **changes)
+        if new.speak and self.talker is not None:
+            self._speaker_id(new.speaker)
+        restart = new.system_prompt != self.settings.system_prompt
+        self.settings = new
+        if new.sampling is not None:
+            self.plan = new.sampling
+        if restart:
+            self.new_conversation()
+
+    def new_conversation(self) -> None:
+        self.history = []
+        self.context = ThinkerContext()
+        self._unfed = []
+        self._last_reply = None
+
+    def rebuild_cache(self) -> None:
+        """Prefill the whole conversation again in one pass (after dropping media, or to check that
+        the turn-by-turn cache equals a one-shot prefill)."""
+        if not self.context.segments:
+            return
+        merged = merge_segments(self.context.segments)
+        self.context = ThinkerContext()
+        with torch.inference_mode():
+            self._prefill(merged, need_talker=False)
+
+    def truncate_last_reply(self, heard_samples: int) -> str:
+        """Keep of the last reply only what the user heard (its text up to the frames played);
+        the history marks it interrupted and the KV cache is cropped to match. Returns the kept text."""
+        if self._last_reply is None or not self.history or self.history[-1].role != "assistant":
+            raise ValueError("there is no reply to truncate")
+        turn_id, start, ids = self._last_reply
+        samples_per_frame = int(self.model.code2wav.total_upsample) if self.talker is not None else 1
+        heard_frames = -(-max(0, heard_samples) // samples_per_frame)
+        spoken = [t for t in ids if t not in self.eos_ids]
+        keep = spoken[: min(len(spoken), heard_frames)]
+        self.context.crop(start + len(keep))
+        self._unfed = keep[self.context.length - start :]
+        text = self.tokenizer.decode(keep, skip_special_tokens=True)
+        self.history[-1] = replace(self.history[-1], text=text, interrupted=True)
+        self._last_reply = (turn_id, start, keep)
+        return text
+
+    # -- one turn -------------------------------------------------------------------------------
+
+    def respond(self, turn: UserTurn, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Stream the reply to `turn`. Any failure ends the turn with `EngineError` and leaves the
+        conversation as it was before the turn."""
+        saved = (list(self.context.segments), list(self._unfed), list(self.history), self._last_reply)
+        stats: dict[str, Any] = {"started_s": time.perf_counter()}
+        try:
+            with torch.inference_mode():
+                yield from self._respond(turn, turn_id, cancel or threading.Event(), stats)
+        except InputError as error:
+            self._restore(saved)
+            yield EngineError(turn_id, f"cannot use this turn: {error}")
+        except Exception as error:
+            log.exception("turn %s failed", turn_id)
+            self._restore(saved)
+            yield EngineError(turn_id, f"the model failed on this turn: {type(error).__name__}: {error}")
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        segments, unfed, history, last = saved
+        self.context.crop(sum(int(s.ids.shape[0]) for s in segments))
+        self.context.segments = segments
+        self._unfed, self.history, self._last_reply = unfed, history, last
+
+    def _respond(
+        self, turn: UserTurn, turn_id: int, cancel: threading.Event, stats: dict[str, Any]
+    ) -> Iterator[Event]:
+        if turn.is_empty:
+            raise InputError("the turn is empty (no text, audio or image)")
+        segment = self._user_segment(turn)
+        speak = self.settings.speak and self.talker is not None
+        stats["prompt_tokens"] = self.context.length + int(segment.ids.shape[0])
+        stats["new_prompt_tokens"] = int(segment.ids.shape[0])
+        logits, assistant_embeds = self._prefill(segment, need_talker=speak)
+        self._unfed = []
+        stats["prefill_done_s"] = time.perf_counter()
+        user_text = turn.text or ("(spoken)" if turn.audio is not None else "(image)")
+        audio_s = 0.0 if turn.audio is None else len(np.asarray(turn.audio)) / turn.audio_rate_hz
+        self.history.append(Message("user", user_text, turn_id, audio_s=audio_s))
+        reply_start = self.context.length
+        reply = _Reply(turn_id)
+        text = TextStream(self.tokenizer)
+        pick = TokenPicker(self.plan.thinker, device=self.device, generator=self._generator)
+        seen = self.context.all_ids().to(self.device).view(1, -1)
+        thinker_s = 0.0
+        talker: TalkerStream | None = None
+        c2w: Code2WavStream | None = None
+        pending_frames: list[torch.Tensor] = []
+        talker_done = not speak
+        special = self._tts_special_embeds() if speak else None
+
+        while not (reply.text_done and talker_done):
+            if cancel.is_set():
+                reply.cancelled = True
+                break
+            if not reply.text_done:
+                token = pick(logits[:, -1], seen if self.plan.thinker.repetition_penalty != 1.0 else None)
+                reply.ids.append(token)
+                seen = torch.cat((seen, torch.tensor([[token]], device=self.device)), dim=1)
+                if token in self.eos_ids or len(reply.ids) >= self.settings.max_text_tokens:
+                    reply.text_done = True
+                if token not in self.eos_ids:
+                    delta = text.push(token)
+                    if delta:
+                        stats.setdefault("first_text_s", time.perf_counter())
+                        yield TextDelta(turn_id, delta)
+                if not reply.text_done:
+                    start = time.perf_counter()
+                    logits = self._feed_token(token)
+                    thinker_s += time.perf_counter() - start
+            if talker_done:
+                continue
+            if talker is None:
+                if reply.ids[0] in self.eos_ids:
+                    talker_done = True
+                    continue
+                talker = TalkerStream(
+                    self.talker, self.plan.talker, self.plan.code_predictor, generator=self._generator
+                )
+                c2w = Code2WavStream(self.model.code2wav)
+                first = self._text_embed(reply.ids[0])
+                talker.prefill(*self._talker_prompt(assistant_embeds, first, special))
+                continue
+            step = reply.frames + 1
+            codes, next_code0 = talker.step(self._trailing_embed(reply, step, special))
+            reply.frames += 1
+            reply.codes.append(codes)
+            stats.setdefault("first_frame_s", time.perf_counter())
+            pending_frames.append(codes)
+            if next_code0 is None or reply.frames >= self.settings.max_codec_frames:
+                talker_done = True
+            want = self.settings.first_chunk_frames if reply.samples == 0 else self.settings.chunk_frames
+            if len(pending_frames) >= want or talker_done:
+                yield from self._emit_audio(c2w, pending_frames, reply, stats, final=talker_done)  # type: ignore[arg-type]
+                pending_frames = []
+
+        self._finish_reply(reply, reply_start, text.text)
+        stats.update(
+            finished_s=time.perf_counter(),
+            text_tokens=len([t for t in reply.ids if t not in self.eos_ids]),
+            codec_frames=reply.frames,
+            audio_samples=reply.samples,
+            cancelled=reply.cancelled,
+            thinker_forward_s=thinker_s,
+            talker_forward_s=talker.forward_s if talker else 0.0,
+            code2wav_forward_s=c2w.forward_s if c2w is not None and hasattr(c2w, "forward_s") else 0.0,
+        )
+        yield TurnFinished(turn_id, TurnStats(**stats))
+
+    def _finish_reply(self, reply: _Reply, start: int, text: str) -> None:
+        """Record the reply: its fed tokens stay in the cache, the last one waits for the next turn."""
+        fed = reply.ids[:-1] if reply.text_done else reply.ids
+        unfed = reply.ids[len(fed) :]
+        if fed:
+            self.context.segments.append(Segment(ids=torch.tensor(fed, dtype=torch.long)))
+        self._unfed = unfed
+        self._last_reply = (reply.turn_id, start, list(reply.ids))
+        self.last_codes = torch.stack(reply.codes, dim=1) if reply.codes else None
+        self.history.append(Message("assistant", text, reply.turn_id, interrupted=reply.cancelled))
+
+    def _emit_audio(
+        self,
+        c2w: Code2WavStream,
+        frames: list[torch.Tensor],
+        reply: _Reply,
+        stats: dict[str, Any],
+        final: bool,
+    ) -> Iterator[Event]:
+        pcm = c2w.push(torch.stack(frames, dim=1))
+        if final:
+            pcm = np.concatenate([pcm, c2w.flush()])
+        if pcm.size == 0:
+            return
+        first_frame = reply.samples // int(self.model.code2wav.total_upsample)
+        reply.samples += int(pcm.size)
+        stats.setdefault("first_audio_s", time.perf_counter())
+        yield AudioChunk(reply.turn_id, pcm.astype(np.float32, copy=False), self.output_rate_hz, first_frame)
+
+    @property
+    def output_rate_hz(self) -> int:
+        return int(getattr(self.model.config, "output_sample_rate", 24_000))
+
+    # -- prompt building ------------------------------------------------------------------------
+
+    def _user_segment(self, turn: UserTurn) -> Segment:
+        """The new tokens of this turn: the close of the previous reply, the user turn, and the
+        assistant start, with the processor's features for the turn's media."""
+        content: list[dict[str, Any]] = []
+        audio = images = None
+        if turn.video is not None:
+            raise InputError("camera video is not supported by this engine yet")
+        if turn.audio is not None:
+            audio = [prepare_audio(turn.audio, turn.audio_rate_hz)]
+            content.append({"type": "audio", "audio": "turn.wav"})
+        if turn.images:
+            images = [prepare_image(image) for image in turn.images]
+            content += [{"type": "image", "image": f"image{i}.png"} for i in range(len(images))]
+        if turn.text.strip():
+            content.append({"type": "text", "text": turn.text})
+        system = (
+            [{"role": "system", "content": self.settings.system_prompt}]
+            if self.settings.system_prompt
+            else []
+        )
+        user = {"role": "user", "content": content}
+        first_turn = self.context.length == 0 and not self._unfed
+        prefix_messages = [] if first_turn else system
+        rendered = self.processor.apply_chat_template(
+            [*system, user], add_generation_prompt=True, tokenize=False
+        )
+        prefix = (
+            self.processor.apply_chat_template(prefix_messages, tokenize=False) if prefix_messages else ""
+        )
+        if not rendered.startswith(prefix):
+            raise RuntimeError("the chat template does not render turns one after another")
+        inputs = self.processor(
+            text=[rendered[len(prefix) :]], audio=audio, images=images, return_tensors="pt"
+        )
+        ids = inputs["input_ids"][0]
+        if not first_turn:
+            closing = self.closing_ids[1:] if self._unfed[-1:] == [self.im_end_id] else self.closing_ids
+            ids = torch.cat((torch.tensor(self._unfed + closing, dtype=torch.long), ids))
+        media = {k: torch.as_tensor(inputs[k]) for k in MEDIA_KEYS if inputs.get(k) is not None}
+        return Segment(ids=ids, media=media)
+
+    def _prefill(self, segment: Segment, need_talker: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed a segment to the Thinker; returns the last position's logits and, for the Talker,
+        the Thinker embeddings of the assistant start (its last three tokens)."""
+        from transformers import DynamicCache
+
+        if self.context.cache is None:
+            self.context.cache = DynamicCache(config=self.thinker.config.text_config)
+        full_ids = self.context.all_ids(segment.ids)
+        positions = rope_positions(self.thinker.model, full_ids, self.context.media_index(segment))
+        n = int(segment.ids.shape[0])
+        dtype = self.thinker.dtype
+        media = {k: _to_model(v, k, self.device, dtype) for k, v in segment.media.items()}
+        out = self.thinker.model(
+            input_ids=segment.ids.view(1, -1).to(self.device),
+            position_ids=positions[:, :, -n:].to(self.device),
+            past_key_values=self.context.cache,
+            use_cache=True,
+            output_hidden_states=need_talker or self.talker is not None,
+            **media,
+        )
+        self.context.segments.append(segment)
+        self._rope_delta = int(positions[1:].max()) + 1 - int(full_ids.shape[0])
+        if self.talker is not None:
+            users = user_position_mask(full_ids, self.im_start_id, self.user_id)[-n:]
+            self._store_talker_user_part(segment, full_ids[-n:], users, out.hidden_states)
+        logits = self.thinker.lm_head(out.last_hidden_state[:, -1:])
+        assistant = out.hidden_states[0][:, -3:] if need_talker else None
+        return logits, assistant
+
+    def _store_talker_user_part(
+        self,
+        segment: Segment,
+        ids: torch.Tensor,
+        user_mask: torch.Tensor,
+        hidden_states: tuple[torch.Tensor, ...],
+    ) -> None:
+        """What the Talker will hear of this turn: media positions through `hidden_projection`
+        of the Thinker's `accept_hidden_layer`, text through `text_projection` of its embeddings."""
+        if not bool(user_mask.any()):
+            return
+        talker = self.talker
+        layer = int(self.model.config.talker_config.accept_hidden_layer)
+        mm = torch.isin(ids, self.media_token_ids)
+        embeds = torch.empty(
+            (int(user_mask.sum()), talker.config.text_config.hidden_size),
+            device=self.device,
+            dtype=talker.dtype,
+        )
+        mm_user = mm[user_mask].to(self.device)
+        mask = user_mask.to(self.device)
+        mm_full = mm.to(self.device)
+        if bool(mm_user.any()):
+            embeds[mm_user] = talker.hidden_projection(hidden_states[layer][0][mask & mm_full]).to(
+                talker.dtype
+            )
+        if bool((~mm_user).any()):
+            embeds[~mm_user] = talker.text_projection(hidden_states[0][0][mask & ~mm_full]).to(talker.dtype)
+        segment.talker_ids = ids[user_mask]
+        segment.talker_embeds = embeds
+
+    def _feed_token(self, token: int) -> torch.Tensor:
+        position = self.context.cache.get_seq_length()
+        delta = self._rope_delta
+        positions = torch.tensor([position, position + delta, position + delta, position + delta])
+        out = self.thinker.model(
+            input_ids=torch.tensor([[token]], device=self.device),
+            position_ids=positions.view(4, 1, 1).to(self.device),
+            past_key_values=self.context.cache,
+            use_cache=True,
+        )
+        return self.thinker.lm_head(out.last_hidden_state[:, -1:])
+
+    # -- Talker inputs --------------------------------------------------------------------------
+
+    def _speaker_id(self, speaker: str) -> int:
+        ids = self.model.config.talker_config.speaker_id
+        if speaker.lower() not in ids:
+            raise ValueError(f"unknown voice {speaker!r}; this model has {', '.join(sorted(ids))}")
+        return int(ids[speaker.lower()])
+
+    def _thinker_embed(self, token_ids: list[int]) -> torch.Tensor:
+        ids = torch.tensor([token_ids], device=self.device)
+        return self.thinker.get_input_embeddings()(ids)
+
+    def _text_embed(self, token: int) -> torch.Tensor:
+        return self.talker.text_projection(self._thinker_embed([token]))
+
+    def _tts_special_embeds(self) -> dict[str, torch.Tensor]:
+        config = self.model.config
+        ids = [config.tts_bos_token_id, config.tts_eos_token_id, config.tts_pad_token_id]
+        bos, eos, pad = self.talker.text_projection(self._thinker_embed(ids)).chunk(3, dim=1)
+        return {"bos": bos, "eos": eos, "pad": pad}
+
+    def _trailing_embed(
+        self, reply: _Reply, step: int, special: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """The text the Talker reads at `step` (>= 1): reply token `step`, `tts_eos` in place of the
+        reply's last token, `tts_pad` after it, as `generate()` lays out `trailing_text_hidden`."""
+        assert special is not None
+        last = len(reply.ids) - 1 if reply.text_done else None
+        if last is not None and step >= last:
+            return special["eos"] if step == last else special["pad"]
+        return self._text_embed(reply.ids[step])
+
+    def _talker_prompt(
+        self,
+        assistant_embeds: torch.Tensor | None,
+        first_text: torch.Tensor,
+        special: dict[str, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Talker's prompt: every user turn so far, then the assistant start with the voice and
+        the first text token (`_get_talker_assistant_parts` in transformers). Returns embeds and positions."""
+        assert assistant_embeds is not None and special is not None
+        talker, config = self.talker, self.model.config.talker_config
+        start = talker.text_projection(assistant_embeds)
+        text_part = torch.cat((start, special["pad"].expand(1, 4, -1), special["bos"], first_text), dim=1)
+        codec_ids = [
+            config.codec_nothink_id,
+            config.codec_think_bos_id,
+            config.codec_think_eos_id,
+            self._speaker_id(self.settings.speaker),
+            config.codec_pad_id,
+            config.codec_bos_id,
+        ]
+        codec = talker.get_input_embeddings()(torch.tensor([codec_ids], device=self.device))
+        zeros = torch.zeros((1, 3, codec.shape[-1]), device=self.device, dtype=codec.dtype)
+        assistant = text_part + torch.cat((zeros, codec), dim=1)
+        user = self.context.talker_user_part()
+        pad_ids = torch.full((assistant.shape[1],), int(self.model.config.tts_pad_token_id), dtype=torch.long)
+        if user is None:
+            embeds, ids = assistant, pad_ids
+        else:
+            embeds = torch.cat((user[1].unsqueeze(0).to(assistant.dtype), assistant), dim=1)
+            ids = torch.cat((user[0], pad_ids))
+        positions = rope_positions(self.thinker.model, ids, self.context.media_index())
+        return embeds, positions.to(self.device)
+
+
+def _to_model(value: torch.Tensor, key: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if value.is_floating_point() and key != "video_second_per_grid":
+        return value.to(device, dtype)
+    return value.to(device)
+
+
+def _check_talker_rope_matches(thinker_config: Any, talker_config: Any) -> None:
+    """The Talker's positions are computed with the Thinker's `get_rope_index` (see rope_positions)."""
+    keys = ("audio_token_id", "image_token_id", "video_token_id", "vision_start_token_id",
+            "audio_start_token_id", "position_id_per_seconds")  # fmt: skip
+    for key in keys:
+        if getattr(thinker_config, key) != getattr(talker_config, key):
+            raise ValueError(
+                f"thinker and talker configs disagree on {key}: cannot place the Talker's positions"
+            )
+    if thinker_config.vision_config.spatial_merge_size != talker_config.spatial_merge_size:
+        raise ValueError("thinker and talker configs disagree on spatial_merge_size")

@@ -1,0 +1,104 @@
+"""What a user turn carries into the model, checked and converted once at the engine's door.
+
+Audio of any rate and channel count becomes 16 kHz mono float32; an image of any size becomes an
+RGB picture within the pixel budget. What cannot be used is refused with a message that says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODEL_AUDIO_RATE_HZ = 16_000  # the Whisper feature extractor's rate (the processor's `sampling_rate`)
+MIN_AUDIO_S = 0.1
+MAX_AUDIO_S = 600.0
+SILENCE_DBFS = -70.0
+MAX_IMAGE_PIXELS = 1280 * 1280
+
+
+class InputError(ValueError):
+    """A user turn the model cannot take; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """Camera frames of one turn: (t, h, w, 3) uint8 RGB, sampled at `fps`."""
+
+    frames: Any
+    fps: float
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """One user turn: typed text, spoken audio, images, or camera frames, in any mix."""
+
+    text: str = ""
+    audio: Any = None  # numpy array, (n,) or (n, channels), int16 or float
+    audio_rate_hz: int = MODEL_AUDIO_RATE_HZ
+    images: tuple[Any, ...] = field(default_factory=tuple)
+    video: VideoClip | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text.strip() and self.audio is None and not self.images and self.video is None
+
+
+def prepare_audio(audio: Any, rate_hz: int) -> np.ndarray:
+    """16 kHz mono float32 in [-1, 1], or InputError naming the problem."""
+    array = np.asarray(audio)
+    if array.ndim == 2 and array.shape[0] < array.shape[1]:
+        array = array.T  # (channels, samples)
+    if array.ndim not in (1, 2):
+        raise InputError(f"audio must be mono or (samples, channels), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / (float(np.iinfo(array.dtype).max) + 1.0)
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"audio samples must be integers or floats, got {array.dtype}")
+    if array.ndim == 2:
+        array = array.mean(axis=1)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if rate_hz <= 0:
+        raise InputError(f"audio sample rate must be positive, got {rate_hz} Hz")
+    if rate_hz != MODEL_AUDIO_RATE_HZ:
+        import soxr
+
+        array = soxr.resample(array, rate_hz, MODEL_AUDIO_RATE_HZ).astype(np.float32)
+    seconds = array.shape[0] / MODEL_AUDIO_RATE_HZ
+    if seconds < MIN_AUDIO_S:
+        raise InputError(
+            f"audio is empty or too short ({seconds * 1000:.0f} ms; at least {MIN_AUDIO_S * 1000:.0f} ms)"
+        )
+    if seconds > MAX_AUDIO_S:
+        raise InputError(f"audio is too long ({seconds:.0f} s; at most {MAX_AUDIO_S:.0f} s per turn)")
+    if not np.all(np.isfinite(array)):
+        raise InputError("audio contains NaN or infinite samples")
+    rms = float(np.sqrt(np.mean(np.square(array, dtype=np.float64))))
+    if rms == 0.0 or 20 * np.log10(rms) < SILENCE_DBFS:
+        raise InputError(f"audio is silent (below {SILENCE_DBFS:.0f} dBFS): nothing to answer")
+    return np.clip(array, -1.0, 1.0)
+
+
+def prepare_image(image: Any) -> Any:
+    """An RGB PIL image within MAX_IMAGE_PIXELS (downscaled, aspect kept), or InputError."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        picture = image
+    else:
+        array = np.asarray(image)
+        if array.ndim not in (2, 3) or array.size == 0:
+            raise InputError(f"image must be (h, w) or (h, w, channels), got shape {array.shape}")
+        if array.dtype != np.uint8:
+            raise InputError(f"image must be uint8, got {array.dtype}")
+        picture = Image.fromarray(array)
+    picture = picture.convert("RGB")
+    width, height = picture.size
+    if min(width, height) < 16:
+        raise InputError(f"image is too small ({width}x{height}; at least 16x16)")
+    if width * height > MAX_IMAGE_PIXELS:
+        scale = (MAX_IMAGE_PIXELS / (width * height)) ** 0.5
+        size = (max(16, int(width * scale)), max(16, int(height * scale)))
+        picture = picture.resize(size, Image.Resampling.BICUBIC)
+    return picture
