@@ -1,0 +1,235 @@
+"""The settings: a frozen dataclass tree read from TOML in the user config directory.
+
+The file is checked once, at load. A broken file is never rewritten: the app runs on the defaults
+and says which file and line is wrong. Command-line flags override what the file says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from app.toml_write import dumps, write_atomic
+
+CONFIG_FILE = "config.toml"
+CONFIG_DIR_ENV = "OMNIDESK_CONFIG_DIR"
+QUANTIZATIONS = ("auto", "none", "nf4")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+VOICES = ("ethan", "chelsie", "aiden")
+MODES = ("hands-free", "push-to-talk")
+MODEL_ALIASES = {
+    "instruct": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+    "thinking": "Qwen/Qwen3-Omni-30B-A3B-Thinking",
+    "captioner": "Qwen/Qwen3-Omni-30B-A3B-Captioner",
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which checkpoint and how to load it; `source` is a hub id, an alias or a folder."""
+
+    source: str = "instruct"
+    quantization: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """`voice` empty means the persona's own voice."""
+
+    persona: str = "assistant"
+    voice: str = ""
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """Device names are substrings of PortAudio names; empty means the system default."""
+
+    input_device: str = ""
+    output_device: str = ""
+    mode: str = "hands-free"
+    echo_cancellation: bool = True
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    geometry: str = ""  # base64 of QWidget.saveGeometry()
+    splitter: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    window: WindowSettings = field(default_factory=WindowSettings)
+
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("model", "quantization"): QUANTIZATIONS,
+    ("model", "dtype"): DTYPES,
+    ("conversation", "voice"): ("", *VOICES),
+    ("audio", "mode"): MODES,
+}
+
+
+class ConfigError(ValueError):
+    """What is wrong with a config file, and where."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}, line {line}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The config to use; `error` set means the file was broken and the defaults are in use."""
+
+    config: Config
+    path: Path
+    error: ConfigError | None = None
+
+    @property
+    def writable(self) -> bool:
+        """A broken file is kept for the user to fix: never write over it."""
+        return self.error is None
+
+    @property
+    def message(self) -> str:
+        if self.error is None:
+            return ""
+        return f"Settings file broken; using the defaults and leaving the file as it is: {self.error}"
+
+
+def config_dir() -> Path:
+    """The user config directory (`OMNIDESK_CONFIG_DIR` overrides it, for tests and portable use)."""
+    override = os.environ.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("omnidesk"))
+
+
+def default_path() -> Path:
+    return config_dir() / CONFIG_FILE
+
+
+def load(path: Path | None = None) -> LoadedConfig:
+    """Read and check `path` (default: the user's file); a missing file gives the defaults."""
+    path = path or default_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return LoadedConfig(Config(), path)
+    except (OSError, UnicodeDecodeError) as error:
+        return LoadedConfig(Config(), path, ConfigError(path, 1, f"cannot be read ({error})"))
+    try:
+        return LoadedConfig(parse(text, path), path)
+    except ConfigError as error:
+        return LoadedConfig(Config(), path, error)
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        line = getattr(error, "lineno", None) or _line_from_message(str(error))
+        problem = getattr(error, "msg", None) or re.sub(r"\s*\(at line.*\)$", "", str(error))
+        raise ConfigError(path, line, f"not valid TOML: {problem}") from error
+    sections: dict[str, Any] = {}
+    for section in fields(Config):
+        table = data.pop(section.name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(path, _find_line(text, None, section.name), f"{section.name} must be a table")
+        sections[section.name] = _section(section.name, table, text, path)
+    if data:
+        name = next(iter(data))
+        known = ", ".join(f"[{f.name}]" for f in fields(Config))
+        raise ConfigError(path, _find_line(text, None, name), f"unknown setting {name!r} (known: {known})")
+    return Config(**sections)
+
+
+def _section(name: str, table: dict[str, Any], text: str, path: Path) -> Any:
+    defaults = getattr(Config(), name)
+    values: dict[str, Any] = {}
+    known = {f.name: f for f in fields(defaults)}
+    for key, item in table.items():
+        if key not in known:
+            names = ", ".join(known)
+            problem = f"unknown setting {name}.{key} (known: {names})"
+            raise ConfigError(path, _find_line(text, name, key), problem)
+        expected = type(getattr(defaults, key))
+        if type(item) is not expected and not (expected is float and type(item) is int):
+            raise ConfigError(
+                path,
+                _find_line(text, name, key),
+                f"{name}.{key} must be {_type_name(expected)}, not {_type_name(type(item))}",
+            )
+        choices = CHOICES.get((name, key))
+        if choices is not None and item not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            problem = f"{name}.{key} must be one of {shown}, not {item!r}"
+            raise ConfigError(path, _find_line(text, name, key), problem)
+        values[key] = expected(item)
+    return replace(defaults, **values)
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", bool: "true or false", int: "an integer", float: "a number"}.get(
+        kind, kind.__name__
+    )
+
+
+def _line_from_message(message: str) -> int:
+    found = re.search(r"line (\d+)", message)
+    return int(found.group(1)) if found else 1
+
+
+def _find_line(text: str, table: str | None, key: str) -> int:
+    """The line of `key` inside `[table]` (or of the table itself, or at the top level); 1 if unseen."""
+    current: str | None = None
+    header_line = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            current = header.group(1).strip('"')
+            if table is None and current == key:
+                return number
+            if current == table:
+                header_line = number
+            continue
+        if current == table and re.match(rf'^"?{re.escape(key)}"?\s*=', line):
+            return number
+    return header_line or 1
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save(config: Config, path: Path | None = None) -> Path:
+    """Write the whole config atomically."""
+    path = path or default_path()
+    write_atomic(path, "# Omni Desk settings (written by the app; edits are kept)\n" + dumps(to_dict(config)))
+    return path
+
+
+def with_changes(config: Config, **sections: dict[str, Any]) -> Config:
+    """`with_changes(c, model={"device": "cpu"})`: replace fields, skipping values that are None."""
+    updated = {}
+    for name, changes in sections.items():
+        current = getattr(config, name)
+        kept = {key: item for key, item in changes.items() if item is not None}
+        updated[name] = replace(current, **kept)
+    return replace(config, **updated)

@@ -1,0 +1,69 @@
+"""The config file: round trip, atomic write, and a broken file that is reported and kept."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from app import config as cfg
+from app.toml_write import dumps, quote
+
+
+def test_defaults_when_the_file_is_missing(tmp_path: Path) -> None:
+    loaded = cfg.load(tmp_path / "none.toml")
+    assert loaded.config == cfg.Config() and loaded.error is None and loaded.writable
+
+
+def test_config_round_trips(tmp_path: Path) -> None:
+    config = cfg.with_changes(
+        cfg.Config(),
+        model={"source": "/models/omni", "quantization": "nf4", "device": "cuda:1"},
+        conversation={"persona": "tutor", "voice": "chelsie"},
+        audio={"input_device": 'USB "Mic" \\ 2', "mode": "push-to-talk", "barge_in": False},
+        window={"geometry": "AdnQywADAAA="},
+    )
+    path = cfg.save(config, tmp_path / "sub" / "config.toml")
+    assert cfg.load(path) == cfg.LoadedConfig(config, path)
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp file left
+
+
+@pytest.mark.parametrize("text", ["plain", 'quo"te\\back', "line\nbreak\ttab", "ctrl\x01\x7f", "ünïcode 🎙"])
+def test_strings_survive_toml(text: str) -> None:
+    assert tomllib.loads(f"x = {quote(text)}")["x"] == text
+    assert tomllib.loads(dumps({"t": {"x": text}}))["t"]["x"] == text
+
+
+BROKEN = [
+    ('[model]\nsource = "instruct"\ndevice = cuda\n', 3, "not valid TOML"),
+    ("[model]\nquantization = 'int3'\n", 2, "model.quantization must be one of"),
+    ("[audio]\nmode = 'hands-free'\n\nbarge_in = 'yes'\n", 4, "audio.barge_in must be true or false"),
+    ("[conversation]\npersona = 'x'\ncolour = 'red'\n", 3, "unknown setting conversation.colour"),
+    ("[model]\nsource = 'x'\n[extras]\na = 1\n", 3, "unknown setting 'extras'"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "problem"), BROKEN)
+def test_a_broken_file_names_file_and_line_uses_defaults_and_is_kept(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    before = path.stat().st_mtime_ns
+    loaded = cfg.load(path)
+    assert loaded.config == cfg.Config()
+    assert loaded.error is not None and loaded.error.line == line
+    assert str(path) in loaded.message and f"line {line}" in loaded.message and problem in loaded.message
+    assert not loaded.writable
+    assert path.read_text() == text and path.stat().st_mtime_ns == before
+
+
+def test_config_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cfg.CONFIG_DIR_ENV, str(tmp_path))
+    assert cfg.default_path() == tmp_path / "config.toml"
+
+
+def test_with_changes_skips_none() -> None:
+    config = cfg.with_changes(cfg.Config(), model={"device": None, "dtype": "float16"})
+    assert config.model.device == "auto" and config.model.dtype == "float16"
