@@ -1,10 +1,112 @@
-"""Omni Desk command line (the `omnidesk` console script)."""
+"""Omni Desk command line (the `omnidesk` console script).
+
+Flags override the config file. Nothing heavy is imported here: Qt, torch and the audio layer load
+when they are used, so `--help` is instant and the window shows before the model loads.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.launch import Launch
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.config import DTYPES, MODES, QUANTIZATIONS, VOICES
+
+    parser = argparse.ArgumentParser(
+        prog="omnidesk",
+        description="Talk with Qwen3-Omni in real time, on your own computer.",
+        epilog="Settings are read from config.toml in the user config directory; flags override them.",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="SOURCE", help="hub id, instruct|thinking|captioner, or a folder")
+    model.add_argument("--quantization", choices=QUANTIZATIONS)
+    model.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    model.add_argument("--dtype", choices=DTYPES)
+    model.add_argument(
+        "--demo", action="store_true", help="the demo model: random weights, its speech is noise"
+    )
+    model.add_argument("--download", metavar="ID", help="download a checkpoint (resumable) and exit")
+    talk = parser.add_argument_group("conversation")
+    talk.add_argument("--persona", help="persona id (file name without .toml)")
+    talk.add_argument("--voice", choices=VOICES)
+    talk.add_argument("--mode", choices=MODES)
+    talk.add_argument("--text", action="store_true", help="no audio devices: type and read")
+    audio = parser.add_argument_group("audio")
+    audio.add_argument("--input-device", metavar="NAME", help="microphone (part of its name)")
+    audio.add_argument("--output-device", metavar="NAME", help="speaker (part of its name)")
+    audio.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="settings file to use instead")
+    return parser
+
+
+def launch_from(args: argparse.Namespace) -> Launch:
+    from app import config as cfg
+
+    loaded = cfg.load(args.config)
+    merged = cfg.with_changes(
+        loaded.config,
+        model={
+            "source": args.model,
+            "quantization": args.quantization,
+            "device": args.device,
+            "dtype": args.dtype,
+        },
+        conversation={"persona": args.persona, "voice": args.voice},
+        audio={"input_device": args.input_device, "output_device": args.output_device, "mode": args.mode},
+    )
+    return Launch(
+        loaded=cfg.LoadedConfig(merged, loaded.path, loaded.error), demo=args.demo, text_only=args.text
+    )
+
+
+def has_display() -> bool:
+    """Whether a window can open (Qt aborts the process when it cannot reach a display)."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("omnidesk: not built yet")
+    args = build_parser().parse_args(argv)
+    if args.list_devices:
+        try:
+            from audio_io.devices import describe_devices
+
+            print(describe_devices())
+        except OSError as error:
+            print(f"omnidesk: no audio system ({error})", file=sys.stderr)
+            return 1
+        return 0
+    if args.download:
+        from app.download import download_cli
+
+        return download_cli(args.download)
+    launch = launch_from(args)
+    if launch.loaded.error is not None:
+        print(f"omnidesk: {launch.loaded.message}", file=sys.stderr)
+    if not has_display():
+        if launch.text_only:
+            from app.terminal_chat import run_terminal_chat
+
+            return run_terminal_chat(launch)
+        print(
+            "omnidesk: no display to open a window on (DISPLAY is not set). "
+            "Use --text to chat in this terminal.",
+            file=sys.stderr,
+        )
+        return 2
+    from app.desk import run_desk
+
+    return run_desk(launch)
 
 
 if __name__ == "__main__":

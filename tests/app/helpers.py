@@ -1,0 +1,91 @@
+"""Helpers for the app tests: a GUI-thread event collector and a fake speech output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Slot
+
+from events import AudioChunk
+
+FAST = {"max_text_tokens": 6, "max_codec_frames": 4, "first_chunk_frames": 1, "chunk_frames": 2}
+SHORT_PROMPT = "You are a test assistant."
+
+
+class Collector(QObject):
+    """Lives in the GUI thread; its slots record what the worker's signals carry, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for kind, args in self.events if kind == name]
+
+    @Slot(object)
+    def loaded(self, info: object) -> None:
+        self.events.append(("loaded", (info,)))
+
+    @Slot(str)
+    def load_failed(self, message: str) -> None:
+        self.events.append(("load_failed", (message,)))
+
+    @Slot()
+    def load_cancelled(self) -> None:
+        self.events.append(("load_cancelled", ()))
+
+    @Slot(str)
+    def status(self, message: str) -> None:
+        self.events.append(("status", (message,)))
+
+    @Slot(int, str)
+    def text_delta(self, turn_id: int, text: str) -> None:
+        self.events.append(("text_delta", (turn_id, text)))
+
+    @Slot(int, object)
+    def turn_finished(self, turn_id: int, stats: object) -> None:
+        self.events.append(("turn_finished", (turn_id, stats)))
+
+    @Slot(int, str)
+    def turn_failed(self, turn_id: int, message: str) -> None:
+        self.events.append(("turn_failed", (turn_id, message)))
+
+    @Slot(int, str)
+    def truncated(self, turn_id: int, text: str) -> None:
+        self.events.append(("truncated", (turn_id, text)))
+
+    @Slot(str, str)
+    def configured(self, speaker: str, prompt: str) -> None:
+        self.events.append(("configured", (speaker, prompt)))
+
+    def watch(self, worker: Any) -> None:
+        for name in (
+            "loaded", "load_failed", "load_cancelled", "status", "text_delta", "turn_finished",
+            "turn_failed", "truncated", "configured",
+        ):  # fmt: skip
+            getattr(worker, name).connect(getattr(self, name))
+
+
+class FakeSpeaker:
+    """A speech output that keeps what it is given (the playback ring buffer's edge)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[AudioChunk] = []
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.on_gui_thread: set[bool] = set()
+        self.on_write: Any = None
+
+    def start_turn(self, turn_id: int) -> None:
+        self.started.append(turn_id)
+
+    def write(self, chunk: AudioChunk) -> bool:
+        app = QCoreApplication.instance()
+        self.on_gui_thread.add(app is not None and QThread.currentThread() == app.thread())
+        self.chunks.append(chunk)
+        if self.on_write is not None:
+            self.on_write(chunk)
+        return True
+
+    def finish_turn(self, turn_id: int) -> None:
+        self.finished.append(turn_id)
