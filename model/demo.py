@@ -34,7 +34,7 @@ MEDIA_TOKEN_IDS = {
 VOCAB_SIZE = 152064
 CODEBOOK_SIZE = 2048
 THINKER_HIDDEN = 64
-TALKER_HIDDEN = 32
+TALKER_HIDDEN = 64  # multiples of 64 keep bitsandbytes' CPU 4-bit kernels on their exact path
 HEAD_DIM = 16
 MROPE_SECTION = [2, 3, 3]  # sums to HEAD_DIM / 2
 DEMO_SEED = 1234
@@ -54,7 +54,7 @@ def demo_config_dict(*, with_talker: bool = True) -> dict[str, Any]:
         "interleaved": True,
     }
     thinker_text = {
-        "hidden_size": THINKER_HIDDEN, "intermediate_size": 128, "moe_intermediate_size": 32,
+        "hidden_size": THINKER_HIDDEN, "intermediate_size": 128, "moe_intermediate_size": 64,
         "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": HEAD_DIM,
         "num_experts": 8, "num_experts_per_tok": 2, "decoder_sparse_step": 1, "mlp_only_layers": [],
         "norm_topk_prob": True, "vocab_size": VOCAB_SIZE, "max_position_embeddings": 65536,
@@ -87,9 +87,9 @@ def demo_config_dict(*, with_talker: bool = True) -> dict[str, Any]:
     if not with_talker:
         return config
     talker_text = {
-        "hidden_size": TALKER_HIDDEN, "intermediate_size": 64, "moe_intermediate_size": 16,
-        "shared_expert_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "head_dim": HEAD_DIM, "num_experts": 4, "num_experts_per_tok": 2,
+        "hidden_size": TALKER_HIDDEN, "intermediate_size": 64, "moe_intermediate_size": 64,
+        "shared_expert_intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": HEAD_DIM, "num_experts": 4, "num_experts_per_tok": 2,
         "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True,
         "vocab_size": CODEBOOK_SIZE + 1024, "max_position_embeddings": 65536, "rms_norm_eps": 1e-6,
         "rope_parameters": rope,
@@ -117,6 +117,21 @@ def demo_config_dict(*, with_talker: bool = True) -> dict[str, Any]:
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000},
     }  # fmt: skip
     return config
+
+
+def _init_unset_experts(model: Any, seed: int) -> None:
+    """transformers' `_init_weights` skips the Talker's fused experts, leaving whatever memory held:
+    draw them like every other weight (normal, std `initializer_range`)."""
+    import torch
+    from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as omni
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    std = model.config.talker_config.initializer_range
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, omni.Qwen3OmniMoeTalkerTextExperts):
+                for weight in (module.gate_up_proj, module.down_proj):
+                    weight.copy_(torch.randn(weight.shape, generator=gen) * std)
 
 
 def _scale_to_audible(model: Any) -> float:
@@ -171,6 +186,7 @@ def build_demo_checkpoint(out_dir: Path, *, with_talker: bool = True, seed: int 
     torch.manual_seed(seed)
     config = Qwen3OmniMoeConfig(**demo_config_dict(with_talker=with_talker))
     model = Qwen3OmniMoeForConditionalGeneration(config).float().eval()
+    _init_unset_experts(model, seed)
     gain = _scale_to_audible(model) if with_talker else 1.0
     model.generation_config = GenerationConfig(
         do_sample=True, temperature=0.7, top_p=0.8, top_k=20, max_new_tokens=DEMO_MAX_TEXT_TOKENS,

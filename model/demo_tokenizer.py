@@ -117,9 +117,7 @@ def build_tokenizer(out_dir: Path) -> None:
     ids = fast.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     expected = list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS)))
     if ids != expected:
-        raise RuntimeError(
-            f"demo tokenizer: special tokens landed at {ids}, expected {expected}"
-        )
+        raise RuntimeError(f"demo tokenizer: special tokens landed at {ids}, expected {expected}")
     fast.eos_token = "<|im_end|>"
     fast.pad_token = "<|endoftext|>"
     fast.chat_template = CHAT_TEMPLATE

@@ -157,6 +157,11 @@ class Engine:
         self._unfed = []
         self._last_reply = None
 
+    @property
+    def last_reply_ids(self) -> list[int]:
+        """Token ids of the last reply as generated (its end token included), or [] before one."""
+        return list(self._last_reply[2]) if self._last_reply else []
+
     def rebuild_cache(self) -> None:
         """Prefill the whole conversation again in one pass (after dropping media, or to check that
         the turn-by-turn cache equals a one-shot prefill)."""
@@ -217,9 +222,11 @@ class Engine:
         speak = self.settings.speak and self.talker is not None
         stats["prompt_tokens"] = self.context.length + int(segment.ids.shape[0])
         stats["new_prompt_tokens"] = int(segment.ids.shape[0])
+        prefill_start = time.perf_counter()
         logits, assistant_embeds = self._prefill(segment, need_talker=speak)
         self._unfed = []
         stats["prefill_done_s"] = time.perf_counter()
+        prefill_s = stats["prefill_done_s"] - prefill_start
         user_text = turn.text or ("(spoken)" if turn.audio is not None else "(image)")
         audio_s = 0.0 if turn.audio is None else len(np.asarray(turn.audio)) / turn.audio_rate_hz
         self.history.append(Message("user", user_text, turn_id, audio_s=audio_s))
@@ -228,7 +235,8 @@ class Engine:
         text = TextStream(self.tokenizer)
         pick = TokenPicker(self.plan.thinker, device=self.device, generator=self._generator)
         seen = self.context.all_ids().to(self.device).view(1, -1)
-        thinker_s = 0.0
+        thinker_s = prefill_s
+        timing = {"code2wav_s": 0.0}
         talker: TalkerStream | None = None
         c2w: Code2WavStream | None = None
         pending_frames: list[torch.Tensor] = []
@@ -277,7 +285,7 @@ class Engine:
                 talker_done = True
             want = self.settings.first_chunk_frames if reply.samples == 0 else self.settings.chunk_frames
             if len(pending_frames) >= want or talker_done:
-                yield from self._emit_audio(c2w, pending_frames, reply, stats, final=talker_done)  # type: ignore[arg-type]
+                yield from self._emit_audio(c2w, pending_frames, reply, stats, timing, final=talker_done)  # type: ignore[arg-type]
                 pending_frames = []
 
         self._finish_reply(reply, reply_start, text.text)
@@ -289,7 +297,7 @@ class Engine:
             cancelled=reply.cancelled,
             thinker_forward_s=thinker_s,
             talker_forward_s=talker.forward_s if talker else 0.0,
-            code2wav_forward_s=c2w.forward_s if c2w is not None and hasattr(c2w, "forward_s") else 0.0,
+            code2wav_forward_s=timing["code2wav_s"],
         )
         yield TurnFinished(turn_id, TurnStats(**stats))
 
@@ -310,11 +318,14 @@ class Engine:
         frames: list[torch.Tensor],
         reply: _Reply,
         stats: dict[str, Any],
+        timing: dict[str, float],
         final: bool,
     ) -> Iterator[Event]:
+        start = time.perf_counter()
         pcm = c2w.push(torch.stack(frames, dim=1))
         if final:
             pcm = np.concatenate([pcm, c2w.flush()])
+        timing["code2wav_s"] += time.perf_counter() - start
         if pcm.size == 0:
             return
         first_frame = reply.samples // int(self.model.code2wav.total_upsample)

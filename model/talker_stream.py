@@ -8,6 +8,7 @@ assistant turn.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class TalkerStream:
     code0_ids: list[int] = field(default_factory=list)
     last_hidden: torch.Tensor | None = None
     finished: bool = False
-    forward_s: float = 0.0
+    forward_s: float = 0.0  # in the Talker's and the code predictor's forward passes and sampling
 
     def __post_init__(self) -> None:
         config = self.talker.config
@@ -70,6 +71,7 @@ class TalkerStream:
 
         if self.last_hidden is None:
             raise RuntimeError("TalkerStream.prefill must run before step")
+        start = time.perf_counter()
         predictor = self.talker.code_predictor
         embeddings = predictor.get_input_embeddings()
         code0 = torch.tensor([[self.code0_ids[-1]]], device=self.talker.device)
@@ -89,11 +91,10 @@ class TalkerStream:
             residual_ids = torch.cat((residual_ids, code_tensor), dim=1)
             inputs = embeddings[group](code_tensor)
             parts.append(inputs)
+        self.forward_s += time.perf_counter() - start
         return torch.tensor(codes), torch.cat(parts, dim=1).sum(1, keepdim=True)
 
     def _forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> int:
-        import time
-
         start = time.perf_counter()
         out = self.talker.model(
             inputs_embeds=inputs_embeds, position_ids=positions, past_key_values=self.cache, use_cache=True

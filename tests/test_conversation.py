@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import torch
 
-from events import AudioChunk, TurnFinished
+from events import AudioChunk, Event, TurnFinished
 from model.media_input import UserTurn
 from tests.engine_helpers import greedy_engine, picture, run, text_of, tone
 
@@ -39,7 +39,8 @@ def test_cached_turns_equal_a_one_shot_prefill(demo) -> None:
     # ...and the next reply is the same either way, text and speech.
     run(incremental, UserTurn(text="last one"), 9)
     run(rebuilt, UserTurn(text="last one"), 9)
-    assert incremental._last_reply[2] == rebuilt._last_reply[2]
+    assert incremental.last_reply_ids == rebuilt.last_reply_ids
+    assert incremental.last_codes is not None and rebuilt.last_codes is not None
     assert torch.equal(incremental.last_codes, rebuilt.last_codes)
 
 
@@ -66,15 +67,16 @@ def test_new_persona_starts_a_new_conversation(demo) -> None:
 def test_cancel_stops_within_one_step_and_truncates_to_what_was_heard(demo) -> None:
     engine = greedy_engine(demo, max_text_tokens=40, max_codec_frames=60, chunk_frames=1)
     cancel = threading.Event()
-    events, after_cancel = [], []
+    events: list[Event] = []
+    after_cancel: list[Event] = []
     for event in engine.respond(UserTurn(audio=tone(1.0)), 1, cancel):
         (after_cancel if cancel.is_set() else events).append(event)
         if isinstance(event, AudioChunk) and event.first_frame_index >= 4 and not cancel.is_set():
             cancel.set()
     # After the flag: nothing but the end of the turn.
     assert [type(e) for e in after_cancel] == [TurnFinished]
-    assert after_cancel[0].stats.cancelled
-    reply = engine._last_reply[2]
+    assert isinstance(after_cancel[0], TurnFinished) and after_cancel[0].stats.cancelled
+    reply = engine.last_reply_ids
     assert len(reply) < 40
     heard_samples = 3 * 1920 + 100  # the user heard 3 frames and a bit of the 4th
     kept = engine.truncate_last_reply(heard_samples)
@@ -88,7 +90,7 @@ def test_cancel_stops_within_one_step_and_truncates_to_what_was_heard(demo) -> N
     twin.rebuild_cache()
     run(engine, UserTurn(text="go on"), 2)
     run(twin, UserTurn(text="go on"), 2)
-    assert engine._last_reply[2] == twin._last_reply[2]
+    assert engine.last_reply_ids == twin.last_reply_ids
 
 
 def test_text_only_engine_streams_text_without_audio(demo) -> None:

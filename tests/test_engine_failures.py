@@ -78,7 +78,7 @@ def test_failure_mid_turn_ends_the_turn_and_the_engine_recovers(demo) -> None:
     run(twin, UserTurn(text="first"), 1)
     run(engine, UserTurn(text="second"), 3)
     run(twin, UserTurn(text="second"), 3)
-    assert engine._last_reply[2] == twin._last_reply[2]
+    assert engine.last_reply_ids == twin.last_reply_ids
 
 
 def test_unknown_voice_is_refused(demo) -> None:

@@ -19,7 +19,7 @@ def check_against_generate(demo, turn: UserTurn, speaker: str) -> None:
     engine = greedy_engine(demo, speaker=speaker, max_text_tokens=TEXT_TOKENS, max_codec_frames=FRAMES)
     events = run(engine, turn)
     ids, codes = generate_oracle(demo, turn, speaker=speaker, max_text=TEXT_TOKENS, max_frames=FRAMES)
-    streamed_ids = engine._last_reply[2]
+    streamed_ids = engine.last_reply_ids
     assert streamed_ids == ids
     assert engine.last_codes is not None and codes is not None
     assert torch.equal(engine.last_codes, codes)
@@ -51,6 +51,7 @@ def test_voices_sound_different(demo) -> None:
     for speaker in ("ethan", "chelsie"):
         engine = greedy_engine(demo, speaker=speaker)
         run(engine, UserTurn(text="hello"))
+        assert engine.last_codes is not None
         replies[speaker] = engine.last_codes
     assert not torch.equal(replies["ethan"], replies["chelsie"])
 
@@ -66,8 +67,10 @@ def test_events_stream_in_order_and_first_audio_comes_early(demo) -> None:
     # The first chunk is the first frame alone: audio leaves after one codec frame.
     assert 0 < chunks[0].pcm.size <= 1920
     assert [c.first_frame_index for c in chunks] == sorted(c.first_frame_index for c in chunks)
-    stats = events[-1].stats
-    assert isinstance(events[-1], TurnFinished)
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished)
+    stats = finished.stats
     assert stats.codec_frames == 12 and stats.audio_samples == sum(c.pcm.size for c in chunks)
-    assert stats.prefill_done_s <= stats.first_text_s <= stats.first_audio_s <= stats.finished_s
+    stamps = [stats.prefill_done_s, stats.first_text_s, stats.first_audio_s, stats.finished_s]
+    assert all(s is not None for s in stamps) and stamps == sorted(stamps)  # type: ignore[type-var]
     assert any(isinstance(e, TextDelta) and e.text for e in events)

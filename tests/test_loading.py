@@ -79,7 +79,7 @@ def test_seeded_sampling_is_reproducible(demo) -> None:
             demo.model, demo.processor, EngineSettings(seed=seed, max_text_tokens=8, max_codec_frames=4)
         )
         run(engine, UserTurn(text="hello"))
-        return engine._last_reply[2]
+        return engine.last_reply_ids
 
     assert reply(1) == reply(1)
     assert reply(1) != reply(2)
