@@ -1,0 +1,196 @@
+"""Streaming engine benchmark: `python -m bench.engine --json`.
+
+Runs on the CPU with the demo model by default (CI-sized); `--model` and `--device` point it at a
+real checkpoint on a GPU. Every figure is measured in this process, the baselines included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from events import AudioChunk, EngineError, TurnFinished
+from model.media_input import UserTurn
+
+SYSTEM = "You are a benchmark assistant."
+FRAME_S = 0.08
+
+
+def tone(seconds: float, freq_hz: float = 220.0, rate_hz: int = 16_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * freq_hz * t) + 0.01 * noise).astype(np.float32)
+
+
+def make_engine(loaded: Any, **settings: Any) -> Any:
+    from model.engine import Engine, EngineSettings
+    from model.sampling import SamplingPlan
+
+    plan = SamplingPlan.from_generation_config(loaded.model.generation_config).greedy()
+    return Engine(
+        loaded.model, loaded.processor, EngineSettings(system_prompt=SYSTEM, sampling=plan, **settings)
+    )
+
+
+def stream_turn(engine: Any, turn: UserTurn, turn_id: int = 1) -> tuple[float, TurnFinished]:
+    """Runs one turn; returns (first audio in ms from the call, the TurnFinished event)."""
+    start = time.perf_counter()
+    first_audio_ms = float("nan")
+    for event in engine.respond(turn, turn_id):
+        if isinstance(event, AudioChunk) and first_audio_ms != first_audio_ms:
+            first_audio_ms = (time.perf_counter() - start) * 1e3
+        if isinstance(event, EngineError):
+            raise RuntimeError(event.message)
+        if isinstance(event, TurnFinished):
+            return first_audio_ms, event
+    raise RuntimeError("the turn ended without TurnFinished")
+
+
+def first_audio(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
+    """First audio of the same prompt, streamed versus transformers' `generate()` (whole reply)."""
+    from model.reference import reference_generate
+
+    turn = UserTurn(audio=tone(5.0))
+    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames}
+    stream_turn(make_engine(loaded, **settings), turn)  # warm-up
+    stream_ms, finished = stream_turn(make_engine(loaded, **settings), turn)
+    kwargs: dict[str, Any] = {
+        "system_prompt": SYSTEM,
+        "max_text_tokens": text_tokens,
+        "max_codec_frames": frames,
+    }
+    reference_generate(loaded.model, loaded.processor, turn, **kwargs)  # warm-up
+    start = time.perf_counter()
+    reply = reference_generate(loaded.model, loaded.processor, turn, **kwargs)
+    generate_ms = (time.perf_counter() - start) * 1e3
+    stats = finished.stats
+    total_s = (stats.finished_s or 0.0) - stats.started_s
+    model_s = stats.thinker_forward_s + stats.talker_forward_s + stats.code2wav_forward_s
+    return {
+        "reply_audio_s": stats.codec_frames * FRAME_S,
+        "generate_reply_audio_s": 0.0 if reply.codes is None else reply.codes.shape[-1] * FRAME_S,
+        "first_audio_ms_stream": stream_ms,
+        "first_audio_ms_generate": generate_ms,
+        "first_audio_speedup": generate_ms / stream_ms,
+        "engine_overhead_ms_per_frame": (total_s - model_s) * 1e3 / max(1, stats.codec_frames),
+        "decode_step_ms": total_s * 1e3 / max(1, stats.codec_frames),
+        "real_time_factor": total_s / max(1e-9, stats.codec_frames * FRAME_S),
+    }
+
+
+def code2wav_constancy(loaded: Any, seconds: float, chunk_frames: int) -> dict[str, float]:
+    """Code2Wav ms per frame over the first and last 10 s of a long reply (incremental decode)."""
+    import torch
+
+    from model.code2wav_stream import Code2WavStream
+
+    code2wav = loaded.model.code2wav
+    config = code2wav.config
+    frames = int(seconds / FRAME_S)
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, config.codebook_size, (config.num_quantizers, frames), generator=gen)
+    with Code2WavStream(code2wav) as warm:
+        warm.push(codes[:, :50])
+    stream = Code2WavStream(code2wav)
+    per_frame_ms = []
+    for i in range(0, frames, chunk_frames):
+        start = time.perf_counter()
+        stream.push(codes[:, i : i + chunk_frames])
+        per_frame_ms.append((time.perf_counter() - start) * 1e3 / chunk_frames)
+    window = int(10 / FRAME_S) // chunk_frames
+    first, last = statistics.median(per_frame_ms[:window]), statistics.median(per_frame_ms[-window:])
+    return {
+        "code2wav_reply_s": seconds,
+        "code2wav_ms_per_frame_first_10s": first,
+        "code2wav_ms_per_frame_last_10s": last,
+        "code2wav_last_over_first": last / first,
+    }
+
+
+def prefill_growth(loaded: Any, turns: int) -> dict[str, float]:
+    """Prefill time of turn 1 and of turn `turns` (2 s of audio each) as the history grows."""
+    engine = make_engine(loaded, max_text_tokens=16, max_codec_frames=4)
+    stream_turn(make_engine(loaded, max_text_tokens=4, max_codec_frames=2), UserTurn(audio=tone(2.0)))
+    prefill_ms = []
+    for turn_id in range(1, turns + 1):
+        _, finished = stream_turn(engine, UserTurn(audio=tone(2.0, 200 + 20 * turn_id)), turn_id)
+        prefill_ms.append(((finished.stats.prefill_done_s or 0.0) - finished.stats.started_s) * 1e3)
+    return {
+        "prefill_ms_turn1": prefill_ms[0],
+        f"prefill_ms_turn{turns}": prefill_ms[-1],
+        f"prefill_ratio_turn{turns}": prefill_ms[-1] / prefill_ms[0],
+        "context_tokens_at_last_turn": float(engine.context.length),
+    }
+
+
+def cancel_latency(loaded: Any, trials: int) -> dict[str, float]:
+    """From setting the cancel flag (in another thread, mid-reply) to the iterator ending."""
+    latencies = []
+    for trial in range(trials):
+        engine = make_engine(loaded, max_text_tokens=200, max_codec_frames=200)
+        cancel = threading.Event()
+        set_at: list[float] = []
+        chunks = 0
+
+        def fire(cancel: threading.Event = cancel, set_at: list[float] = set_at) -> None:
+            set_at.append(time.perf_counter())
+            cancel.set()
+
+        for event in engine.respond(UserTurn(audio=tone(1.0)), trial, cancel):
+            if isinstance(event, AudioChunk):
+                chunks += 1
+                if chunks == 3:
+                    thread = threading.Thread(target=fire)
+                    thread.start()
+                    thread.join()
+            if isinstance(event, TurnFinished):
+                latencies.append((time.perf_counter() - set_at[0]) * 1e3)
+    return {"cancel_latency_ms": statistics.median(latencies), "cancel_latency_ms_max": max(latencies)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the default output)")
+    parser.add_argument("--model", default=None, help="checkpoint folder or hub id (default: the demo model)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quantization", default="none", choices=("none", "nf4"))
+    parser.add_argument("--reply-s", type=float, default=10.0, help="forced reply length for first audio")
+    parser.add_argument(
+        "--long-reply-s", type=float, default=60.0, help="reply length for Code2Wav constancy"
+    )
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--cancel-trials", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from model.demo import demo_checkpoint_dir
+    from model.loading import load_model
+
+    source = args.model or str(demo_checkpoint_dir())
+    loaded = load_model(source, device=args.device, quantization=args.quantization)
+    frames = int(args.reply_s / FRAME_S)
+    result: dict[str, Any] = {
+        "model": "demo" if loaded.is_demo else source,
+        "device": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"cpu x{torch.get_num_threads()}",
+        "quantization": loaded.quantization,
+    }
+    with torch.inference_mode():
+        result.update(first_audio(loaded, frames=frames, text_tokens=max(8, frames // 3)))
+        result.update(code2wav_constancy(loaded, args.long_reply_s, chunk_frames=4))
+        result.update(prefill_growth(loaded, args.turns))
+        result.update(cancel_latency(loaded, args.cancel_trials))
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
