@@ -89,3 +89,68 @@ class FakeSpeaker:
 
     def finish_turn(self, turn_id: int) -> None:
         self.finished.append(turn_id)
+
+
+class ScriptedInput:
+    """A recorded audio input: the test posts events as the audio thread would."""
+
+    def __init__(self) -> None:
+        self.on_event: Any = None
+        self.calls: list[tuple[str, Any]] = []
+
+    def start(self, on_event: Any) -> None:
+        self.on_event = on_event
+        self.calls.append(("start", None))
+
+    def stop(self) -> None:
+        self.calls.append(("stop", None))
+
+    def set_mode(self, mode: str) -> None:
+        self.calls.append(("mode", mode))
+
+    def set_muted(self, muted: bool) -> None:
+        self.calls.append(("muted", muted))
+
+    def press(self) -> None:
+        self.calls.append(("press", None))
+
+    def release(self) -> None:
+        self.calls.append(("release", None))
+
+    def post_from_thread(self, *events: object) -> None:
+        """Deliver events from another thread, like the audio loop does."""
+        import threading
+
+        def send() -> None:
+            for event in events:
+                self.on_event(event)
+
+        thread = threading.Thread(target=send, name="audio-loop")
+        thread.start()
+        thread.join()
+
+
+class FakePlayer(FakeSpeaker):
+    """A player whose turn keeps "playing" until `drain()`; `flush` reports `heard` samples."""
+
+    def __init__(self, heard: int = 1920) -> None:
+        super().__init__()
+        self.heard = heard
+        self.flushed: list[int | None] = []
+        self._playing: int | None = None
+
+    def start_turn(self, turn_id: int) -> None:
+        super().start_turn(turn_id)
+        self._playing = turn_id
+
+    def flush(self, turn_id: int | None = None) -> int:
+        self.flushed.append(turn_id)
+        if turn_id is None or turn_id == self._playing:
+            self._playing = None
+        return self.heard
+
+    def speaking_turn(self) -> int | None:
+        return self._playing
+
+    def drain(self) -> None:
+        self._playing = None
