@@ -90,3 +90,40 @@ def download_cli(source: str) -> int:
         return 1
     print(f"downloaded to {path}\nrun it with: omnidesk --model {source}")
     return 0
+
+
+class DownloadJob:
+    """A download on a daemon thread; the GUI polls `state`, `plan` and `done_bytes()`.
+
+    Stopping abandons the thread (the hub library cannot be interrupted); what it fetched stays on
+    disk and the next download resumes from it."""
+
+    def __init__(self, source: str, local_dir: Path | None = None) -> None:
+        import threading
+
+        self.source = source
+        self.local_dir = local_dir
+        self.state = "planning"  # planning, downloading, done, failed, stopped
+        self.plan: DownloadPlan | None = None
+        self.path: Path | None = None
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name="model-download", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.plan = plan(self.source, self.local_dir)
+            self.state = "downloading"
+            path = download(self.source, self.local_dir)
+        except Exception as error:
+            if self.state != "stopped":
+                self.error, self.state = f"{type(error).__name__}: {error}", "failed"
+            return
+        if self.state != "stopped":
+            self.path, self.state = path, "done"
+
+    def stop(self) -> None:
+        self.state = "stopped"
+
+    def done_bytes(self) -> int:
+        return bytes_on_disk(self.plan.folder) if self.plan is not None else 0

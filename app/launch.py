@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.config import LoadedConfig
+from app.config import Config, LoadedConfig
 
 
 @dataclass(frozen=True)
@@ -14,3 +14,8 @@ class Launch:
     loaded: LoadedConfig
     demo: bool = False
     text_only: bool = False
+    file_config: Config | None = None  # the file's own settings (what the app writes back, flags left out)
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config

@@ -1,0 +1,461 @@
+"""The desktop app: builds the window, the session, the engine worker and the audio edges, and
+wires them. Everything here runs on the Qt thread and only sends intents; nothing here waits on
+the model or the devices."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog
+
+from app import config as cfg
+from app.engine_worker import EngineThread, EngineWorker, LoadRequest, ModelInfo
+from app.launch import Launch
+from app.personas import Persona, PersonaLibrary
+from app.session import Session, TurnLatency
+from ui.first_run import DEMO_LABEL, FirstRunDialog
+from ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any, Any]]
+
+
+def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
+    """The microphone chain and the player on the configured devices (raises when they cannot open)."""
+    from app.audio_chain import MicrophoneChain, open_player
+
+    player = open_player(settings.output_device, on_event)
+    mic = MicrophoneChain(
+        player,
+        device=settings.input_device,
+        echo_cancellation=settings.echo_cancellation,
+        barge_in=settings.barge_in,
+    )
+    return mic, player
+
+
+def describe_latency(latency: TurnLatency) -> str:
+    parts = []
+    if latency.first_text_ms is not None:
+        parts.append(f"→ text {latency.first_text_ms:.0f} ms")
+    if latency.first_audio_ms is not None:
+        parts.append(f"→ audio {latency.first_audio_ms:.0f} ms")
+    if latency.tokens_per_s is not None:
+        parts.append(f"{latency.tokens_per_s:.1f} tok/s")
+    return " · ".join(parts)
+
+
+def memory_text(info: ModelInfo | None) -> str:
+    """Process memory, and GPU memory when the model is on a GPU."""
+    text = ""
+    try:
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        text = f"RAM {rss / 2**30:.1f} GiB"
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    if info is not None and info.device.startswith("cuda") and "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        text += f" · GPU {torch.cuda.memory_allocated() / 2**30:.1f} GiB"
+    return text
+
+
+class Desk(QObject):
+    """The running app. `audio=None` or `launch.text_only` runs without audio devices."""
+
+    def __init__(
+        self,
+        launch: Launch,
+        *,
+        loader: Callable[..., Any] | None = None,
+        demo_dir: Callable[[], Path] | None = None,
+        audio: AudioFactory | None = real_audio,
+        engine_options: dict[str, Any] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.launch = launch
+        self.config = launch.config
+        self.file_config = launch.file_config or launch.config
+        self.engine_options = engine_options or {}
+        self.library = PersonaLibrary(cfg.config_dir() / "personas")
+        self.persona = self.library.get(self.config.conversation.persona)
+        self.window = MainWindow()
+        self.first_run: FirstRunDialog | None = None
+        self.download_job: Any = None
+        self.closed_cleanly = True
+        self._shut_down = False
+        self.problems: list[str] = []
+        if launch.loaded.error is not None:
+            self.problems.append(launch.loaded.message)
+        self.problems += self.library.problems
+
+        self.audio_input: Any = None
+        self.player: Any = None
+        self.text_only = launch.text_only or audio is None
+        self._relay: Callable[[object], None] = lambda event: None
+        if not self.text_only and audio is not None:
+            try:
+                self.audio_input, self.player = audio(self.config.audio, lambda event: self._relay(event))
+            except Exception as error:
+                self.problems.append(
+                    f"Audio is off ({error}); you can still type. Check the devices or --text."
+                )
+                self.text_only = True
+
+        self.worker = EngineWorker(self.player, loader=loader, demo_dir=demo_dir)
+        self.session = Session(
+            EngineThread(self.worker),
+            audio_input=self.audio_input,
+            playback=self.player,
+            persona=self.persona,
+            voice=self.config.conversation.voice,
+            mode=self.config.audio.mode,
+        )
+        self._relay = self.session._audio_events.post
+        self._wire()
+        self._meter_timer = QTimer(self)
+        self._meter_timer.setInterval(33)
+        self._meter_timer.timeout.connect(self._update_meters)
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setInterval(2000)
+        self._memory_timer.timeout.connect(self._update_memory)
+        self._download_timer = QTimer(self)
+        self._download_timer.setInterval(500)
+        self._download_timer.timeout.connect(self._poll_download)
+
+    # -- start and stop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        window = self.window
+        if self.config.window.geometry:
+            window.restore_geometry_state(QByteArray.fromBase64(self.config.window.geometry.encode()))
+        self._fill_personas()
+        window.set_voice(self.config.conversation.voice)
+        window.set_mode(self.config.audio.mode)
+        window.set_audio_enabled(not self.text_only)
+        window.set_ready(False)
+        self._fill_devices()
+        window.show()
+        for problem in self.problems:
+            window.show_error(problem)
+        if not self.text_only:
+            try:
+                self.session.start_audio()
+            except Exception as error:
+                window.show_error(f"The microphone could not start ({error}); you can still type.")
+        self._meter_timer.start()
+        self._memory_timer.start()
+        self._update_memory()
+        QTimer.singleShot(0, self.choose_model)
+
+    def choose_model(self) -> None:
+        """Load the configured model, or the demo, or ask (first run) when it is not on disk."""
+        if self.launch.demo:
+            self.load_model("", demo=True)
+            return
+        source = self.config.model.source
+        try:
+            from model.loading import ModelLoadError, resolve_checkpoint
+
+            resolve_checkpoint(source, offline=True)
+        except ModelLoadError as error:
+            self.show_first_run(source, str(error))
+            return
+        self.load_model(source)
+
+    def load_model(self, source: str, *, demo: bool = False) -> None:
+        model = self.config.model
+        request = LoadRequest(
+            source=source,
+            demo=demo,
+            device=model.device,
+            dtype=model.dtype,
+            quantization=model.quantization,
+            speaker=self.session.voice_in_use,
+            system_prompt=self.persona.system_prompt,
+            speak=not self.text_only,
+            engine_options=self.engine_options,
+        )
+        self.window.set_state("loading")
+        self.window.show_progress(f"loading {DEMO_LABEL if demo else source}…", cancellable=True)
+        self.session.load(request)
+
+    def shutdown(self) -> None:
+        """Save settings, stop audio and the engine; never hangs on a model that is still loading."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self._meter_timer.stop()
+        self._memory_timer.stop()
+        self._download_timer.stop()
+        if self.download_job is not None:
+            self.download_job.stop()
+        self.save_settings()
+        self.closed_cleanly = self.session.close(timeout_s=3.0)
+        if self.player is not None:
+            try:
+                self.player.stop()
+            except Exception:
+                log.exception("stopping the player")
+
+    def save_settings(self) -> None:
+        if not self.launch.loaded.writable:
+            return
+        geometry = bytes(self.window.geometry_state().toBase64().data()).decode()
+        updated = cfg.with_changes(
+            self.file_config,
+            conversation={"persona": self.persona.id, "voice": self.session.voice},
+            audio={"mode": self.session.mode},
+            window={"geometry": geometry},
+        )
+        try:
+            cfg.save(updated, self.launch.loaded.path)
+            self.file_config = updated
+        except OSError as error:
+            log.warning("could not save settings: %s", error)
+
+    # -- wiring --------------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        s, w, t = self.session, self.window, self.window.transcript
+        s.state_changed.connect(w.set_state)
+        s.status.connect(lambda message: w.show_progress(message, cancellable=s.loading))
+        s.model_ready.connect(self._on_model_ready)
+        s.load_failed.connect(self._on_load_failed)
+        s.error.connect(w.show_error)
+        s.user_turn.connect(t.add_user)
+        s.reply_text.connect(t.append_reply)
+        s.reply_finished.connect(lambda turn_id, _stats: t.finish_reply(turn_id))
+        s.reply_interrupted.connect(t.mark_interrupted)
+        s.latency.connect(self._on_latency)
+        s.conversation_reset.connect(self._on_conversation_reset)
+        w.text_submitted.connect(s.send_text)
+        w.stop_requested.connect(s.stop_speaking)
+        w.talk_pressed.connect(s.press_talk)
+        w.talk_released.connect(s.release_talk)
+        w.mute_toggled.connect(s.set_muted)
+        w.mode_chosen.connect(s.set_mode)
+        w.voice_chosen.connect(s.set_voice)
+        w.persona_chosen.connect(self.choose_persona)
+        w.input_device_chosen.connect(self._choose_input)
+        w.output_device_chosen.connect(self._choose_output)
+        w.edit_personas_requested.connect(self.edit_personas)
+        w.export_requested.connect(self._ask_export)
+        w.new_conversation_requested.connect(s.new_conversation)
+        w.cancel_load_requested.connect(s.cancel_load)
+        w.closing.connect(self.shutdown)
+
+    def _on_model_ready(self, info: ModelInfo) -> None:
+        w = self.window
+        label = (
+            f"{Path(info.source).name or info.source} · {info.quantization} · {info.dtype} · {info.device}"
+        )
+        if info.is_demo:
+            label = f"{DEMO_LABEL} · {info.device}"
+        tooltip = f"{info.path}\nweights {info.weight_bytes / 2**30:.2f} GiB, loaded in {info.load_s:.1f} s"
+        w.set_model_status(label, tooltip)
+        w.show_progress("ready" + ("" if info.can_speak else " (text replies only)"))
+        w.set_ready(True)
+        if self.persona.greeting and not w.transcript.entries:
+            w.transcript.add_greeting(self.persona.greeting)
+
+    def _on_load_failed(self, message: str) -> None:
+        self.window.show_error(f"The model could not be loaded: {message}")
+        self.window.show_progress("no model loaded")
+        self.window.set_state("idle")
+        self.show_first_run(self.config.model.source, message)
+
+    def _on_latency(self, latency: TurnLatency) -> None:
+        text = describe_latency(latency)
+        self.window.show_latency(text)
+        self.window.transcript.set_latency(latency.turn_id, text)
+
+    def _on_conversation_reset(self, persona: Persona | None) -> None:
+        self.window.transcript.clear_entries()
+        if persona is not None and persona.greeting:
+            self.window.transcript.add_greeting(persona.greeting)
+
+    # -- personas ------------------------------------------------------------------------------------
+
+    def _fill_personas(self) -> None:
+        self.window.set_personas([(p.name, p.id) for p in self.library.all()], self.persona.id)
+
+    def choose_persona(self, persona_id: str) -> None:
+        self.persona = self.library.get(persona_id)
+        self.session.set_persona(self.persona)
+        self._fill_personas()
+
+    def edit_personas(self) -> Any:
+        from ui.persona_editor import PersonaEditor
+
+        editor = PersonaEditor(self.library, self.persona.id, self.window)
+        editor.changed.connect(self._persona_edited)
+        editor.open()
+        return editor
+
+    def _persona_edited(self, persona_id: str) -> None:
+        if persona_id == self.persona.id:
+            updated = self.library.get(persona_id)
+            if updated != self.persona:
+                self.persona = updated
+                self.session.set_persona(updated)
+        self._fill_personas()
+
+    # -- devices -------------------------------------------------------------------------------------
+
+    def _fill_devices(self) -> None:
+        if self.text_only:
+            return
+        try:
+            from audio_io.devices import list_devices
+
+            devices = list_devices()
+        except Exception as error:
+            self.window.show_error(f"Cannot list audio devices: {error}")
+            return
+        inputs = [d.name for d in devices if getattr(d, "max_input_channels", 0) > 0]
+        outputs = [d.name for d in devices if getattr(d, "max_output_channels", 0) > 0]
+        audio = self.config.audio
+        self.window.set_devices(inputs, outputs, audio.input_device, audio.output_device)
+
+    def _choose_input(self, name: str) -> None:
+        self.file_config = cfg.with_changes(self.file_config, audio={"input_device": name})
+        if self.audio_input is None:
+            return
+        self.audio_input.stop()
+        self.audio_input.device = name or None
+        try:
+            self.session.start_audio()
+        except Exception as error:
+            self.window.show_error(f"The microphone {name!r} could not start: {error}")
+
+    def _choose_output(self, name: str) -> None:
+        self.file_config = cfg.with_changes(self.file_config, audio={"output_device": name})
+        self.window.show_info(f"The speaker {name or 'system default'!r} is used from the next start.")
+
+    # -- export --------------------------------------------------------------------------------------
+
+    def _ask_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window, "Export the conversation to")
+        if folder:
+            self.export_to(Path(folder))
+
+    def export_to(self, folder: Path) -> Any:
+        from app.export import export_conversation
+
+        info = self.session.model_info
+        details = f"Persona: {self.persona.name} · voice: {self.session.voice_in_use}"
+        if info is not None:
+            details += f" · model: {DEMO_LABEL if info.is_demo else info.source}"
+        try:
+            exported = export_conversation(
+                folder, self.worker.history(), self.worker.recording.turns(), details=details
+            )
+        except OSError as error:
+            self.window.show_error(f"Export failed: {error}")
+            return None
+        self.window.show_info(
+            f"Exported to {exported.markdown}" + (f" and {exported.wav}" if exported.wav else "")
+        )
+        return exported
+
+    # -- first run -----------------------------------------------------------------------------------
+
+    def show_first_run(self, source: str, reason: str) -> FirstRunDialog:
+        if self.first_run is not None:
+            self.first_run.show_problem(reason)
+            self.first_run.show()
+            return self.first_run
+        dialog = FirstRunDialog(source, reason, self.window)
+        dialog.demo_chosen.connect(lambda: self.load_model("", demo=True))
+        dialog.folder_chosen.connect(self._use_folder)
+        dialog.download_requested.connect(lambda: self._start_download(source))
+        dialog.download_cancelled.connect(self._stop_download)
+        dialog.finished.connect(self._first_run_closed)
+        self.first_run = dialog
+        dialog.open()
+        return dialog
+
+    def _first_run_closed(self, _result: int) -> None:
+        self.first_run = None
+
+    def _use_folder(self, folder: str) -> None:
+        from model.loading import ModelLoadError, check_checkpoint
+
+        try:
+            check_checkpoint(Path(folder))
+        except ModelLoadError as error:
+            if self.first_run is not None:
+                self.first_run.show_problem(str(error))
+            return
+        self.file_config = cfg.with_changes(self.file_config, model={"source": folder})
+        if self.first_run is not None:
+            self.first_run.accept()
+        self.load_model(folder)
+
+    def _start_download(self, source: str) -> None:
+        from app.download import DownloadJob
+
+        self.download_job = DownloadJob(source)
+        self._download_timer.start()
+
+    def _stop_download(self) -> None:
+        if self.download_job is not None:
+            self.download_job.stop()
+        self._download_timer.stop()
+        if self.first_run is not None:
+            self.first_run.download_stopped("Download stopped; what was fetched is kept, and it resumes.")
+
+    def _poll_download(self) -> None:
+        from app.download import human_bytes
+
+        job, dialog = self.download_job, self.first_run
+        if job is None:
+            return
+        if dialog is not None and job.plan is not None:
+            total, done = job.plan.total_bytes, job.done_bytes()
+            dialog.set_size(f"{human_bytes(total)} in {job.plan.files} files")
+            dialog.set_progress(done, total, f"{human_bytes(done)} of {human_bytes(total)}")
+        if job.state == "failed":
+            self._download_timer.stop()
+            if dialog is not None:
+                dialog.download_stopped(f"The download failed: {job.error}")
+        elif job.state == "done":
+            self._download_timer.stop()
+            if dialog is not None:
+                dialog.accept()
+            self.load_model(str(job.path))
+
+    # -- meters --------------------------------------------------------------------------------------
+
+    def _update_meters(self) -> None:
+        mic = self.audio_input.level_dbfs() if self.audio_input is not None else -90.0
+        out = self.player.level_dbfs() if self.player is not None else -90.0
+        self.window.set_levels(mic, out)
+
+    def _update_memory(self) -> None:
+        self.window.set_memory(memory_text(self.session.model_info))
+
+
+def run_desk(launch: Launch) -> int:
+    """Start the Qt app; returns its exit code (exits at once if the engine is stuck in a load)."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Omni Desk")
+    app.setOrganizationName("omnidesk")
+    desk = Desk(launch)
+    desk.start()
+    code = app.exec()
+    desk.shutdown()
+    if not desk.closed_cleanly:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # the worker is inside a long library call (loading); it cannot be joined
+    return code
