@@ -1,0 +1,118 @@
+"""Barge-in: user speech sustained for `min_speech_ms` while the assistant speaks interrupts it.
+
+On interruption the player is flushed (with its fade) and `BargeIn(turn_id, heard_samples)` is
+returned: that event is the cancel signal for the engine. With `recovery` set to "duck" or "pause",
+the first `min_speech_ms` only duck or pause playback; speech lasting `confirm_ms` then interrupts,
+and silence for `resume_after_ms` before that restores playback (a cough, a "mm-hm").
+Feed it echo-cancelled frames, or the assistant's own voice will interrupt it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from audio_io.formats import MIC_FRAME_MS
+from audio_io.microphone import MicFrame
+from audio_io.vad import VadConfig, VoiceActivity
+from events import BargeIn
+
+Recovery = Literal["off", "duck", "pause"]
+
+
+class Interruptible(Protocol):
+    """What `Player` offers the barge-in monitor."""
+
+    def speaking_turn(self) -> int | None: ...
+    def flush(self, turn_id: int | None = None) -> int: ...
+    def set_gain(self, gain: float) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BargeInConfig:
+    enabled: bool = True
+    min_speech_ms: int = 100
+    max_gap_ms: int = 40  # unvoiced gaps this short do not reset the speech count
+    recovery: Recovery = "off"
+    duck_gain: float = 0.2
+    confirm_ms: int = 400
+    resume_after_ms: int = 300
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    def __post_init__(self) -> None:
+        if self.recovery not in ("off", "duck", "pause"):
+            raise ValueError(f"recovery must be off, duck or pause, not {self.recovery!r}")
+        if self.min_speech_ms <= 0:
+            raise ValueError("min_speech_ms must be positive")
+
+
+class BargeInMonitor:
+    """Feed every (echo-cancelled) frame to `process`; it returns `[BargeIn]` when it interrupts."""
+
+    def __init__(self, player: Interruptible, config: BargeInConfig | None = None) -> None:
+        self.config = config or BargeInConfig()
+        self._player = player
+        self._vad = VoiceActivity(self.config.vad)
+        self._run_ms = 0
+        self._gap_ms = 0
+        self._tentative_turn: int | None = None
+        self._tentative_speech_ms = 0
+        self._tentative_silence_ms = 0
+
+    def process(self, frame: MicFrame) -> list[object]:
+        speech = self._vad.is_speech(frame.pcm)
+        if not self.config.enabled:
+            return []
+        turn_id = self._player.speaking_turn()
+        if turn_id is None:
+            if self._tentative_turn is not None:
+                self._restore()
+            self._run_ms = self._gap_ms = 0
+            return []
+        if speech:
+            self._run_ms += MIC_FRAME_MS
+            self._gap_ms = 0
+        else:
+            self._gap_ms += MIC_FRAME_MS
+            if self._gap_ms > self.config.max_gap_ms:
+                self._run_ms = 0
+        if self._tentative_turn is not None:
+            return self._tentative(speech, turn_id)
+        if self._run_ms < self.config.min_speech_ms:
+            return []
+        if self.config.recovery == "off":
+            return [self._interrupt(turn_id)]
+        self._tentative_turn = turn_id
+        self._tentative_speech_ms, self._tentative_silence_ms = self._run_ms, 0
+        if self.config.recovery == "duck":
+            self._player.set_gain(self.config.duck_gain)
+        else:
+            self._player.pause()
+        return []
+
+    def _tentative(self, speech: bool, turn_id: int) -> list[object]:
+        if speech:
+            self._tentative_speech_ms += MIC_FRAME_MS
+            self._tentative_silence_ms = 0
+        else:
+            self._tentative_silence_ms += MIC_FRAME_MS
+        if self._tentative_speech_ms >= self.config.confirm_ms:
+            return [self._interrupt(turn_id)]
+        if self._tentative_silence_ms >= self.config.resume_after_ms:
+            self._restore()
+        return []
+
+    def _interrupt(self, turn_id: int) -> BargeIn:
+        heard = self._player.flush(turn_id)
+        self._restore()
+        self._run_ms = self._gap_ms = 0
+        return BargeIn(turn_id=turn_id, heard_samples=heard)
+
+    def _restore(self) -> None:
+        if self._tentative_turn is not None:
+            self._player.set_gain(1.0)
+            self._player.resume()
+        self._tentative_turn = None
+        self._tentative_speech_ms = self._tentative_silence_ms = 0

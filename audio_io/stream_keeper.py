@@ -1,0 +1,155 @@
+"""Keeps one PortAudio stream alive: reports a lost device once, then reopens it with back-off.
+
+A stream is lost when PortAudio ends it (its finished callback runs while we still want it), or when
+its callback stops being called for `stall_timeout_s`. Reopening tries the named device first and
+the system default next; while on the default it keeps probing for the named device to come back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from audio_io.devices import AudioDevice, DeviceKind, UnknownDeviceError, find_device
+from events import DeviceLost
+
+EventSink = Callable[[object], None]
+OpenStream = Callable[[AudioDevice, Callable[[], None]], Any]  # (device, finished_callback) -> stream
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    stall_timeout_s: float = 2.0  # a loaded machine can pause a callback thread; this is far longer
+    first_retry_s: float = 0.1
+    max_retry_s: float = 2.0
+    poll_s: float = 0.05
+
+
+class StreamKeeper:
+    """Owns the stream of one `Microphone` or `Player`; `progress()` must grow while audio flows."""
+
+    def __init__(
+        self,
+        kind: DeviceKind,
+        device_name: str | None,
+        open_stream: OpenStream,
+        progress: Callable[[], int],
+        on_event: EventSink,
+        retry: RetryConfig,
+    ) -> None:
+        self.kind = kind
+        self.device_name = device_name
+        self._open_stream = open_stream
+        self._progress = progress
+        self._on_event = on_event
+        self._retry = retry
+        self._stream: Any = None
+        self.device: AudioDevice | None = None
+        self.losses = 0
+        self._finished = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    def start(self) -> None:
+        """Open on the named device (an unknown name raises `UnknownDeviceError` here), then watch it."""
+        self._stopping.clear()
+        self._open(find_device(self.device_name, self.kind))
+        self._thread = threading.Thread(target=self._watch, name=f"audio-{self.kind}-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._close()
+
+    def _open(self, device: AudioDevice) -> None:
+        finished = threading.Event()  # one per stream: closing an old stream must not flag the new one
+        stream = self._open_stream(device, finished.set)
+        try:
+            stream.start()
+        except Exception:
+            _close_quietly(stream)
+            raise
+        self._stream, self.device, self._finished = stream, device, finished
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # A dead device can make close() block; never let that hang the caller.
+            closer = threading.Thread(target=_close_quietly, args=(stream,), daemon=True)
+            closer.start()
+            closer.join(timeout=1.0)
+
+    def _watch(self) -> None:
+        last_progress, last_change = self._progress(), time.monotonic()
+        while not self._stopping.wait(self._retry.poll_s):
+            progress, now = self._progress(), time.monotonic()
+            if progress != last_progress:
+                last_progress, last_change = progress, now
+            stalled = now - last_change > self._retry.stall_timeout_s
+            if self._finished.is_set() or stalled:
+                self._lost()
+                last_progress, last_change = self._progress(), time.monotonic()
+            elif self._on_fallback() and now - last_change < self._retry.poll_s * 4:
+                self._probe_preferred(now)
+
+    def _lost(self) -> None:
+        self.losses += 1
+        name = self.device.name if self.device else str(self.device_name)
+        self._on_event(DeviceLost(kind=self.kind, name=name))
+        self._close()
+        delay = self._retry.first_retry_s
+        while not self._stopping.wait(delay):
+            if self._try_open():
+                return
+            delay = min(delay * 2, self._retry.max_retry_s)
+
+    def _try_open(self) -> bool:
+        candidates = [self.device_name, None] if self.device_name is not None else [None]
+        for name in candidates:
+            try:
+                self._open(find_device(name, self.kind))
+                return True
+            except Exception:  # PortAudioError, a vanished device, a rate it refuses: try the next
+                continue
+        return False
+
+    _next_probe_s = 0.0
+
+    def _on_fallback(self) -> bool:
+        return (
+            self.device_name is not None
+            and self.device is not None
+            and self.device_name.casefold() not in self.device.name.casefold()
+        )
+
+    def _probe_preferred(self, now: float) -> None:
+        if now < self._next_probe_s:
+            return
+        self._next_probe_s = now + self._retry.max_retry_s
+        try:
+            preferred = find_device(self.device_name, self.kind)
+        except UnknownDeviceError:
+            return
+        old_stream = self._stream
+        try:
+            self._open(preferred)
+        except Exception:
+            return
+        if old_stream is not None:
+            _close_quietly(old_stream)
+
+
+def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        stream.close(ignore_errors=True)

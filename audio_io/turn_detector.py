@@ -1,0 +1,155 @@
+"""Turn-taking on 10 ms microphone frames: hands-free (voice activity) or push-to-talk.
+
+Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_window_ms`
+(`SpeechStarted`, timed at its first voiced frame) and ends after `end_silence_ms` without speech
+or at `max_turn_ms` (`SpeechEnded` with the audio from `pre_roll_ms` before the start to
+`trailing_ms` after the last speech). A turn with less than `min_turn_ms` of speech is no turn: it ends
+with `SpeechEnded` whose audio is empty. Push-to-talk: `press()` and `release()` (any thread, stamped
+on perf_counter) and the turn is exactly the frames captured in between.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from audio_io.formats import MIC_FRAME_MS
+from audio_io.microphone import MicFrame
+from audio_io.vad import VadConfig, VoiceActivity
+from events import SpeechEnded, SpeechStarted
+
+TurnMode = Literal["hands_free", "push_to_talk"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    mode: TurnMode = "hands_free"
+    vad: VadConfig = field(default_factory=VadConfig)
+    start_window_ms: int = 300
+    start_voiced_ms: int = 120
+    end_silence_ms: int = 500
+    pre_roll_ms: int = 300
+    trailing_ms: int = 100
+    min_turn_ms: int = 250
+    max_turn_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("hands_free", "push_to_talk"):
+            raise ValueError(f"mode must be hands_free or push_to_talk, not {self.mode!r}")
+        if not 0 < self.start_voiced_ms <= self.start_window_ms:
+            raise ValueError("need 0 < start_voiced_ms <= start_window_ms")
+        if self.min_turn_ms > self.max_turn_ms:
+            raise ValueError("min_turn_ms must not exceed max_turn_ms")
+
+
+class TurnDetector:
+    """Feed every frame, in order, to `process`; it returns the events that frame caused."""
+
+    def __init__(self, config: TurnConfig | None = None) -> None:
+        self.config = config or TurnConfig()
+        self._vad = VoiceActivity(self.config.vad)
+        c = self.config
+        self._window: collections.deque[bool] = collections.deque(maxlen=c.start_window_ms // MIC_FRAME_MS)
+        keep = (c.pre_roll_ms + c.start_window_ms) // MIC_FRAME_MS
+        self._recent: collections.deque[MicFrame] = collections.deque(maxlen=keep)
+        self._turn: list[MicFrame] | None = None
+        self._start: MicFrame | None = None
+        self._last_speech: MicFrame | None = None
+        self._ptt_lock = threading.Lock()
+        self._press_s: float | None = None
+        self._release_s: float | None = None
+
+    @property
+    def in_turn(self) -> bool:
+        return self._turn is not None
+
+    def press(self, at_s: float | None = None) -> None:
+        """Push-to-talk key down (time on perf_counter; now by default)."""
+        with self._ptt_lock:
+            self._press_s, self._release_s = (time.perf_counter() if at_s is None else at_s), None
+
+    def release(self, at_s: float | None = None) -> None:
+        with self._ptt_lock:
+            if self._press_s is not None:
+                self._release_s = time.perf_counter() if at_s is None else at_s
+
+    def process(self, frame: MicFrame) -> list[object]:
+        if self.config.mode == "push_to_talk":
+            return self._push_to_talk(frame)
+        return self._hands_free(frame)
+
+    # -- push-to-talk -----------------------------------------------------------------------------
+
+    def _push_to_talk(self, frame: MicFrame) -> list[object]:
+        with self._ptt_lock:
+            press_s, release_s = self._press_s, self._release_s
+        events: list[object] = []
+        if press_s is None or frame.time_s < press_s:
+            return events
+        if release_s is not None and frame.time_s >= release_s:
+            if self._turn is not None:
+                events.append(self._end(release_s))
+            with self._ptt_lock:
+                if self._release_s == release_s:
+                    self._press_s = self._release_s = None
+            return events
+        if self._turn is None:
+            self._turn, self._start = [], frame
+            events.append(SpeechStarted(time_s=press_s))
+        self._turn.append(frame)
+        self._last_speech = frame
+        return events
+
+    # -- hands-free -------------------------------------------------------------------------------
+
+    def _hands_free(self, frame: MicFrame) -> list[object]:
+        c = self.config
+        speech = self._vad.is_speech(frame.pcm)
+        self._recent.append(frame)
+        if self._turn is None:
+            self._window.append(speech)
+            if sum(self._window) * MIC_FRAME_MS < c.start_voiced_ms:
+                return []
+            return [self._begin()]
+        self._turn.append(frame)
+        if speech:
+            self._last_speech = frame
+        assert self._start is not None and self._last_speech is not None
+        silence_ms = (frame.index - self._last_speech.index) * MIC_FRAME_MS
+        length_ms = (frame.index - self._start.index) * MIC_FRAME_MS
+        if silence_ms >= c.end_silence_ms or length_ms >= c.max_turn_ms:
+            return [self._end(self._last_speech.time_s + MIC_FRAME_MS / 1000)]
+        return []
+
+    def _begin(self) -> SpeechStarted:
+        c = self.config
+        window = list(self._window)
+        recent = list(self._recent)[-len(window) :]
+        first_voiced = recent[window.index(True)]
+        self._start = self._last_speech = first_voiced
+        for f, voiced in zip(recent, window, strict=True):
+            if voiced:
+                self._last_speech = f
+        pre_roll_frames = c.pre_roll_ms // MIC_FRAME_MS
+        self._turn = [f for f in self._recent if f.index >= first_voiced.index - pre_roll_frames]
+        self._window.clear()
+        return SpeechStarted(time_s=first_voiced.time_s)
+
+    def _end(self, end_s: float) -> SpeechEnded:
+        c = self.config
+        assert self._turn is not None and self._start is not None and self._last_speech is not None
+        turn, start, last = self._turn, self._start, self._last_speech
+        self._turn = self._start = self._last_speech = None
+        if c.mode == "push_to_talk":
+            audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
+            return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s)
+        if (last.index - start.index + 1) * MIC_FRAME_MS < c.min_turn_ms:
+            return SpeechEnded(audio=np.zeros(0, np.int16), start_s=start.time_s, end_s=end_s)
+        last_kept = last.index + c.trailing_ms // MIC_FRAME_MS
+        audio = np.concatenate([f.pcm for f in turn if f.index <= last_kept])
+        return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s)

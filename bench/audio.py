@@ -1,0 +1,174 @@
+"""Audio I/O benchmark on virtual devices (private PulseAudio servers, as in tests/audio).
+
+    python -m bench.audio --json [--quick]
+
+Prints barge_in_ms_median / barge_in_ms_max (user speech onset at the microphone to silence at the
+loudspeaker monitor), underruns (playback while a CPU-heavy torch loop runs in another thread),
+self_interruptions_per_min (the assistant's speech looped from the speaker into the microphone with
+delay and gain, AEC on) and echo_attenuation_db (microphone level in / out of the echo canceller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _cpu_hog(stop: threading.Event) -> None:
+    try:
+        import torch
+
+        a = torch.randn(512, 512)
+        while not stop.is_set():
+            a = torch.tanh(a @ a.T / 512)
+    except ImportError:
+        b = np.random.default_rng(0).standard_normal((512, 512))
+        while not stop.is_set():
+            b = np.tanh(b @ b.T / 512)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from audio_io.barge_in import BargeInConfig, BargeInMonitor
+    from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from audio_io.microphone import MicrophoneConfig
+    from audio_io.playback import Player, PlayerConfig
+    from audio_io.turn_detector import TurnDetector
+    from events import BargeIn
+    from tests.audio.pulse import (
+        MIC,
+        MIC_FEED,
+        SINK_RATE_HZ,
+        SPEAKER,
+        SPEAKER_MONITOR,
+        EchoPath,
+        Feeder,
+        Recorder,
+        VirtualAudio,
+        speech,
+        wait_flowing,
+    )
+    from tests.audio.rig import Listening, play_reply
+    from tests.audio.test_devices import harmonic_voice
+
+    result: dict[str, Any] = {"quick": quick}
+    with VirtualAudio():
+        player = Player(PlayerConfig(device=SPEAKER))
+        player.start()
+        wait_flowing(player._progress)
+
+        # Barge-in latency.
+        trials = 6 if quick else 20
+        latencies: list[float] = []
+        user = speech("Wait, stop please", SINK_RATE_HZ)
+        feeder = Feeder(MIC_FEED)
+        monitor = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+        with Listening(TurnDetector(), barge_in=BargeInMonitor(player, BargeInConfig())) as listening:
+            for trial in range(trials):
+                reply = harmonic_voice(6.0, PLAYBACK_RATE_HZ)
+                play_reply(player, 100 + trial, reply, PLAYBACK_RATE_HZ)
+                time.sleep(1.0 + 0.1 * (trial % 5))
+                before = len(listening.of_type(BargeIn))
+                onset = feeder.play(user)
+                deadline = time.monotonic() + 5
+                while len(listening.of_type(BargeIn)) == before and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                while feeder.busy():
+                    time.sleep(0.02)
+                time.sleep(0.3)
+                recorded = monitor.samples()
+                start = monitor.index_at(onset[0] - 1.0) if onset else 0
+                loud = np.flatnonzero(np.abs(recorded[start:]) > 1e-3)
+                if onset and len(loud):
+                    silent_s = monitor.time_of(start + int(loud[-1]) + 1)
+                    latencies.append((silent_s - onset[0]) * 1000)
+                player.flush()
+        feeder.close()
+        monitor.close()
+        result["barge_in_trials"] = len(latencies)
+        result["barge_in_ms_median"] = round(float(np.median(latencies)), 1) if latencies else None
+        result["barge_in_ms_max"] = round(float(np.max(latencies)), 1) if latencies else None
+
+        # Underruns under CPU load.
+        seconds = 60 if quick else 300
+        stop = threading.Event()
+        hog = threading.Thread(target=_cpu_hog, args=(stop,), daemon=True)
+        hog.start()
+        before = player.underruns
+        signal = harmonic_voice(10.0, PLAYBACK_RATE_HZ)
+        turn = 1000
+        t_end = time.monotonic() + seconds
+        from events import AudioChunk
+
+        while time.monotonic() < t_end:  # an engine writing 80 ms chunks a little ahead of real time
+            player.start_turn(turn)
+            for k, s in enumerate(range(0, len(signal), 1920)):
+                player.write(AudioChunk(turn, signal[s : s + 1920], PLAYBACK_RATE_HZ, k))
+                time.sleep(0.06)
+            player.finish_turn(turn)
+            player.wait_idle(15)
+            turn += 1
+        stop.set()
+        hog.join()
+        result["underruns"] = player.underruns - before
+        result["underrun_playback_s"] = seconds
+
+        # Self-interruptions and echo attenuation, AEC on.
+        energies = [0.0, 0.0]
+
+        class Measured(EchoCanceller):
+            def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
+                out = super().process(frame, time_s)
+                e_in = float(np.mean(frame.astype(np.float64) ** 2))
+                if e_in > 1e4:  # frames carrying echo
+                    energies[0] += e_in
+                    energies[1] += float(np.mean(out.astype(np.float64) ** 2))
+                return out
+
+        echo_s = 20 if quick else 60
+        path = EchoPath(delay_ms=40, gain=0.5)
+        barge_in = BargeInMonitor(player, BargeInConfig())
+        listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=MicrophoneConfig(device=MIC))
+        listening.loop.echo = Measured(EchoCancellerConfig(enabled=True), player, input_latency_s=0.0)
+        sentences = [
+            "Sure, here is a long answer about the weather tomorrow.",
+            "It will be sunny in the morning and rainy in the evening.",
+            "Take an umbrella if you go out after six.",
+        ]
+        reply = np.concatenate([speech(t, PLAYBACK_RATE_HZ) for t in sentences])
+        with listening:
+            played = 0.0
+            turn = 2000
+            while played < echo_s:
+                play_reply(player, turn, reply, PLAYBACK_RATE_HZ)
+                player.wait_idle(60)
+                played += len(reply) / PLAYBACK_RATE_HZ
+                turn += 1
+            interruptions = len(listening.of_type(BargeIn))
+        path.close()
+        result["self_interruptions_per_min"] = round(interruptions / (played / 60), 2)
+        result["echo_attenuation_db"] = (
+            round(10 * float(np.log10(energies[0] / max(energies[1], 1e-9))), 1) if energies[0] else None
+        )
+        result["echo_s"] = round(played, 1)
+        result["output_latency_ms"] = round(player.latency_s * 1000, 1)
+        player.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="under two minutes: fewer trials, same keys")
+    args = parser.parse_args()
+    result = run(args.quick)
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

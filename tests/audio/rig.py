@@ -1,0 +1,98 @@
+"""Test rigs wiring the real audio_io parts to the virtual devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from audio_io.audio_loop import AudioLoop
+from audio_io.barge_in import BargeInMonitor
+from audio_io.echo_canceller import EchoCanceller
+from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
+from audio_io.microphone import MicFrame, Microphone, MicrophoneConfig
+from audio_io.playback import Player
+from audio_io.turn_detector import TurnDetector
+from tests.audio.pulse import MIC, find_offset, wait_flowing
+
+
+class Listening:
+    """Microphone on the virtual mic → AudioLoop; keeps every cleaned frame and every event."""
+
+    def __init__(
+        self,
+        turns: TurnDetector,
+        *,
+        echo: EchoCanceller | None = None,
+        barge_in: BargeInMonitor | None = None,
+        mic_config: MicrophoneConfig | None = None,
+    ) -> None:
+        self.frames: list[MicFrame] = []
+        self.events: list[tuple[int, object]] = []  # (index of the last frame seen, event)
+        self._lock = threading.Lock()
+        self.mic = Microphone(mic_config or MicrophoneConfig(device=MIC), on_event=self._on_event)
+        self.loop = AudioLoop(
+            self.mic, turns, self._on_event, echo=echo, barge_in=barge_in, on_frame=self._on_frame
+        )
+
+    def __enter__(self) -> Listening:
+        self.mic.start()
+        wait_flowing(lambda: self.mic.frames.qsize(), blocks=30)
+        self.loop.start()
+        wait_flowing(lambda: len(self.frames), blocks=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.stop()
+        self.mic.stop()
+
+    def _on_frame(self, frame: MicFrame) -> None:
+        with self._lock:
+            self.frames.append(frame)
+
+    def _on_event(self, event: object) -> None:
+        with self._lock:
+            last = self.frames[-1].index if self.frames else -1
+            self.events.append((last, event))
+
+    def of_type(self, kind: type) -> list[Any]:
+        with self._lock:
+            return [e for _, e in self.events if isinstance(e, kind)]
+
+    def wait_for(self, kind: type, count: int = 1, timeout_s: float = 30.0) -> list[Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(self.of_type(kind)) < count:
+            time.sleep(0.02)
+        return self.of_type(kind)
+
+    def recording(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(16 kHz int16 audio, frame indices, frame times) of everything processed so far."""
+        with self._lock:
+            frames = list(self.frames)
+        audio = np.concatenate([f.pcm for f in frames])
+        return audio, np.array([f.index for f in frames]), np.array([f.time_s for f in frames])
+
+    def locate(self, signal_16k: np.ndarray) -> tuple[int, float]:
+        """Sample offset of `signal_16k` in the recording, and the match quality."""
+        audio, _, _ = self.recording()
+        return find_offset(audio.astype(np.float32) / 32768, signal_16k)
+
+    def sample_at(self, time_s: float) -> int:
+        """Recording sample index of a perf_counter time given by an event."""
+        _, _, times = self.recording()
+        k = int(np.argmin(np.abs(times - time_s)))
+        return k * MIC_FRAME_SAMPLES + round((time_s - times[k]) * MIC_RATE_HZ)
+
+
+def play_reply(player: Player, turn_id: int, pcm: np.ndarray, rate_hz: int, chunk_s: float = 0.08) -> None:
+    """Write a reply as an engine would: 80 ms chunks, as fast as the ring takes them."""
+    from events import AudioChunk
+
+    step = int(rate_hz * chunk_s)
+    player.start_turn(turn_id)
+    for k, start in enumerate(range(0, len(pcm), step)):
+        if not player.write(AudioChunk(turn_id, pcm[start : start + step], rate_hz, k)):
+            return
+    player.finish_turn(turn_id)

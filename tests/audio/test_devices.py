@@ -1,0 +1,339 @@
+"""audio_io on real PortAudio streams through PulseAudio null sinks (fixture in conftest.py).
+
+Timing is judged on audio clocks (sample and frame counts, perf_counter stamps taken in the stream
+callbacks), with tolerances far above what a loaded two-core machine needs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soxr
+
+from audio_io.barge_in import BargeInConfig, BargeInMonitor
+from audio_io.devices import UnknownDeviceError, find_device, list_devices
+from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
+from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
+from audio_io.microphone import Microphone, MicrophoneConfig
+from audio_io.playback import Player, PlayerConfig
+from audio_io.stream_keeper import RetryConfig
+from audio_io.turn_detector import TurnConfig, TurnDetector
+from events import AudioChunk, BargeIn, DeviceLost, SpeechEnded, SpeechStarted
+from tests.audio.pulse import (
+    MIC,
+    MIC_FEED,
+    SINK_RATE_HZ,
+    SPEAKER,
+    SPEAKER_MONITOR,
+    EchoPath,
+    Feeder,
+    Recorder,
+    VirtualAudio,
+    find_offset,
+    pink_noise,
+    silence,
+    speech,
+    wait_flowing,
+    white_noise,
+)
+from tests.audio.rig import Listening, play_reply
+
+pytestmark = [pytest.mark.audio, pytest.mark.timeout(180)]
+
+TOLERANCE_S = 0.1  # the issue's bound on turn boundaries
+
+
+def to_16k(x: np.ndarray, rate_hz: int = SINK_RATE_HZ) -> np.ndarray:
+    return np.asarray(soxr.resample(x, rate_hz, MIC_RATE_HZ), dtype=np.float32)
+
+
+def harmonic_voice(seconds: float, rate_hz: int, amplitude: float = 0.3) -> np.ndarray:
+    """A continuous vowel-like signal (no pauses): where it stops on the monitor is where playback stopped."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def started_player(config: PlayerConfig | None = None, events: list[object] | None = None) -> Player:
+    sink = events if events is not None else []
+    player = Player(config or PlayerConfig(device=SPEAKER), on_event=sink.append)
+    player.start()
+    wait_flowing(player._progress)
+    return player
+
+
+def test_devices_listed_and_unknown_name_is_a_clear_error(devices: VirtualAudio) -> None:
+    names = [d.name for d in list_devices()]
+    assert SPEAKER in names and MIC in names
+    assert find_device("speaker_mon", "input").name == SPEAKER_MONITOR
+    with pytest.raises(UnknownDeviceError, match="no output device matches 'no such card'") as error:
+        Player(PlayerConfig(device="no such card")).start()
+    assert SPEAKER in str(error.value)
+
+
+def test_microphone_delivers_16k_frames_of_what_the_mic_hears(devices: VirtualAudio) -> None:
+    feeder = Feeder(MIC_FEED)
+    try:
+        with Listening(TurnDetector()) as listening:
+            signal = speech("One two three four five", SINK_RATE_HZ)
+            feeder.play(np.concatenate([signal, silence(0.3, SINK_RATE_HZ)]), wait=True)
+            time.sleep(0.3)
+            audio, indices, times = listening.recording()
+        assert listening.mic.native_rate_hz > 0
+        assert all(len(f.pcm) == MIC_FRAME_SAMPLES and f.pcm.dtype == np.int16 for f in listening.frames)
+        assert np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices)))
+        assert np.all(np.diff(times) > 0)
+        _, quality = find_offset(audio.astype(np.float32) / 32768, to_16k(signal))
+        assert quality > 0.9
+    finally:
+        feeder.close()
+
+
+def test_turns_from_the_microphone_match_the_known_boundaries(devices: VirtualAudio) -> None:
+    texts = ["Hello there how are you today", "What is the weather going to be", "Thank you very much"]
+    gaps = [0.9, 1.2, 1.0]
+    parts, bounds, at = [], [], 0
+    for text, gap in zip(texts, gaps, strict=True):
+        s = speech(text, SINK_RATE_HZ)
+        parts += [s, silence(gap, SINK_RATE_HZ)]
+        bounds.append((at, at + len(s)))
+        at += len(s) + int(gap * SINK_RATE_HZ)
+    signal = np.concatenate(parts)
+    feeder = Feeder(MIC_FEED)
+    try:
+        with Listening(TurnDetector()) as listening:
+            feeder.play(signal, wait=True)
+            ended = listening.wait_for(SpeechEnded, count=3, timeout_s=10)
+            offset, quality = listening.locate(to_16k(signal[: bounds[-1][1]]))
+            started = listening.of_type(SpeechStarted)
+            assert quality > 0.9
+            scale = MIC_RATE_HZ / SINK_RATE_HZ
+            assert len(started) == len(ended) == 3, [type(e).__name__ for _, e in listening.events]
+            for (start, end), s, e in zip(bounds, started, ended, strict=True):
+                assert (
+                    abs(listening.sample_at(s.time_s) - (offset + start * scale)) < TOLERANCE_S * MIC_RATE_HZ
+                )
+                assert abs(listening.sample_at(e.end_s) - (offset + end * scale)) < TOLERANCE_S * MIC_RATE_HZ
+                assert len(e.audio) > (end - start) * scale
+    finally:
+        feeder.close()
+
+
+def test_noise_alone_forms_no_turn(devices: VirtualAudio) -> None:
+    feeder = Feeder(MIC_FEED)
+    try:
+        with Listening(TurnDetector()) as listening:
+            feeder.play(white_noise(3, SINK_RATE_HZ, 0.1, seed=1))
+            feeder.play(pink_noise(3, SINK_RATE_HZ, 0.1, seed=2), wait=True)
+            time.sleep(0.7)
+            audio, _, _ = listening.recording()
+            assert np.sqrt(np.mean((audio.astype(np.float32) / 32768) ** 2)) > 0.03  # the noise did arrive
+            assert listening.events == []
+    finally:
+        feeder.close()
+
+
+def test_push_to_talk_captures_the_held_span(devices: VirtualAudio) -> None:
+    first, second = speech("Push to talk", SINK_RATE_HZ), speech("still holding", SINK_RATE_HZ)
+    feeder = Feeder(MIC_FEED)
+    detector = TurnDetector(TurnConfig(mode="push_to_talk"))
+    try:
+        with Listening(detector) as listening:
+            feeder.play(speech("not pressed yet", SINK_RATE_HZ), wait=True)
+            time.sleep(0.5)
+            detector.press()
+            pressed = time.perf_counter()
+            feeder.play(np.concatenate([first, silence(1.0, SINK_RATE_HZ), second]), wait=True)
+            time.sleep(0.5)
+            released = time.perf_counter()
+            detector.release(at_s=released)
+            ended = listening.wait_for(SpeechEnded, timeout_s=10)
+            assert len(listening.of_type(SpeechStarted)) == len(ended) == 1  # the 1 s pause did not split it
+            audio = ended[0].audio.astype(np.float32) / 32768
+            assert abs(len(audio) / MIC_RATE_HZ - (released - pressed)) < 0.03
+            recording, _, _ = listening.recording()
+            start, quality = find_offset(recording.astype(np.float32) / 32768, audio)
+            assert quality > 0.99 and listening.sample_at(pressed) == pytest.approx(
+                start, abs=MIC_FRAME_SAMPLES
+            )
+            for part in (first, second):
+                assert find_offset(audio, to_16k(part))[1] > 0.9
+    finally:
+        feeder.close()
+
+
+def test_ring_buffer_plays_a_known_signal_intact_without_underruns(devices: VirtualAudio) -> None:
+    player = started_player()
+    recorder = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+    try:
+        signal = np.concatenate([speech("This is the assistant speaking clearly", PLAYBACK_RATE_HZ),
+                                 harmonic_voice(1.0, PLAYBACK_RATE_HZ)])  # fmt: skip
+        play_reply(player, 1, signal, PLAYBACK_RATE_HZ)
+        assert player.wait_idle(30)
+        time.sleep(0.3)
+        recorded = recorder.samples()
+        offset, quality = find_offset(recorded, signal)
+        assert quality > 0.99
+        assert player.underruns == 0
+        assert player.played_samples(1) == len(signal)
+        assert np.max(np.abs(recorded[offset + len(signal) + 240 :])) < 1e-3  # silence after the turn
+    finally:
+        recorder.close()
+        player.stop()
+
+
+def test_stale_turns_are_dropped_and_underruns_counted_and_faded(devices: VirtualAudio) -> None:
+    player = started_player()
+    recorder = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+    try:
+        tone = harmonic_voice(0.4, PLAYBACK_RATE_HZ)
+        player.start_turn(5)
+        assert not player.write(AudioChunk(4, tone, PLAYBACK_RATE_HZ, 0))  # older turn: dropped
+        assert player.write(AudioChunk(5, tone, PLAYBACK_RATE_HZ, 0))
+        assert player.wait_idle(10) is False or True
+        time.sleep(0.8)  # the engine is late: the ring runs dry inside turn 5
+        assert player.write(AudioChunk(5, tone, PLAYBACK_RATE_HZ, 5))
+        player.finish_turn(5)
+        assert player.wait_idle(10)
+        time.sleep(0.3)
+        assert player.underruns == 1
+        assert player.dropped_chunks == 1
+        recorded = recorder.samples()
+        offset, _ = find_offset(recorded, tone)
+        edge = recorded[offset + len(tone) - 400 : offset + len(tone) + 400]
+        assert np.max(np.abs(np.diff(edge))) < 0.1  # faded: no step at the underrun
+    finally:
+        recorder.close()
+        player.stop()
+
+
+def test_barge_in_silences_playback_and_reports_what_was_heard(devices: VirtualAudio) -> None:
+    player = started_player()
+    monitor = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+    feeder = Feeder(MIC_FEED)
+    barge_in = BargeInMonitor(player, BargeInConfig(min_speech_ms=100))
+    try:
+        with Listening(TurnDetector(), barge_in=barge_in) as listening:
+            reply = harmonic_voice(12.0, PLAYBACK_RATE_HZ)
+            play_reply(player, 7, reply, PLAYBACK_RATE_HZ)
+            time.sleep(2.0)
+            user = speech("Wait a moment please", SINK_RATE_HZ)
+            feeder.play(user)
+            events = listening.wait_for(BargeIn, timeout_s=10)
+            assert len(events) == 1 and events[0].turn_id == 7
+            while feeder.busy():
+                time.sleep(0.05)
+            time.sleep(0.5)
+            # Detection, on the microphone's own clock: onset frame → frame that interrupted.
+            onset, quality = listening.locate(to_16k(user))
+            assert quality > 0.9
+            fired_at = next(i for i, e in listening.events if isinstance(e, BargeIn))
+            first_index = listening.frames[0].index
+            detection_ms = ((fired_at - first_index) * MIC_FRAME_SAMPLES - onset) / MIC_RATE_HZ * 1000
+            assert 0 <= detection_ms <= 100 + 250
+            # The monitor: the reply from its start to where it stopped is what the user heard.
+            recorded = monitor.samples()
+            start, quality = find_offset(recorded, reply[:PLAYBACK_RATE_HZ])
+            assert quality > 0.99
+            loud = np.flatnonzero(np.abs(recorded[start:]) > 1e-3)
+            heard_on_monitor = int(loud[-1]) + 1
+            assert np.max(np.abs(recorded[start + heard_on_monitor :])) < 1e-3
+            tolerance = player.latency_s * PLAYBACK_RATE_HZ + 0.03 * PLAYBACK_RATE_HZ
+            assert abs(events[0].heard_samples - heard_on_monitor) <= tolerance
+            assert heard_on_monitor < len(reply) - 5 * PLAYBACK_RATE_HZ  # it really was cut short
+            assert player.speaking_turn() is None
+            assert not player.write(AudioChunk(7, reply[:2400], PLAYBACK_RATE_HZ, 999))  # late chunk dropped
+    finally:
+        feeder.close()
+        monitor.close()
+        player.stop()
+
+
+def test_false_interruption_ducks_then_resumes(devices: VirtualAudio) -> None:
+    player = started_player()
+    feeder = Feeder(MIC_FEED)
+    barge_in = BargeInMonitor(player, BargeInConfig(recovery="duck", confirm_ms=600, resume_after_ms=300))
+    try:
+        with Listening(TurnDetector(), barge_in=barge_in) as listening:
+            play_reply(player, 3, harmonic_voice(8.0, PLAYBACK_RATE_HZ), PLAYBACK_RATE_HZ)
+            time.sleep(1.5)
+            feeder.play(speech("oh", SINK_RATE_HZ), wait=True)
+            time.sleep(1.0)
+            assert listening.of_type(BargeIn) == []
+            assert player._gain_target == 1.0 and player.speaking_turn() == 3
+            feeder.play(speech("No stop, I want to ask something else", SINK_RATE_HZ))
+            assert len(listening.wait_for(BargeIn, timeout_s=10)) == 1
+    finally:
+        feeder.close()
+        player.stop()
+
+
+@pytest.mark.parametrize("aec", [True, False], ids=["aec_on", "aec_off"])
+def test_own_voice_from_the_speakers_interrupts_only_without_aec(devices: VirtualAudio, aec: bool) -> None:
+    player = started_player()
+    loop = EchoPath(delay_ms=40, gain=0.5)
+    try:
+        barge_in = BargeInMonitor(player, BargeInConfig(min_speech_ms=100))
+        mic_config = MicrophoneConfig(device=MIC)
+        listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=mic_config)
+        listening.loop.echo = EchoCanceller(EchoCancellerConfig(enabled=aec), player, input_latency_s=0.02)
+        with listening:
+            reply = np.concatenate([speech(t, PLAYBACK_RATE_HZ) for t in (
+                "Sure, here is a long answer about the weather tomorrow.",
+                "It will be sunny in the morning and rainy in the evening.",
+            )])  # fmt: skip
+            play_reply(player, 11, reply, PLAYBACK_RATE_HZ)
+            player.wait_idle(30)
+            time.sleep(0.5)
+            audio, _, _ = listening.recording()
+            barge_ins = listening.of_type(BargeIn)
+        if aec:
+            assert barge_ins == []
+        else:
+            assert len(barge_ins) == 1
+            assert np.sqrt(np.mean((audio.astype(np.float32) / 32768) ** 2)) > 0.01  # the echo did arrive
+    finally:
+        loop.close()
+        player.stop()
+
+
+def test_device_loss_is_reported_and_recovered(devices: VirtualAudio) -> None:
+    events: list[object] = []
+    retry = RetryConfig(first_retry_s=0.1, max_retry_s=0.5)
+    player = started_player(PlayerConfig(device=SPEAKER, retry=retry), events)
+    mic = Microphone(MicrophoneConfig(device=MIC, retry=retry), on_event=events.append)
+    mic.start()
+    try:
+        wait_flowing(mic.frames.qsize)
+        play_reply(player, 1, harmonic_voice(30.0, PLAYBACK_RATE_HZ), PLAYBACK_RATE_HZ)
+        devices.unload_sink("speaker")
+        devices.unload_sink("mic")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len([e for e in events if isinstance(e, DeviceLost)]) < 2:
+            time.sleep(0.05)
+        lost = sorted((e.kind, e.name) for e in events if isinstance(e, DeviceLost))
+        assert lost == [("input", MIC), ("output", SPEAKER)]
+        time.sleep(1.0)  # retries fail while the sinks are gone, without new events or exceptions
+        assert len([e for e in events if isinstance(e, DeviceLost)]) == 2
+        devices.load_sink("speaker")
+        devices.load_sink("mic")
+        wait_flowing(player._progress, timeout_s=20)
+        wait_flowing(mic._progress, timeout_s=20)
+        assert player.device is not None and player.device.name == SPEAKER
+        assert mic.device is not None and mic.device.name == MIC
+        # Audio flows again both ways.
+        recorder = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+        time.sleep(0.5)
+        recorded = recorder.samples()
+        recorder.close()
+        assert np.max(np.abs(recorded)) > 0.1
+        while not mic.frames.empty():
+            mic.frames.get_nowait()
+        wait_flowing(mic.frames.qsize)
+    finally:
+        mic.stop()
+        player.stop()
