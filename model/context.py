@@ -29,6 +29,7 @@ class Segment:
     """A run of token ids in the context, with the processor outputs of the media in it."""
 
     ids: torch.Tensor  # (n,) long, CPU
+    kind: str = "user"  # "system", "user" (closing of the last reply + user turn + assistant start), "reply"
     media: dict[str, torch.Tensor] = field(default_factory=dict)
     # The Talker's view of this segment's user positions (ids and projected embeddings), if any.
     talker_ids: torch.Tensor | None = None
@@ -52,6 +53,11 @@ class MediaIndex:
     image_grid_thw: torch.Tensor | None
     video_grid_thw: torch.Tensor | None
     video_second_per_grid: torch.Tensor | None
+
+    @property
+    def audio_in_video(self) -> bool:
+        """Every video we build carries the turn's microphone audio inside it (TM-RoPE interleaving)."""
+        return self.video_grid_thw is not None
 
     @classmethod
     def of(cls, segments: list[Segment]) -> MediaIndex:
@@ -100,7 +106,7 @@ def merge_segments(segments: list[Segment]) -> Segment:
         parts = [s.media[key] for s in segments if key in s.media]
         if parts:
             media[key] = torch.cat(parts)
-    return Segment(ids=torch.cat([s.ids for s in segments]), media=media)
+    return Segment(ids=torch.cat([s.ids for s in segments]), kind="merged", media=media)
 
 
 def rope_positions(model_with_rope: Any, ids: torch.Tensor, media: MediaIndex) -> torch.Tensor:
@@ -117,7 +123,7 @@ def rope_positions(model_with_rope: Any, ids: torch.Tensor, media: MediaIndex) -
         image_grid_thw=media.image_grid_thw,
         video_grid_thw=media.video_grid_thw,
         attention_mask=mask,
-        use_audio_in_video=False,
+        use_audio_in_video=media.audio_in_video,
         audio_seqlens=media.audio_lengths,
         second_per_grids=media.video_second_per_grid,
     )
@@ -167,7 +173,7 @@ class ThinkerContext:
             if keep > 0:
                 if seg.media:
                     raise ValueError("cannot cut a segment that holds media; cut at a turn boundary")
-                kept.append(Segment(ids=seg.ids[:keep]))
+                kept.append(Segment(ids=seg.ids[:keep], kind=seg.kind))
                 total += keep
             break
         self.segments = kept
@@ -183,3 +189,25 @@ class ThinkerContext:
         if not ids:
             return None
         return torch.cat(ids), torch.cat(embeds)  # type: ignore[arg-type]
+
+
+VISUAL_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "video_second_per_grid",
+)
+
+
+def without_frames(segment: Segment, visual_token_ids: torch.Tensor) -> Segment:
+    """The segment with its images and camera frames taken out. `visual_token_ids` are vision
+    start/end and the image and video pads: an audio-in-video span becomes the plain audio span
+    it contains, and an image disappears with its delimiters."""
+    keep = ~torch.isin(segment.ids, visual_token_ids)
+    media = {k: v for k, v in segment.media.items() if k not in VISUAL_KEYS}
+    return Segment(ids=segment.ids[keep], kind=segment.kind, media=media)
+
+
+def has_frames(segment: Segment) -> bool:
+    return any(key in segment.media for key in VISUAL_KEYS)

@@ -24,16 +24,27 @@ from model.context import (
     MEDIA_KEYS,
     Segment,
     ThinkerContext,
+    has_frames,
     merge_segments,
     rope_positions,
     user_position_mask,
+    without_frames,
 )
-from model.media_input import InputError, UserTurn, prepare_audio, prepare_image
+from model.media_input import (
+    VIDEO_MAX_PIXELS,
+    InputError,
+    UserTurn,
+    prepare_audio,
+    prepare_image,
+    prepare_video,
+)
 from model.sampling import SamplingPlan, TokenPicker
 from model.talker_stream import TalkerStream
 from model.text_stream import TextStream
 
 log = logging.getLogger(__name__)
+
+CONTEXT_LOW_WATER = 0.75  # when the budget is hit, make room down to this share of it
 
 # Qwen3-Omni's README recommends this system prompt for voice chat.
 VOICE_CHAT_PROMPT = (
@@ -71,6 +82,8 @@ class EngineSettings:
     chunk_frames: int = 4
     sampling: SamplingPlan | None = None
     seed: int | None = None
+    video_max_pixels: int = VIDEO_MAX_PIXELS
+    max_context_tokens: int = 32_768
 
 
 @dataclass
@@ -116,6 +129,14 @@ class Engine:
         thinker_config = config.thinker_config
         self.media_token_ids = torch.tensor(
             [thinker_config.audio_token_id, thinker_config.image_token_id, thinker_config.video_token_id]
+        )
+        self.visual_token_ids = torch.tensor(
+            [
+                thinker_config.vision_start_token_id,
+                thinker_config.vision_end_token_id,
+                thinker_config.image_token_id,
+                thinker_config.video_token_id,
+            ]
         )
         self.eos_ids = {self.im_end_id}
         self.closing_ids = self.tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
@@ -165,12 +186,11 @@ class Engine:
     def rebuild_cache(self) -> None:
         """Prefill the whole conversation again in one pass (after dropping media, or to check that
         the turn-by-turn cache equals a one-shot prefill)."""
-        if not self.context.segments:
-            return
-        merged = merge_segments(self.context.segments)
+        segments = self.context.segments
         self.context = ThinkerContext()
-        with torch.inference_mode():
-            self._prefill(merged, need_talker=False)
+        if segments:
+            with torch.inference_mode():
+                self._prefill(segments, need_talker=False)
 
     def truncate_last_reply(self, heard_samples: int) -> str:
         """Keep of the last reply only what the user heard (its text up to the frames played);
@@ -194,7 +214,13 @@ class Engine:
     def respond(self, turn: UserTurn, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Stream the reply to `turn`. Any failure ends the turn with `EngineError` and leaves the
         conversation as it was before the turn."""
-        saved = (list(self.context.segments), list(self._unfed), list(self.history), self._last_reply)
+        saved = (
+            self.context,
+            list(self.context.segments),
+            list(self._unfed),
+            list(self.history),
+            self._last_reply,
+        )
         stats: dict[str, Any] = {"started_s": time.perf_counter()}
         try:
             with torch.inference_mode():
@@ -208,22 +234,28 @@ class Engine:
             yield EngineError(turn_id, f"the model failed on this turn: {type(error).__name__}: {error}")
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        segments, unfed, history, last = saved
-        self.context.crop(sum(int(s.ids.shape[0]) for s in segments))
-        self.context.segments = segments
+        context, segments, unfed, history, last = saved
         self._unfed, self.history, self._last_reply = unfed, history, last
+        if self.context is context:
+            self.context.crop(sum(int(s.ids.shape[0]) for s in segments))
+            self.context.segments = segments
+        else:  # the budget rebuilt the cache during the failed turn
+            self.context = ThinkerContext(segments=segments)
+            self.rebuild_cache()
 
     def _respond(
         self, turn: UserTurn, turn_id: int, cancel: threading.Event, stats: dict[str, Any]
     ) -> Iterator[Event]:
         if turn.is_empty:
             raise InputError("the turn is empty (no text, audio or image)")
-        segment = self._user_segment(turn)
+        new = self._turn_segments(turn)
+        new_tokens = sum(int(s.ids.shape[0]) for s in new)
+        self._fit_budget(new_tokens)
         speak = self.settings.speak and self.talker is not None
-        stats["prompt_tokens"] = self.context.length + int(segment.ids.shape[0])
-        stats["new_prompt_tokens"] = int(segment.ids.shape[0])
+        stats["prompt_tokens"] = self.context.length + new_tokens
+        stats["new_prompt_tokens"] = new_tokens
         prefill_start = time.perf_counter()
-        logits, assistant_embeds = self._prefill(segment, need_talker=speak)
+        logits, assistant_embeds = self._prefill(new, need_talker=speak)
         self._unfed = []
         stats["prefill_done_s"] = time.perf_counter()
         prefill_s = stats["prefill_done_s"] - prefill_start
@@ -306,7 +338,7 @@ class Engine:
         fed = reply.ids[:-1] if reply.text_done else reply.ids
         unfed = reply.ids[len(fed) :]
         if fed:
-            self.context.segments.append(Segment(ids=torch.tensor(fed, dtype=torch.long)))
+            self.context.segments.append(Segment(ids=torch.tensor(fed, dtype=torch.long), kind="reply"))
         self._unfed = unfed
         self._last_reply = (reply.turn_id, start, list(reply.ids))
         self.last_codes = torch.stack(reply.codes, dim=1) if reply.codes else None
@@ -339,15 +371,26 @@ class Engine:
 
     # -- prompt building ------------------------------------------------------------------------
 
-    def _user_segment(self, turn: UserTurn) -> Segment:
-        """The new tokens of this turn: the close of the previous reply, the user turn, and the
-        assistant start, with the processor's features for the turn's media."""
+    def _turn_segments(self, turn: UserTurn) -> list[Segment]:
+        """The new tokens of this turn: the system prompt (first turn) or the close of the previous
+        reply, then the user turn and the assistant start with the processor's features for its media."""
         content: list[dict[str, Any]] = []
-        audio = images = None
-        if turn.video is not None:
-            raise InputError("camera video is not supported by this engine yet")
+        audio = images = videos = None
+        video_kwargs: dict[str, Any] = {}
         if turn.audio is not None:
             audio = [prepare_audio(turn.audio, turn.audio_rate_hz)]
+        if turn.video is not None:
+            if audio is None:
+                raise InputError("camera frames go with spoken audio; attach a snapshot image to typed text")
+            frames, fps = prepare_video(turn.video, self.settings.video_max_pixels)
+            videos = [frames]
+            content.append({"type": "video", "video": "camera"})
+            video_kwargs = {
+                "audio_from_video_indices": [0],
+                "load_audio_from_video": True,
+                "videos_kwargs": {"fps": fps, "do_sample_frames": False, "cap_pixels_per_frame": True},
+            }
+        elif audio is not None:
             content.append({"type": "audio", "audio": "turn.wav"})
         if turn.images:
             images = [prepare_image(image) for image in turn.images]
@@ -360,31 +403,68 @@ class Engine:
             else []
         )
         user = {"role": "user", "content": content}
-        first_turn = self.context.length == 0 and not self._unfed
-        prefix_messages = [] if first_turn else system
         rendered = self.processor.apply_chat_template(
             [*system, user], add_generation_prompt=True, tokenize=False
         )
-        prefix = (
-            self.processor.apply_chat_template(prefix_messages, tokenize=False) if prefix_messages else ""
-        )
+        prefix = self.processor.apply_chat_template(system, tokenize=False) if system else ""
         if not rendered.startswith(prefix):
             raise RuntimeError("the chat template does not render turns one after another")
         inputs = self.processor(
-            text=[rendered[len(prefix) :]], audio=audio, images=images, return_tensors="pt"
+            text=[rendered[len(prefix) :]],
+            audio=audio,
+            images=images,
+            videos=videos,
+            return_tensors="pt",
+            **video_kwargs,
         )
-        ids = inputs["input_ids"][0]
-        if not first_turn:
-            closing = self.closing_ids[1:] if self._unfed[-1:] == [self.im_end_id] else self.closing_ids
-            ids = torch.cat((torch.tensor(self._unfed + closing, dtype=torch.long), ids))
         media = {k: torch.as_tensor(inputs[k]) for k in MEDIA_KEYS if inputs.get(k) is not None}
-        return Segment(ids=ids, media=media)
+        segments = [Segment(ids=inputs["input_ids"][0], kind="user", media=media)]
+        if not self.context.segments and prefix:
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+            segments.insert(0, Segment(ids=ids, kind="system"))
+        elif self.context.segments and self.context.segments[-1].kind != "system":
+            closing = self.closing_ids[1:] if self._unfed[-1:] == [self.im_end_id] else self.closing_ids
+            segments.insert(
+                0, Segment(ids=torch.tensor(self._unfed + closing, dtype=torch.long), kind="reply")
+            )
+        return segments
 
-    def _prefill(self, segment: Segment, need_talker: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feed a segment to the Thinker; returns the last position's logits and, for the Talker,
-        the Thinker embeddings of the assistant start (its last three tokens)."""
+    def _fit_budget(self, incoming: int) -> None:
+        """Keep the context within `max_context_tokens`: old turns' images and camera frames leave
+        first (their audio stays), then the oldest turns; the cache is rebuilt once if anything left."""
+        budget = self.settings.max_context_tokens
+        reserve = incoming + self.settings.max_text_tokens
+        if self.context.length + reserve <= budget:
+            return
+        target = int(budget * CONTEXT_LOW_WATER) - reserve
+        segments = list(self.context.segments)
+
+        def length() -> int:
+            return sum(int(s.ids.shape[0]) for s in segments)
+
+        while length() > target:
+            framed = next((i for i, s in enumerate(segments) if has_frames(s)), None)
+            if framed is not None:
+                segments[framed] = without_frames(segments[framed], self.visual_token_ids)
+                continue
+            users = [i for i, s in enumerate(segments) if s.kind == "user"]
+            if len(users) < 2:
+                break
+            del segments[users[0] : users[1]]
+        if length() + reserve > budget:
+            raise InputError(f"this turn needs {incoming} tokens; the context holds {budget}")
+        log.info("context budget: %d -> %d tokens, rebuilding the cache", self.context.length, length())
+        self.context.segments = segments
+        self.rebuild_cache()
+
+    def _prefill(
+        self, segments: list[Segment], need_talker: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed segments to the Thinker in one pass; returns the last position's logits and, for the
+        Talker, the Thinker embeddings of the assistant start (the last three tokens)."""
         from transformers import DynamicCache
 
+        segment = merge_segments(segments) if len(segments) > 1 else segments[0]
         if self.context.cache is None:
             self.context.cache = DynamicCache(config=self.thinker.config.text_config)
         full_ids = self.context.all_ids(segment.ids)
@@ -400,24 +480,21 @@ class Engine:
             output_hidden_states=need_talker or self.talker is not None,
             **media,
         )
-        self.context.segments.append(segment)
         self._rope_delta = int(positions[1:].max()) + 1 - int(full_ids.shape[0])
         if self.talker is not None:
             users = user_position_mask(full_ids, self.im_start_id, self.user_id)[-n:]
-            self._store_talker_user_part(segment, full_ids[-n:], users, out.hidden_states)
+            self._store_talker_user_parts(segments, users, out.hidden_states)
+        self.context.segments.extend(segments)
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1:])
         assistant = out.hidden_states[0][:, -3:] if need_talker else None
         return logits, assistant
 
-    def _store_talker_user_part(
-        self,
-        segment: Segment,
-        ids: torch.Tensor,
-        user_mask: torch.Tensor,
-        hidden_states: tuple[torch.Tensor, ...],
+    def _store_talker_user_parts(
+        self, segments: list[Segment], user_mask: torch.Tensor, hidden_states: tuple[torch.Tensor, ...]
     ) -> None:
-        """What the Talker will hear of this turn: media positions through `hidden_projection`
+        """What the Talker will hear of each user turn: media positions through `hidden_projection`
         of the Thinker's `accept_hidden_layer`, text through `text_projection` of its embeddings."""
+        ids = torch.cat([s.ids for s in segments])
         if not bool(user_mask.any()):
             return
         talker = self.talker
@@ -437,8 +514,14 @@ class Engine:
             )
         if bool((~mm_user).any()):
             embeds[~mm_user] = talker.text_projection(hidden_states[0][0][mask & ~mm_full]).to(talker.dtype)
-        segment.talker_ids = ids[user_mask]
-        segment.talker_embeds = embeds
+        start = done = 0
+        for segment in segments:
+            count = int(user_mask[start : start + segment.ids.shape[0]].sum())
+            start += int(segment.ids.shape[0])
+            if count:
+                segment.talker_ids = ids[user_mask][done : done + count]
+                segment.talker_embeds = embeds[done : done + count]
+                done += count
 
     def _feed_token(self, token: int) -> torch.Tensor:
         position = self.context.cache.get_seq_length()

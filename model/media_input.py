@@ -16,6 +16,8 @@ MIN_AUDIO_S = 0.1
 MAX_AUDIO_S = 600.0
 SILENCE_DBFS = -70.0
 MAX_IMAGE_PIXELS = 1280 * 1280
+VIDEO_MAX_PIXELS = 320 * 240  # per frame: about 70 prompt tokens per second of video at 2 fps
+VISION_CELL_PX = 32  # patch 16 x spatial merge 2: frame sides are multiples of this
 
 
 class InputError(ValueError):
@@ -24,7 +26,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class VideoClip:
-    """Camera frames of one turn: (t, h, w, 3) uint8 RGB, sampled at `fps`."""
+    """Camera frames of one turn: (t, h, w, 3) uint8 RGB, sampled at `fps`, the first frame at the
+    start of the turn's audio; they go into the model interleaved in time with that audio."""
 
     frames: Any
     fps: float
@@ -102,3 +105,27 @@ def prepare_image(image: Any) -> Any:
         size = (max(16, int(width * scale)), max(16, int(height * scale)))
         picture = picture.resize(size, Image.Resampling.BICUBIC)
     return picture
+
+
+def prepare_video(clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """Frames resized within `max_pixels` (sides multiples of 32), an even count (the vision
+    encoder takes frames in pairs: the last is repeated), and the frame rate; or InputError."""
+    import cv2
+
+    frames = np.asarray(clip.frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise InputError(f"video frames must be (t, h, w, 3), got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise InputError(f"video frames must be uint8, got {frames.dtype}")
+    if not clip.fps > 0:
+        raise InputError(f"video frame rate must be positive, got {clip.fps}")
+    height, width = frames.shape[1:3]
+    scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
+    size = [
+        max(VISION_CELL_PX, int(side * scale) // VISION_CELL_PX * VISION_CELL_PX) for side in (width, height)
+    ]
+    if (size[0], size[1]) != (width, height):
+        frames = np.stack([cv2.resize(f, (size[0], size[1]), interpolation=cv2.INTER_AREA) for f in frames])
+    if frames.shape[0] % 2:
+        frames = np.concatenate([frames, frames[-1:]])
+    return np.ascontiguousarray(frames), float(clip.fps)

@@ -47,7 +47,7 @@ def test_oversized_image_is_downscaled(demo) -> None:
     big = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
     engine = greedy_engine(demo, speak=False)
     run(engine, UserTurn(images=(big,), text="what is it"))
-    grid = engine.context.segments[0].media["image_grid_thw"][0]
+    grid = engine.context.segments[1].media["image_grid_thw"][0]
     assert int(grid[1] * grid[2]) * 16 * 16 <= 1280 * 1280 * 1.1
 
 
