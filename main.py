@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def launch_from(args: argparse.Namespace) -> Launch:
     from app import config as cfg
+    from app.launch import Launch
 
     loaded = cfg.load(args.config)
     merged = cfg.with_changes(
@@ -61,9 +62,8 @@ def launch_from(args: argparse.Namespace) -> Launch:
         conversation={"persona": args.persona, "voice": args.voice},
         audio={"input_device": args.input_device, "output_device": args.output_device, "mode": args.mode},
     )
-    return Launch(
-        loaded=cfg.LoadedConfig(merged, loaded.path, loaded.error), demo=args.demo, text_only=args.text
-    )
+    merged_loaded = cfg.LoadedConfig(merged, loaded.path, loaded.error)
+    return Launch(merged_loaded, demo=args.demo, text_only=args.text, file_config=loaded.config)
 
 
 def has_display() -> bool:
