@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
 from app.engine_worker import EngineThread, EngineWorker, LoadRequest, ModelInfo
+from app.history_log import HistoryLog
 from app.launch import Launch
 from app.personas import Persona, PersonaLibrary
 from app.session import Session, TurnLatency
@@ -93,6 +94,8 @@ class Desk(QObject):
         self.closed_cleanly = True
         self._shut_down = False
         self.problems: list[str] = []
+        self.history_log = HistoryLog()
+        self._latencies: dict[int, TurnLatency] = {}
         if launch.loaded.error is not None:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
@@ -199,6 +202,7 @@ class Desk(QObject):
         if self.download_job is not None:
             self.download_job.stop()
         self.save_settings()
+        self.history_log.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
         if self.player is not None:
             try:
@@ -252,6 +256,40 @@ class Desk(QObject):
         w.new_conversation_requested.connect(s.new_conversation)
         w.cancel_load_requested.connect(s.cancel_load)
         w.closing.connect(self.shutdown)
+        s.user_turn.connect(self._log_user)
+        s.reply_finished.connect(self._log_reply)
+        s.reply_interrupted.connect(self._log_interrupted)
+        s.conversation_reset.connect(self._log_reset)
+
+    # -- the journal ---------------------------------------------------------------------------------
+
+    def _journal(self, kind: str, **fields: Any) -> None:
+        try:
+            self.history_log.write(kind, **fields)
+        except OSError as error:
+            self.window.show_error(f"The conversation could not be saved to {self.history_log.path}: {error}")
+
+    def _log_user(self, turn_id: int, text: str, duration_s: float) -> None:
+        self._journal("user", turn_id=turn_id, text=text, audio_s=round(duration_s, 3))
+
+    def _log_reply(self, turn_id: int, _stats: object) -> None:
+        entry = self.window.transcript.reply(turn_id)
+        self._journal("assistant", turn_id=turn_id, text=entry.text if entry else "", interrupted=False,
+                      **self._latency_fields(turn_id))  # fmt: skip
+
+    def _log_interrupted(self, turn_id: int, heard_text: str) -> None:
+        self._journal("assistant", turn_id=turn_id, text=heard_text, interrupted=True,
+                      **self._latency_fields(turn_id))  # fmt: skip
+
+    def _log_reset(self, persona: Persona | None) -> None:
+        self._journal("new_conversation", persona=persona.id if persona else "")
+
+    def _latency_fields(self, turn_id: int) -> dict[str, Any]:
+        latency = self._latencies.pop(turn_id, None)
+        if latency is None:
+            return {}
+        return {"first_text_ms": latency.first_text_ms, "first_audio_ms": latency.first_audio_ms,
+                "tokens_per_s": latency.tokens_per_s}  # fmt: skip
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         w = self.window
@@ -274,6 +312,9 @@ class Desk(QObject):
         self.show_first_run(self.config.model.source, message)
 
     def _on_latency(self, latency: TurnLatency) -> None:
+        self._latencies[latency.turn_id] = latency
+        for old in [t for t in self._latencies if t < latency.turn_id - 8]:
+            del self._latencies[old]
         text = describe_latency(latency)
         self.window.show_latency(text)
         self.window.transcript.set_latency(latency.turn_id, text)

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 
 from app import config as cfg
 from app.desk import Desk
+from app.history_log import DATA_DIR_ENV, read_history
 from app.launch import Launch
 from app.session import State
 from tests.app.helpers import FAST
@@ -23,6 +24,7 @@ from ui.main_window import MainWindow
 @pytest.fixture
 def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(cfg.CONFIG_DIR_ENV, str(tmp_path / "config"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     return tmp_path / "config"
 
 
@@ -91,6 +93,9 @@ def test_a_typed_message_streams_a_reply_into_the_transcript(qtbot: Any, desk: D
     assert "You: hello" in text and reply.text.strip()[:10] in text
     qtbot.waitUntil(lambda: "→ text" in window.latency_label.text(), timeout=10_000)
     assert desk.session.state == State.IDLE  # text mode: no microphone
+    journal = read_history(desk.history_log.path)
+    assert [(r["kind"], r["text"]) for r in journal] == [("user", "hello"), ("assistant", reply.text)]
+    assert journal[1]["first_text_ms"] > 0 and not journal[1]["interrupted"]
 
 
 def test_persona_and_voice_pickers_reach_the_engine(qtbot: Any, desk: Desk) -> None:
