@@ -32,6 +32,7 @@ from model.context import (
 )
 from model.media_input import (
     VIDEO_MAX_PIXELS,
+    VISION_CELL_PX,
     InputError,
     UserTurn,
     prepare_audio,
@@ -388,7 +389,16 @@ class Engine:
             video_kwargs = {
                 "audio_from_video_indices": [0],
                 "load_audio_from_video": True,
-                "videos_kwargs": {"fps": fps, "do_sample_frames": False, "cap_pixels_per_frame": True},
+                "videos_kwargs": {
+                    "fps": fps,
+                    "do_sample_frames": False,
+                    "cap_pixels_per_frame": True,
+                    # Pixel bounds per frame: the frames are already within budget, keep them as they are.
+                    "size": {
+                        "shortest_edge": VISION_CELL_PX**2,
+                        "longest_edge": self.settings.video_max_pixels,
+                    },
+                },
             }
         elif audio is not None:
             content.append({"type": "audio", "audio": "turn.wav"})

@@ -105,3 +105,29 @@ def test_reply_is_audible(demo) -> None:
     events = run(engine, UserTurn(audio=tone(1.0)))
     pcm = np.concatenate([e.pcm for e in events if isinstance(e, AudioChunk)])
     assert 20 * np.log10(np.sqrt(np.mean(pcm**2))) >= -30
+
+
+def test_context_budget_drops_old_frames_first_then_old_turns(demo) -> None:
+    from model.context import has_frames
+    from model.media_input import VideoClip
+
+    engine = greedy_engine(demo, speak=False, max_text_tokens=4, max_context_tokens=1000)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 240, 320, 3), dtype=np.uint8)
+    video_turn = UserTurn(audio=tone(4.0), video=VideoClip(frames, 2.0))
+    run(engine, video_turn, 1)
+    run(engine, video_turn, 2)
+    users = [s for s in engine.context.segments if s.kind == "user"]
+    assert [has_frames(s) for s in users] == [True, True]
+    run(engine, video_turn, 3)
+    users = [s for s in engine.context.segments if s.kind == "user"]
+    # The oldest turns lost their frames (their audio stayed); the newest kept its own.
+    assert has_frames(users[-1]) and not has_frames(users[0])
+    assert all("input_features" in s.media for s in users)
+    assert engine.context.cache.get_seq_length() == engine.context.length <= 1000
+    for turn_id in range(4, 16):
+        run(engine, UserTurn(audio=tone(6.0)), turn_id)
+        assert engine.context.length <= 1000
+    # Old turns left whole; the system prompt stays first.
+    assert engine.context.segments[0].kind == "system"
+    assert len([s for s in engine.context.segments if s.kind == "user"]) < 15
+    assert engine.context.cache.get_seq_length() == engine.context.length
