@@ -302,6 +302,7 @@ class Desk(QObject):
         w.set_model_status(label, tooltip)
         w.show_progress("ready" + ("" if info.can_speak else " (text replies only)"))
         w.set_ready(True)
+        self._journal("model_ready", source=info.source, device=info.device, is_demo=info.is_demo)
         if self.persona.greeting and not w.transcript.entries:
             w.transcript.add_greeting(self.persona.greeting)
 

@@ -36,7 +36,7 @@ class HistoryLog:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open while the app runs)
-        record = {"kind": kind, "time": time.time(), **fields}
+        record = {"kind": kind, "time": time.time(), "perf_s": time.perf_counter(), **fields}
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -1,0 +1,166 @@
+"""End to end: the real app (`main.py --demo`) in a real window under Xvfb, on PulseAudio null sinks.
+
+A spoken sentence goes into the virtual microphone; the conversation journal must get the user turn
+and the assistant's reply, and the loudspeaker's monitor must hear the reply. Then the user barges
+in on the next reply: it must be marked interrupted and the loudspeaker must fall silent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.history_log import read_history
+from tests.audio.pulse import (
+    MIC,
+    MIC_FEED,
+    SINK_RATE_HZ,
+    SPEAKER,
+    SPEAKER_MONITOR,
+    Feeder,
+    Recorder,
+    VirtualAudio,
+    missing_tools,
+    speech,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
+SILENT = 0.01  # float32 amplitude; the demo's speech is scaled to about -20 dBFS
+
+
+@pytest.fixture(scope="module")
+def virtual_audio() -> Iterator[VirtualAudio]:
+    missing = missing_tools() + [t for t in ("Xvfb",) if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"the end-to-end test needs {', '.join(missing)} (scripts/setup installs them)")
+    with VirtualAudio() as audio:
+        yield audio
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        number = pipe.readline().strip()
+    yield f":{number}"
+    server.terminate()
+    server.wait(10)
+
+
+class App:
+    """The app as a child process, with its own config, data and cache folders."""
+
+    def __init__(self, tmp: Path, demo_dir: Path, display: str) -> None:
+        cache = tmp / "cache"
+        shutil.copytree(demo_dir, cache / "omnidesk" / "demo-model")
+        self.data = tmp / "data"
+        env = dict(
+            os.environ,
+            DISPLAY=display,
+            QT_QPA_PLATFORM="xcb",
+            XDG_CACHE_HOME=str(cache),
+            OMNIDESK_CONFIG_DIR=str(tmp / "config"),
+            OMNIDESK_DATA_DIR=str(self.data),
+        )
+        self.log = tmp / "app.log"
+        command = [sys.executable, "main.py", "--demo", "--input-device", MIC, "--output-device", SPEAKER]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def journal(self) -> list[dict[str, Any]]:
+        return [r for p in sorted((self.data / "conversations").glob("*.jsonl")) for r in read_history(p)]
+
+    def wait_for(self, test: Any, what: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            records = self.journal()
+            if test(records):
+                return records
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = self.log.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"no {what}; journal {self.journal()}; app log:\n{tail}")
+
+    def stop(self) -> int:
+        self.process.terminate()
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def kinds(records: list[dict[str, Any]], kind: str, **match: Any) -> list[dict[str, Any]]:
+    return [r for r in records if r["kind"] == kind and all(r.get(k) == v for k, v in match.items())]
+
+
+def loud_after(recorder: Recorder, time_s: float) -> bool:
+    samples = recorder.samples()
+    start = max(0, recorder.index_at(time_s))
+    return samples.size > start and float(np.abs(samples[start:]).max()) > SILENT
+
+
+def test_talk_to_the_app_and_barge_in(
+    virtual_audio: VirtualAudio, display: str, demo_dir: Path, tmp_path: Path
+) -> None:
+    recorder, feeder = Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED)
+    app = App(tmp_path, demo_dir, display)
+    try:
+        app.wait_for(lambda r: bool(kinds(r, "model_ready")), "model loaded")
+        # A spoken turn, answered in text and in speech.
+        feeder.play(speech("Hello there, what is the weather like today?", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(lambda r: bool(kinds(r, "assistant", turn_id=1)), "first reply")
+        (user,) = kinds(records, "user", turn_id=1)
+        assert user["audio_s"] > 1.0 and user["text"] == ""
+        (reply,) = kinds(records, "assistant", turn_id=1)
+        assert reply["text"].strip() and not reply["interrupted"]
+        assert reply["first_audio_ms"] > 0
+        assert loud_after(recorder, user["perf_s"])  # the loudspeaker played the reply
+        deadline = time.monotonic() + 60
+        while loud_after(recorder, time.perf_counter() - 0.5) and time.monotonic() < deadline:
+            time.sleep(0.1)  # let it finish playing
+
+        # The next reply is interrupted as soon as it is heard.
+        feeder.play(speech("Tell me a long story please.", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(lambda r: bool(kinds(r, "user", turn_id=2)), "second user turn")
+        asked_s = kinds(records, "user", turn_id=2)[0]["perf_s"]
+        deadline = time.monotonic() + 60
+        while not loud_after(recorder, asked_s) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loud_after(recorder, asked_s), "the second reply was never heard"
+        barge_in = feeder.play(speech("Stop, wait a moment.", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(lambda r: bool(kinds(r, "assistant", turn_id=2)), "interrupted reply")
+        (cut,) = kinds(records, "assistant", turn_id=2)
+        assert cut["interrupted"]
+        # Playback stopped: after the cut the loudspeaker is silent until the next reply (turn 3).
+        cut_s = cut["perf_s"]
+        records = app.wait_for(lambda r: bool(kinds(r, "user", turn_id=3)), "the barge-in as a turn")
+        next_audio_s = kinds(records, "user", turn_id=3)[0]["perf_s"]
+        time.sleep(max(0.0, next_audio_s - time.perf_counter()) + 0.3)
+        samples = recorder.samples()
+        start, end = recorder.index_at(cut_s + 0.15), recorder.index_at(next_audio_s)
+        assert barge_in and end > start, "no quiet span between the cut and the next turn"
+        assert float(np.abs(samples[start:end]).max()) < SILENT
+        assert app.stop() in (0, -15)
+    finally:
+        if app.process.poll() is None:
+            app.process.kill()
+        recorder.close()
+        feeder.close()
