@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or ("cuda" if args.config == "real" else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"bench.gpu: no CUDA device here for --device {device}; run --config demo on the CPU")
+        raise SystemExit(
+            f"bench.gpu: no CUDA device here for --device {device}; run --config demo on the CPU"
+        )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
