@@ -181,10 +181,8 @@ class MicrophoneChain:
         self._on_event(event)
 
 
-def open_player(device: str = "", on_event: Callable[[object], None] | None = None) -> MeteredPlayer:
-    """A started player on `device` (raises `UnknownDeviceError` or `OSError` when it cannot)."""
+def make_player(device: str = "", on_event: Callable[[object], None] | None = None) -> MeteredPlayer:
+    """A player on `device`; `start()` opens it (raising `UnknownDeviceError` or `OSError`)."""
     from audio_io.playback import Player, PlayerConfig
 
-    player = MeteredPlayer(Player(PlayerConfig(device=device or None), on_event=on_event))
-    player.start()
-    return player
+    return MeteredPlayer(Player(PlayerConfig(device=device or None), on_event=on_event))

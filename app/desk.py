@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, QTimer
+from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
@@ -29,10 +30,10 @@ AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any
 
 
 def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
-    """The microphone chain and the player on the configured devices (raises when they cannot open)."""
-    from app.audio_chain import MicrophoneChain, open_player
+    """The microphone chain and the player on the configured devices, not started yet."""
+    from app.audio_chain import MicrophoneChain, make_player
 
-    player = open_player(settings.output_device, on_event)
+    player = make_player(settings.output_device, on_event)
     mic = MicrophoneChain(
         player,
         device=settings.input_device,
@@ -70,6 +71,9 @@ def memory_text(info: ModelInfo | None) -> str:
 
 class Desk(QObject):
     """The running app. `audio=None` or `launch.text_only` runs without audio devices."""
+
+    audio_started = Signal(list, list)  # input and output device names
+    audio_failed = Signal(str)
 
     def __init__(
         self,
@@ -145,15 +149,13 @@ class Desk(QObject):
         window.set_mode(self.config.audio.mode)
         window.set_audio_enabled(not self.text_only)
         window.set_ready(False)
-        self._fill_devices()
         window.show()
         for problem in self.problems:
             window.show_error(problem)
         if not self.text_only:
-            try:
-                self.session.start_audio()
-            except Exception as error:
-                window.show_error(f"The microphone could not start ({error}); you can still type.")
+            self.audio_started.connect(self._on_audio_started)
+            self.audio_failed.connect(self._on_audio_failed)
+            threading.Thread(target=self._start_audio, name="audio-start", daemon=True).start()
         self._meter_timer.start()
         self._memory_timer.start()
         self._update_memory()
@@ -353,31 +355,58 @@ class Desk(QObject):
 
     # -- devices -------------------------------------------------------------------------------------
 
-    def _fill_devices(self) -> None:
-        if self.text_only:
-            return
+    def _start_audio(self) -> None:
+        """Off the Qt thread: opening PortAudio streams takes a few hundred milliseconds."""
+        inputs: list[str] = []
+        outputs: list[str] = []
         try:
             from audio_io.devices import list_devices
 
             devices = list_devices()
+            inputs = [d.name for d in devices if d.max_input_channels > 0]
+            outputs = [d.name for d in devices if d.max_output_channels > 0]
+        except Exception:
+            log.exception("listing audio devices")
+        try:
+            start_player = getattr(self.player, "start", None)
+            if start_player is not None:
+                start_player()
+            self.session.start_audio()
         except Exception as error:
-            self.window.show_error(f"Cannot list audio devices: {error}")
+            self.audio_failed.emit(str(error))
             return
-        inputs = [d.name for d in devices if getattr(d, "max_input_channels", 0) > 0]
-        outputs = [d.name for d in devices if getattr(d, "max_output_channels", 0) > 0]
+        self.audio_started.emit(inputs, outputs)
+
+    @Slot(list, list)
+    def _on_audio_started(self, inputs: list[str], outputs: list[str]) -> None:
         audio = self.config.audio
         self.window.set_devices(inputs, outputs, audio.input_device, audio.output_device)
+
+    @Slot(str)
+    def _on_audio_failed(self, message: str) -> None:
+        """Carry on typing: no microphone, and replies in text only."""
+        self.window.show_error(f"Audio is off ({message}); you can still type.")
+        self.text_only = True
+        self.worker.speech = None
+        self.session.audio_input = None
+        self.session.playback = None
+        self.window.set_audio_enabled(False)
 
     def _choose_input(self, name: str) -> None:
         self.file_config = cfg.with_changes(self.file_config, audio={"input_device": name})
         if self.audio_input is None:
             return
-        self.audio_input.stop()
-        self.audio_input.device = name or None
-        try:
-            self.session.start_audio()
-        except Exception as error:
-            self.window.show_error(f"The microphone {name!r} could not start: {error}")
+        chain = self.audio_input
+
+        def restart() -> None:
+            chain.stop()
+            chain.device = name or None
+            try:
+                self.session.start_audio()
+            except Exception as error:
+                self.audio_failed.emit(f"the microphone {name!r} could not start: {error}")
+
+        threading.Thread(target=restart, name="audio-restart", daemon=True).start()
 
     def _choose_output(self, name: str) -> None:
         self.file_config = cfg.with_changes(self.file_config, audio={"output_device": name})
