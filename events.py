@@ -40,6 +40,7 @@ class TurnStats:
     finished_s: float | None = None
     prompt_tokens: int = 0
     new_prompt_tokens: int = 0
+    live_prefilled_tokens: int = 0  # of the new prompt tokens, those fed while the user was speaking
     text_tokens: int = 0
     codec_frames: int = 0
     audio_samples: int = 0

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import (
+    _get_feat_extract_output_lengths as audio_output_length,
+)
 
 from events import AudioChunk, EngineError, Event, TextDelta, TurnFinished, TurnStats
 from model.code2wav_stream import Code2WavStream
@@ -30,11 +33,22 @@ from model.context import (
     user_position_mask,
     without_frames,
 )
+from model.live_turn import (
+    WINDOW_MARGIN_SAMPLES,
+    LivePrefix,
+    LiveTurn,
+    LiveWindow,
+    prefix_of,
+    to_model_audio,
+    verified_windows,
+)
 from model.media_input import (
+    MODEL_AUDIO_RATE_HZ,
     VIDEO_MAX_PIXELS,
     VISION_CELL_PX,
     InputError,
     UserTurn,
+    fit_frames,
     prepare_audio,
     prepare_image,
     prepare_video,
@@ -149,6 +163,10 @@ class Engine:
         self._unfed: list[int] = []
         self._last_reply: tuple[int, int, list[int]] | None = None  # (turn_id, context length, ids)
         self._rope_delta = 0
+        self._live: LiveTurn | None = None
+        config = model.config.thinker_config.audio_config
+        mel = int(config.n_window_infer)
+        self._audio_window = (mel, int(audio_output_length(torch.tensor(mel), int(config.n_window))))
         self.last_codes: torch.Tensor | None = None  # (16, frames) of the last reply, for tests and export
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.settings.seed if self.settings.seed is not None else time.time_ns())
@@ -210,6 +228,154 @@ class Engine:
         self._last_reply = (turn_id, start, keep)
         return text
 
+    # -- a turn heard while it is spoken -------------------------------------------------------
+
+    def listen(self, audio: Any, frames: Sequence[Any] = (), fps: float | None = None) -> int:
+        """Feed the turn being spoken: more 16 kHz mono audio, and camera frames at `fps` counted from
+        the start of the audio. Every encoder window that became final is prefilled now, so that
+        `respond()` at the end of the turn has only the last part left. Returns windows prefilled."""
+        if self._live is None:
+            self._live = LiveTurn(mark=self.context.length, fps=fps)
+        live = self._live
+        live.audio.append(to_model_audio(audio))
+        live.frames.extend(np.asarray(f) for f in frames)
+        try:
+            with torch.inference_mode():
+                while self._window_ready(live):
+                    self._prefill_window(live)
+        except Exception:
+            log.exception("live prefill failed; this turn will be prefilled when it ends")
+            self._crop_cache(live.mark)
+            live.windows.clear()
+            live.fps = None if live.fps is None else -1.0  # no more windows for this turn
+        return len(live.windows)
+
+    def abandon_turn(self) -> None:
+        """Forget the turn being spoken (too short, noise, a false barge-in): the cache goes back to
+        where the turn began and nothing of it stays."""
+        if self._live is not None:
+            self._crop_cache(self._live.mark)
+            self._live = None
+
+    def _crop_cache(self, length: int) -> None:
+        cache = self.context.cache
+        if cache is not None and cache.get_seq_length() > length:
+            cache.crop(length - cache.get_seq_length())
+
+    def _window_ready(self, live: LiveTurn) -> bool:
+        mel, _tokens = self._audio_window
+        hop = int(self.processor.feature_extractor.hop_length)
+        k = len(live.windows) + 1
+        if live.samples < k * mel * hop + WINDOW_MARGIN_SAMPLES:
+            return False
+        if live.fps is None:
+            return True
+        per_window = self._frames_per_window(live.fps)
+        return per_window is not None and len(live.frames) >= k * per_window
+
+    def _frames_per_window(self, fps: float) -> int | None:
+        """Camera frames in one audio window, if they make whole frame pairs (else no live windows)."""
+        mel, _tokens = self._audio_window
+        seconds = mel * int(self.processor.feature_extractor.hop_length) / MODEL_AUDIO_RATE_HZ
+        frames = seconds * fps
+        pair = int(self.processor.video_processor.temporal_patch_size)
+        return int(frames) if fps > 0 and frames == int(frames) and int(frames) % pair == 0 else None
+
+    def _prefill_window(self, live: LiveTurn) -> None:
+        """Encode and prefill the next window of the live turn (the turn's opening tokens first)."""
+        mel, tokens = self._audio_window
+        k = len(live.windows)
+        extractor = self.processor.feature_extractor
+        features = extractor(
+            [live.audio_array()],
+            sampling_rate=MODEL_AUDIO_RATE_HZ,
+            padding=True,
+            truncation=False,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )["input_features"][..., k * mel : (k + 1) * mel]
+        config = self.model.config.thinker_config
+        media: dict[str, torch.Tensor] = {
+            "input_features": features,
+            "feature_attention_mask": torch.ones((1, mel), dtype=torch.long),
+        }
+        partial: dict[str, torch.Tensor] = {
+            "feature_attention_mask": torch.ones((1, (k + 1) * mel), dtype=torch.long)
+        }
+        closers = [config.audio_end_token_id]
+        pixels, grids = None, 0
+        if live.fps is None:
+            media_ids = torch.full((tokens,), config.audio_token_id, dtype=torch.long)
+        else:
+            per_window = self._frames_per_window(live.fps)
+            assert per_window is not None
+            frames = fit_frames(
+                np.stack(live.frames[k * per_window : (k + 1) * per_window]), self.settings.video_max_pixels
+            )
+            video = self.processor.video_processor(
+                videos=[frames], return_tensors="pt", **self._video_kwargs(live.fps)
+            )
+            pixels, grid = video["pixel_values_videos"], video["video_grid_thw"]
+            grids = int(grid[0, 0])
+            seconds_per_grid = float(self.processor.video_processor.temporal_patch_size) / live.fps
+            text = self.processor.replace_video_with_audio_token(
+                {"video_grid_thw": grid, "video_second_per_grid": [seconds_per_grid]},
+                0,
+                {"num_audio_tokens": [tokens]},
+                0,
+                position_id_per_seconds=self.processor.position_id_per_seconds,
+            )
+            media_ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0][
+                1:-1
+            ]
+            media.update(pixel_values_videos=pixels, video_grid_thw=grid)
+            partial.update(
+                video_grid_thw=torch.tensor([[grids * (k + 1), int(grid[0, 1]), int(grid[0, 2])]]),
+                video_second_per_grid=torch.tensor([seconds_per_grid]),
+            )
+            closers.append(config.vision_end_token_id)
+        ids = torch.cat((self._live_opening(live), media_ids)) if k == 0 else media_ids
+        fed = live.fed_ids()
+        sequence = torch.cat((fed, ids, torch.tensor(closers, dtype=torch.long)))
+        full_ids = self.context.all_ids(sequence)
+        positions = rope_positions(
+            self.thinker.model, full_ids, self.context.media_index(Segment(sequence, media=partial))
+        )
+        start, n = self.context.length + int(fed.shape[0]), int(ids.shape[0])
+        out = self._thinker_forward(ids, positions[:, :, start : start + n], media)
+        window = LiveWindow(ids=ids, features=features, pixels=pixels, grids=grids)
+        if self.talker is not None:
+            users = user_position_mask(full_ids, self.im_start_id, self.user_id)[start : start + n]
+            window.talker_ids, window.talker_embeds = self._talker_user_embeds(ids, users, out.hidden_states)
+        live.windows.append(window)
+
+    def _live_opening(self, live: LiveTurn) -> torch.Tensor:
+        """The tokens of a spoken turn before its first audio token: the system prompt or the close of
+        the last reply, the user turn's start, and the media span's opening."""
+        content = (
+            [{"type": "video", "video": "camera"}]
+            if live.fps is not None
+            else [{"type": "audio", "audio": "a"}]
+        )
+        text = self._render_user(content)
+        marker = self.processor.video_token if live.fps is not None else self.processor.audio_token
+        head = text[: text.index(marker)] + (self.processor.audio_bos_token if live.fps is not None else "")
+        ids = self.tokenizer(head, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        return torch.cat([*(s.ids for s in self._lead_segments()), ids])
+
+    def _take_live(self, segments: list[Segment]) -> LivePrefix | None:
+        """The part of the live turn that equals this turn's one-shot prompt; the rest leaves the cache."""
+        live, self._live = self._live, None
+        if live is None:
+            return None
+        user = segments[-1]
+        ok = 0
+        if live.windows and "input_features" in user.media:
+            ok = verified_windows(live, torch.cat([s.ids for s in segments]), user.media)
+        done = prefix_of(live, ok)
+        self._crop_cache(live.mark + (done.tokens if done else 0))
+        return done
+
     # -- one turn -------------------------------------------------------------------------------
 
     def respond(self, turn: UserTurn, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -250,13 +416,16 @@ class Engine:
         if turn.is_empty:
             raise InputError("the turn is empty (no text, audio or image)")
         new = self._turn_segments(turn)
+        done = self._take_live(new)
         new_tokens = sum(int(s.ids.shape[0]) for s in new)
-        self._fit_budget(new_tokens)
+        if self._fit_budget(new_tokens):
+            done = None  # the cache was rebuilt without the live windows
+        stats["live_prefilled_tokens"] = done.tokens if done else 0
         speak = self.settings.speak and self.talker is not None
         stats["prompt_tokens"] = self.context.length + new_tokens
         stats["new_prompt_tokens"] = new_tokens
         prefill_start = time.perf_counter()
-        logits, assistant_embeds = self._prefill(new, need_talker=speak)
+        logits, assistant_embeds = self._prefill(new, need_talker=speak, done=done)
         self._unfed = []
         stats["prefill_done_s"] = time.perf_counter()
         prefill_s = stats["prefill_done_s"] - prefill_start
@@ -389,16 +558,7 @@ class Engine:
             video_kwargs = {
                 "audio_from_video_indices": [0],
                 "load_audio_from_video": True,
-                "videos_kwargs": {
-                    "fps": fps,
-                    "do_sample_frames": False,
-                    "cap_pixels_per_frame": True,
-                    # Pixel bounds per frame: the frames are already within budget, keep them as they are.
-                    "size": {
-                        "shortest_edge": VISION_CELL_PX**2,
-                        "longest_edge": self.settings.video_max_pixels,
-                    },
-                },
+                "videos_kwargs": self._video_kwargs(fps),
             }
         elif audio is not None:
             content.append({"type": "audio", "audio": "turn.wav"})
@@ -407,20 +567,8 @@ class Engine:
             content += [{"type": "image", "image": f"image{i}.png"} for i in range(len(images))]
         if turn.text.strip():
             content.append({"type": "text", "text": turn.text})
-        system = (
-            [{"role": "system", "content": self.settings.system_prompt}]
-            if self.settings.system_prompt
-            else []
-        )
-        user = {"role": "user", "content": content}
-        rendered = self.processor.apply_chat_template(
-            [*system, user], add_generation_prompt=True, tokenize=False
-        )
-        prefix = self.processor.apply_chat_template(system, tokenize=False) if system else ""
-        if not rendered.startswith(prefix):
-            raise RuntimeError("the chat template does not render turns one after another")
         inputs = self.processor(
-            text=[rendered[len(prefix) :]],
+            text=[self._render_user(content)],
             audio=audio,
             images=images,
             videos=videos,
@@ -428,24 +576,51 @@ class Engine:
             **video_kwargs,
         )
         media = {k: torch.as_tensor(inputs[k]) for k in MEDIA_KEYS if inputs.get(k) is not None}
-        segments = [Segment(ids=inputs["input_ids"][0], kind="user", media=media)]
-        if not self.context.segments and prefix:
-            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-            segments.insert(0, Segment(ids=ids, kind="system"))
-        elif self.context.segments and self.context.segments[-1].kind != "system":
-            closing = self.closing_ids[1:] if self._unfed[-1:] == [self.im_end_id] else self.closing_ids
-            segments.insert(
-                0, Segment(ids=torch.tensor(self._unfed + closing, dtype=torch.long), kind="reply")
-            )
-        return segments
+        return [*self._lead_segments(), Segment(ids=inputs["input_ids"][0], kind="user", media=media)]
 
-    def _fit_budget(self, incoming: int) -> None:
+    def _system_messages(self) -> list[dict[str, Any]]:
+        prompt = self.settings.system_prompt
+        return [{"role": "system", "content": prompt}] if prompt else []
+
+    def _render_user(self, content: list[dict[str, Any]]) -> str:
+        """The chat template's text for one user turn and the assistant start (placeholders unexpanded)."""
+        system = self._system_messages()
+        rendered = self.processor.apply_chat_template(
+            [*system, {"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+        prefix = self.processor.apply_chat_template(system, tokenize=False) if system else ""
+        if not rendered.startswith(prefix):
+            raise RuntimeError("the chat template does not render turns one after another")
+        return rendered[len(prefix) :]
+
+    def _lead_segments(self) -> list[Segment]:
+        """What comes before a user turn: the system prompt on the first, else the close of the last reply."""
+        system = self._system_messages()
+        if not self.context.segments and system:
+            prefix = self.processor.apply_chat_template(system, tokenize=False)
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+            return [Segment(ids=ids, kind="system")]
+        if self.context.segments and self.context.segments[-1].kind != "system":
+            closing = self.closing_ids[1:] if self._unfed[-1:] == [self.im_end_id] else self.closing_ids
+            return [Segment(ids=torch.tensor(self._unfed + closing, dtype=torch.long), kind="reply")]
+        return []
+
+    def _video_kwargs(self, fps: float) -> dict[str, Any]:
+        return {
+            "fps": fps,
+            "do_sample_frames": False,
+            "cap_pixels_per_frame": True,
+            # Pixel bounds per frame: the frames are already within budget, keep them as they are.
+            "size": {"shortest_edge": VISION_CELL_PX**2, "longest_edge": self.settings.video_max_pixels},
+        }
+
+    def _fit_budget(self, incoming: int) -> bool:
         """Keep the context within `max_context_tokens`: old turns' images and camera frames leave
         first (their audio stays), then the oldest turns; the cache is rebuilt once if anything left."""
         budget = self.settings.max_context_tokens
         reserve = incoming + self.settings.max_text_tokens
         if self.context.length + reserve <= budget:
-            return
+            return False
         target = int(budget * CONTEXT_LOW_WATER) - reserve
         segments = list(self.context.segments)
 
@@ -466,47 +641,59 @@ class Engine:
         log.info("context budget: %d -> %d tokens, rebuilding the cache", self.context.length, length())
         self.context.segments = segments
         self.rebuild_cache()
+        return True
 
     def _prefill(
-        self, segments: list[Segment], need_talker: bool
+        self, segments: list[Segment], need_talker: bool, done: LivePrefix | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feed segments to the Thinker in one pass; returns the last position's logits and, for the
-        Talker, the Thinker embeddings of the assistant start (the last three tokens)."""
-        from transformers import DynamicCache
-
+        """Feed segments to the Thinker in one pass (less the `done` part a live turn already fed);
+        returns the last position's logits and, for the Talker, the Thinker embeddings of the
+        assistant start (the last three tokens)."""
         segment = merge_segments(segments) if len(segments) > 1 else segments[0]
-        if self.context.cache is None:
-            self.context.cache = DynamicCache(config=self.thinker.config.text_config)
         full_ids = self.context.all_ids(segment.ids)
         positions = rope_positions(self.thinker.model, full_ids, self.context.media_index(segment))
-        n = int(segment.ids.shape[0])
-        dtype = self.thinker.dtype
-        media = {k: _to_model(v, k, self.device, dtype) for k, v in segment.media.items()}
-        out = self.thinker.model(
-            input_ids=segment.ids.view(1, -1).to(self.device),
-            position_ids=positions[:, :, -n:].to(self.device),
-            past_key_values=self.context.cache,
-            use_cache=True,
-            output_hidden_states=need_talker or self.talker is not None,
-            **media,
-        )
+        skip = done.tokens if done else 0
+        new_ids = segment.ids[skip:]
+        n = int(new_ids.shape[0])
+        media = done.remaining_media(segment.media) if done else segment.media
+        out = self._thinker_forward(new_ids, positions[:, :, -n:], media)
         self._rope_delta = int(positions[1:].max()) + 1 - int(full_ids.shape[0])
         if self.talker is not None:
-            users = user_position_mask(full_ids, self.im_start_id, self.user_id)[-n:]
-            self._store_talker_user_parts(segments, users, out.hidden_states)
+            users = user_position_mask(full_ids, self.im_start_id, self.user_id)[-int(segment.ids.shape[0]) :]
+            talker_ids, embeds = self._talker_user_embeds(new_ids, users[skip:], out.hidden_states)
+            if done is not None and done.talker_ids is not None:
+                talker_ids = torch.cat((done.talker_ids, talker_ids))
+                embeds = torch.cat((done.talker_embeds, embeds))  # type: ignore[arg-type]
+            _share_talker_parts(segments, users, talker_ids, embeds)
         self.context.segments.extend(segments)
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1:])
         assistant = out.hidden_states[0][:, -3:] if need_talker else None
         return logits, assistant
 
-    def _store_talker_user_parts(
-        self, segments: list[Segment], user_mask: torch.Tensor, hidden_states: tuple[torch.Tensor, ...]
-    ) -> None:
-        """What the Talker will hear of each user turn: media positions through `hidden_projection`
-        of the Thinker's `accept_hidden_layer`, text through `text_projection` of its embeddings."""
-        ids = torch.cat([s.ids for s in segments])
-        if not bool(user_mask.any()):
-            return
+    def _thinker_forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, media: dict[str, torch.Tensor]
+    ) -> Any:
+        """One Thinker pass over `ids` (n,) at `positions` (4, 1, n), extending the cache."""
+        from transformers import DynamicCache
+
+        if self.context.cache is None:
+            self.context.cache = DynamicCache(config=self.thinker.config.text_config)
+        dtype = self.thinker.dtype
+        return self.thinker.model(
+            input_ids=ids.view(1, -1).to(self.device),
+            position_ids=positions.to(self.device),
+            past_key_values=self.context.cache,
+            use_cache=True,
+            output_hidden_states=self.talker is not None,
+            **{k: _to_model(v, k, self.device, dtype) for k, v in media.items()},
+        )
+
+    def _talker_user_embeds(
+        self, ids: torch.Tensor, user_mask: torch.Tensor, hidden_states: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the Talker will hear of the user positions of `ids`: media positions through
+        `hidden_projection` of the Thinker's `accept_hidden_layer`, text through `text_projection`
+        of its embeddings. Returns (ids, embeds) of those positions."""
         talker = self.talker
         layer = int(self.model.config.talker_config.accept_hidden_layer)
         mm = torch.isin(ids, self.media_token_ids)
@@ -524,14 +711,7 @@ class Engine:
             )
         if bool((~mm_user).any()):
             embeds[~mm_user] = talker.text_projection(hidden_states[0][0][mask & ~mm_full]).to(talker.dtype)
-        start = done = 0
-        for segment in segments:
-            count = int(user_mask[start : start + segment.ids.shape[0]].sum())
-            start += int(segment.ids.shape[0])
-            if count:
-                segment.talker_ids = ids[user_mask][done : done + count]
-                segment.talker_embeds = embeds[done : done + count]
-                done += count
+        return ids[user_mask], embeds
 
     def _feed_token(self, token: int) -> torch.Tensor:
         position = self.context.cache.get_seq_length()
@@ -609,6 +789,20 @@ class Engine:
             ids = torch.cat((user[0], pad_ids))
         positions = rope_positions(self.thinker.model, ids, self.context.media_index())
         return embeds, positions.to(self.device)
+
+
+def _share_talker_parts(
+    segments: list[Segment], user_mask: torch.Tensor, ids: torch.Tensor, embeds: torch.Tensor
+) -> None:
+    """Hand each segment its own user positions' Talker inputs (in order)."""
+    start = done = 0
+    for segment in segments:
+        count = int(user_mask[start : start + segment.ids.shape[0]].sum())
+        start += int(segment.ids.shape[0])
+        if count:
+            segment.talker_ids = ids[done : done + count]
+            segment.talker_embeds = embeds[done : done + count]
+            done += count
 
 
 def _to_model(value: torch.Tensor, key: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

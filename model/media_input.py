@@ -110,8 +110,6 @@ def prepare_image(image: Any) -> Any:
 def prepare_video(clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS) -> tuple[np.ndarray, float]:
     """Frames resized within `max_pixels` (sides multiples of 32), an even count (the vision
     encoder takes frames in pairs: the last is repeated), and the frame rate; or InputError."""
-    import cv2
-
     frames = np.asarray(clip.frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise InputError(f"video frames must be (t, h, w, 3), got shape {frames.shape}")
@@ -119,6 +117,16 @@ def prepare_video(clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS) -> tuple[
         raise InputError(f"video frames must be uint8, got {frames.dtype}")
     if not clip.fps > 0:
         raise InputError(f"video frame rate must be positive, got {clip.fps}")
+    frames = fit_frames(frames, max_pixels)
+    if frames.shape[0] % 2:
+        frames = np.concatenate([frames, frames[-1:]])
+    return frames, float(clip.fps)
+
+
+def fit_frames(frames: np.ndarray, max_pixels: int) -> np.ndarray:
+    """(t, h, w, 3) frames resized within `max_pixels`, sides multiples of 32 (one size for all)."""
+    import cv2
+
     height, width = frames.shape[1:3]
     scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
     size = [
@@ -126,6 +134,4 @@ def prepare_video(clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS) -> tuple[
     ]
     if (size[0], size[1]) != (width, height):
         frames = np.stack([cv2.resize(f, (size[0], size[1]), interpolation=cv2.INTER_AREA) for f in frames])
-    if frames.shape[0] % 2:
-        frames = np.concatenate([frames, frames[-1:]])
-    return np.ascontiguousarray(frames), float(clip.fps)
+    return np.ascontiguousarray(frames)

@@ -1,0 +1,120 @@
+"""A turn prefilled while it is spoken gives the same reply as the same turn prefilled at once;
+an abandoned turn leaves nothing behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from events import TurnFinished
+from model.media_input import UserTurn, VideoClip
+from tests.engine_helpers import greedy_engine, run, tone
+
+RATE = 16_000
+FPS = 2.0
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced bursts over a noise floor: a signal whose features do not depend on how much follows."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t) ** 2
+    voiced = 0.2 * envelope * np.sin(2 * np.pi * (140 + 30 * np.sin(2 * np.pi * 0.7 * t)) * t)
+    return (voiced + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def camera(seconds: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (int(seconds * FPS), 120, 160, 3), dtype=np.uint8)
+
+
+def feed_in_pieces(engine, audio: np.ndarray, frames: np.ndarray | None, piece_s: list[float]) -> int:
+    """Feed `audio` (and its frames) in pieces of the given lengths, cycling; returns windows prefilled."""
+    done = sent_frames = 0
+    windows = 0
+    i = 0
+    while done < audio.size:
+        n = int(piece_s[i % len(piece_s)] * RATE)
+        chunk = audio[done : done + n]
+        done += chunk.size
+        new_frames: list[np.ndarray] = []
+        if frames is not None:
+            due = min(len(frames), int(done / RATE * FPS))
+            new_frames = list(frames[sent_frames:due])
+            sent_frames = due
+        windows = engine.listen(chunk, new_frames, FPS if frames is not None else None)
+        i += 1
+    return windows
+
+
+def reply_of(engine, turn: UserTurn, turn_id: int = 1) -> tuple[list[int], torch.Tensor, TurnFinished]:
+    events = run(engine, turn, turn_id)
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished) and engine.last_codes is not None
+    return engine.last_reply_ids, engine.last_codes, finished
+
+
+def quantized(audio: np.ndarray) -> np.ndarray:
+    """The audio as the microphone delivers it (int16), so both paths see the same samples."""
+    return (audio * 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("with_camera", [False, True], ids=["audio", "audio+camera"])
+def test_twenty_second_turn_fed_in_pieces_equals_one_shot(demo, with_camera: bool) -> None:
+    audio = quantized(speech_like(20.0))
+    frames = camera(20.0) if with_camera else None
+    turn = UserTurn(audio=audio, video=VideoClip(frames, FPS) if frames is not None else None)
+    one_shot = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    windows = feed_in_pieces(live, audio, frames, [0.5])
+    assert windows == 2  # 8 s windows final before the end of a 20 s turn
+    streamed = reply_of(live, turn)
+    assert streamed[0] == one_shot[0]
+    assert torch.equal(streamed[1], one_shot[1])
+    # Only the last part was left for the end of the turn.
+    assert streamed[2].stats.live_prefilled_tokens > 0
+    assert streamed[2].stats.new_prompt_tokens == one_shot[2].stats.new_prompt_tokens
+
+
+def test_awkward_pieces_across_window_boundaries_equal_one_shot(demo) -> None:
+    audio = quantized(speech_like(17.3, seed=2))
+    turn = UserTurn(audio=audio, text="and this?")
+    first = UserTurn(text="hello")
+    reference = greedy_engine(demo)
+    run(reference, first, 1)
+    expected = reply_of(reference, turn, 2)
+    live = greedy_engine(demo)
+    run(live, first, 1)
+    # Pieces that straddle the 8 s boundaries at odd places.
+    feed_in_pieces(live, audio, None, [7.93, 0.11, 0.013, 3.7, 5.21])
+    got = reply_of(live, turn, 2)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    assert got[2].stats.live_prefilled_tokens > 0
+
+
+def test_a_louder_ending_redoes_the_windows_it_changed(demo) -> None:
+    """Digital silence, then speech: the feature floor moves with the loudest sound, so the first
+    window encoded during the silence is stale and must be redone, and the reply still matches."""
+    audio = np.concatenate([np.zeros(9 * RATE, np.float32), speech_like(4.0)])
+    audio = quantized(audio)
+    turn = UserTurn(audio=audio)
+    expected = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    assert feed_in_pieces(live, audio, None, [1.0]) == 1
+    got = reply_of(live, turn)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    assert got[2].stats.live_prefilled_tokens == 0
+
+
+def test_abandoned_turn_leaves_cache_and_history_as_before(demo) -> None:
+    engine = greedy_engine(demo)
+    run(engine, UserTurn(text="hello"), 1)
+    before = (engine.context.length, engine.context.cache.get_seq_length(), list(engine.history))
+    feed_in_pieces(engine, quantized(speech_like(10.0)), None, [0.4])
+    assert engine.context.cache.get_seq_length() > before[1]
+    engine.abandon_turn()
+    assert (engine.context.length, engine.context.cache.get_seq_length(), engine.history) == before
+    never = greedy_engine(demo)
+    run(never, UserTurn(text="hello"), 1)
+    follow_up = UserTurn(audio=tone(2.0))
+    assert reply_of(engine, follow_up, 2)[0] == reply_of(never, follow_up, 2)[0]
