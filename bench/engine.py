@@ -101,6 +101,49 @@ def first_audio_video(loaded: Any, frames: int, text_tokens: int) -> dict[str, f
     return {"first_audio_ms_video": first_ms, "video_prompt_tokens_per_s": video_tokens / 5.0}
 
 
+def speech_like(seconds: float) -> np.ndarray:
+    """Voiced bursts over a noise floor, as int16 (what the microphone delivers)."""
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    voiced = 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t) ** 2) * np.sin(2 * np.pi * 140 * t)
+    noise = 0.02 * np.random.default_rng(0).standard_normal(t.size)
+    return ((voiced + noise) * 32767).astype(np.int16)
+
+
+def incremental_prefill(loaded: Any, seconds: list[float], headline_s: float) -> dict[str, Any]:
+    """End of the user turn to first audio, prefilling the turn at its end (one-shot) versus while it
+    is spoken (`Engine.listen` fed 0.5 s at a time, untimed), for turns with camera frames at 2 fps."""
+    from model.media_input import VideoClip
+
+    fps, piece = 2.0, 8_000
+    settings = {"max_text_tokens": 8, "max_codec_frames": 4}
+    by_length: dict[str, dict[str, float]] = {}
+    for length in seconds:
+        audio = speech_like(length)
+        frames = np.random.default_rng(1).integers(0, 256, (int(length * fps), 240, 320, 3), dtype=np.uint8)
+        turn = UserTurn(audio=audio, video=VideoClip(frames, fps))
+        stream_turn(make_engine(loaded, **settings), turn)  # warm-up
+        oneshot_ms, _ = stream_turn(make_engine(loaded, **settings), turn)
+        engine = make_engine(loaded, **settings)
+        for start in range(0, audio.size, piece):
+            due = int(min(audio.size, start + piece) / 16_000 * fps)
+            engine.listen(audio[start : start + piece], list(frames[int(start / 16_000 * fps) : due]), fps)
+        incremental_ms, finished = stream_turn(engine, turn)
+        by_length[f"{length:g}s"] = {
+            "oneshot_ms": oneshot_ms,
+            "incremental_ms": incremental_ms,
+            "left_for_turn_end_tokens": finished.stats.new_prompt_tokens
+            - finished.stats.live_prefilled_tokens,
+            "turn_tokens": finished.stats.new_prompt_tokens,
+        }
+    headline = by_length[f"{headline_s:g}s"]
+    return {
+        "turn_end_to_first_audio_ms_oneshot": headline["oneshot_ms"],
+        "turn_end_to_first_audio_ms_incremental": headline["incremental_ms"],
+        "incremental_prefill_ratio": headline["incremental_ms"] / headline["oneshot_ms"],
+        "turn_end_to_first_audio_by_turn_length": by_length,
+    }
+
+
 def code2wav_constancy(loaded: Any, seconds: float, chunk_frames: int) -> dict[str, float]:
     """Code2Wav ms per frame over the first and last 10 s of a long reply (incremental decode)."""
     import torch
@@ -184,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--cancel-trials", type=int, default=5)
+    parser.add_argument("--turn-lengths-s", type=float, nargs="+", default=[5.0, 20.0, 60.0])
     args = parser.parse_args(argv)
 
     import torch
@@ -207,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         result.update(code2wav_constancy(loaded, args.long_reply_s, chunk_frames=4))
         result.update(prefill_growth(loaded, args.turns))
         result.update(cancel_latency(loaded, args.cancel_trials))
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
+        result.update(incremental_prefill(loaded, args.turn_lengths_s, headline_s=20.0))
+    print(json.dumps(result, indent=2, default=lambda v: round(v, 3)))
     return 0
 
 
