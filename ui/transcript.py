@@ -1,7 +1,8 @@
 """The transcript: both sides of the conversation, the reply streaming in, interruptions marked.
 
-Entries are kept as data and rendered to HTML on a short timer, so a burst of text deltas costs one
-repaint rather than one per token.
+Entries are kept as data and rendered on a short timer, so a burst of text deltas costs one update
+rather than one per token; an update re-renders only the entries from the first changed one on, so a
+long conversation costs no more per token than a short one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 
@@ -31,6 +33,8 @@ class TranscriptView(QTextBrowser):
         self.setOpenExternalLinks(False)
         self.setAccessibleName("Transcript")
         self.entries: list[Entry] = []
+        self._starts: list[int] = []  # document position where each rendered entry begins
+        self._dirty_from: int | None = None
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(30)
@@ -40,67 +44,97 @@ class TranscriptView(QTextBrowser):
 
     def clear_entries(self) -> None:
         self.entries = []
-        self._changed()
+        self._changed(0)
 
     def add_note(self, text: str) -> None:
-        self.entries.append(Entry("note", text, done=True))
-        self._changed()
+        self._add(Entry("note", text, done=True))
 
     def add_user(self, turn_id: int, text: str, duration_s: float) -> None:
-        self.entries.append(Entry("user", text, turn_id, duration_s, done=True))
-        self._changed()
+        self._add(Entry("user", text, turn_id, duration_s, done=True))
 
     def add_greeting(self, text: str) -> None:
-        self.entries.append(Entry("assistant", text, done=True))
-        self._changed()
+        self._add(Entry("assistant", text, done=True))
 
     def append_reply(self, turn_id: int, text: str) -> None:
-        entry = self.reply(turn_id)
-        if entry is None:
-            entry = Entry("assistant", "", turn_id)
-            self.entries.append(entry)
-        entry.text += text
-        self._changed()
+        index = self._reply_or_new(turn_id)
+        self.entries[index].text += text
+        self._changed(index)
 
     def finish_reply(self, turn_id: int) -> None:
-        entry = self.reply(turn_id)
-        if entry is not None:
-            entry.done = True
-            self._changed()
+        index = self._reply_index(turn_id)
+        if index is not None:
+            self.entries[index].done = True
+            self._changed(index)
 
     def mark_interrupted(self, turn_id: int, heard_text: str) -> None:
-        entry = self.reply(turn_id)
-        if entry is None:
-            entry = Entry("assistant", "", turn_id)
-            self.entries.append(entry)
+        index = self._reply_or_new(turn_id)
+        entry = self.entries[index]
         full = entry.text
         entry.text = heard_text
         entry.unheard = full[len(heard_text) :] if full.startswith(heard_text) else ""
         entry.interrupted = entry.done = True
-        self._changed()
+        self._changed(index)
 
     def set_latency(self, turn_id: int, text: str) -> None:
-        entry = self.reply(turn_id)
-        if entry is not None:
-            entry.latency = text
-            self._changed()
+        index = self._reply_index(turn_id)
+        if index is not None:
+            self.entries[index].latency = text
+            self._changed(index)
 
     def reply(self, turn_id: int) -> Entry | None:
-        for entry in reversed(self.entries):
+        index = self._reply_index(turn_id)
+        return None if index is None else self.entries[index]
+
+    def _reply_index(self, turn_id: int) -> int | None:
+        for index in range(len(self.entries) - 1, -1, -1):
+            entry = self.entries[index]
             if entry.role == "assistant" and entry.turn_id == turn_id and turn_id >= 0:
-                return entry
+                return index
         return None
+
+    def _reply_or_new(self, turn_id: int) -> int:
+        index = self._reply_index(turn_id)
+        if index is None:
+            self.entries.append(Entry("assistant", "", turn_id))
+            index = len(self.entries) - 1
+        return index
+
+    def _add(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self._changed(len(self.entries) - 1)
 
     # -- rendering ----------------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def _changed(self, index: int) -> None:
+        self._dirty_from = index if self._dirty_from is None else min(self._dirty_from, index)
         if not self._render_timer.isActive():
             self._render_timer.start()
 
     def render_now(self) -> None:
+        """Replace the document from the first changed entry to the end."""
+        first = self._dirty_from
+        if first is None:
+            return
+        self._dirty_from = None
         bar = self.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
-        self.setHtml("".join(_entry_html(e) for e in self.entries))
+        first = min(first, len(self._starts))
+        cursor = QTextCursor(self.document())
+        if first == 0:
+            self.clear()
+            cursor = QTextCursor(self.document())
+        elif first < len(self._starts):
+            cursor.setPosition(self._starts[first])
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+        else:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+        del self._starts[first:]
+        for index in range(first, len(self.entries)):
+            self._starts.append(cursor.position())
+            if index > 0:
+                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            cursor.insertHtml(_entry_html(self.entries[index]))
         if at_bottom:
             bar.setValue(bar.maximum())
 
@@ -108,6 +142,12 @@ class TranscriptView(QTextBrowser):
         """What the transcript shows, as text (tests and accessibility)."""
         self.render_now()
         return self.toPlainText()
+
+    def full_render_text(self) -> str:
+        """The same entries rendered from scratch (to check the incremental rendering)."""
+        other = QTextBrowser()
+        other.setHtml("".join(_entry_html(e) for e in self.entries))
+        return other.toPlainText()
 
 
 def _entry_html(entry: Entry) -> str:
