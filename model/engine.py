@@ -166,7 +166,8 @@ class Engine:
         self._live: LiveTurn | None = None
         config = model.config.thinker_config.audio_config
         mel = int(config.n_window_infer)
-        self._audio_window = (mel, int(audio_output_length(torch.tensor(mel), int(config.n_window))))
+        self._audio_n_window = int(config.n_window)
+        self._audio_window = (mel, int(audio_output_length(torch.tensor(mel), self._audio_n_window)))
         self.last_codes: torch.Tensor | None = None  # (16, frames) of the last reply, for tests and export
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.settings.seed if self.settings.seed is not None else time.time_ns())
@@ -285,15 +286,7 @@ class Engine:
         """Encode and prefill the next window of the live turn (the turn's opening tokens first)."""
         mel, tokens = self._audio_window
         k = len(live.windows)
-        extractor = self.processor.feature_extractor
-        features = extractor(
-            [live.audio_array()],
-            sampling_rate=MODEL_AUDIO_RATE_HZ,
-            padding=True,
-            truncation=False,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )["input_features"][..., k * mel : (k + 1) * mel]
+        features = self._features(live.audio_array())[..., k * mel : (k + 1) * mel]
         config = self.model.config.thinker_config
         media: dict[str, torch.Tensor] = {
             "input_features": features,
@@ -303,7 +296,7 @@ class Engine:
             "feature_attention_mask": torch.ones((1, (k + 1) * mel), dtype=torch.long)
         }
         closers = [config.audio_end_token_id]
-        pixels, grids = None, 0
+        pixels, grids, frames = None, 0, None
         if live.fps is None:
             media_ids = torch.full((tokens,), config.audio_token_id, dtype=torch.long)
         else:
@@ -343,7 +336,7 @@ class Engine:
         )
         start, n = self.context.length + int(fed.shape[0]), int(ids.shape[0])
         out = self._thinker_forward(ids, positions[:, :, start : start + n], media)
-        window = LiveWindow(ids=ids, features=features, pixels=pixels, grids=grids)
+        window = LiveWindow(ids=ids, features=features, pixels=pixels, frames=frames, grids=grids)
         if self.talker is not None:
             users = user_position_mask(full_ids, self.im_start_id, self.user_id)[start : start + n]
             window.talker_ids, window.talker_embeds = self._talker_user_embeds(ids, users, out.hidden_states)
@@ -363,18 +356,98 @@ class Engine:
         ids = self.tokenizer(head, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         return torch.cat([*(s.ids for s in self._lead_segments()), ids])
 
-    def _take_live(self, segments: list[Segment]) -> LivePrefix | None:
-        """The part of the live turn that equals this turn's one-shot prompt; the rest leaves the cache."""
+    def _features(self, audio: np.ndarray) -> torch.Tensor:
+        """Log-mel features (1, bins, frames) of 16 kHz audio, as the processor computes them."""
+        return self.processor.feature_extractor(
+            [audio],
+            sampling_rate=MODEL_AUDIO_RATE_HZ,
+            padding=True,
+            truncation=False,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )["input_features"]
+
+    def _live_segments(self, turn: UserTurn) -> tuple[list[Segment], LivePrefix | None]:
+        """This turn's segments, built from the windows fed while it was spoken (those that encoded
+        exactly what the whole turn holds) plus its tail, so that the end of the turn costs only the
+        tail; everything else leaves the cache. Without usable windows: the one-shot segments."""
         live, self._live = self._live, None
-        if live is None:
-            return None
-        user = segments[-1]
-        ok = 0
-        if live.windows and "input_features" in user.media:
-            ok = verified_windows(live, torch.cat([s.ids for s in segments]), user.media)
+        assert live is not None
+        usable = live.windows and turn.audio is not None and not turn.images
+        usable = usable and (turn.video is None) == (live.fps is None)
+        if not usable:
+            self._crop_cache(live.mark)
+            return self._turn_segments(turn), None
+        audio = prepare_audio(turn.audio, turn.audio_rate_hz)
+        features = self._features(audio)
+        frames = fps = None
+        if turn.video is not None:
+            frames, fps = prepare_video(turn.video, self.settings.video_max_pixels)
+        ok = verified_windows(live, features, frames) if fps in (None, live.fps) else 0
         done = prefix_of(live, ok)
         self._crop_cache(live.mark + (done.tokens if done else 0))
-        return done
+        if done is None:
+            return self._turn_segments(turn), None
+        lead = self._lead_segments()
+        fed = torch.cat([w.ids for w in live.windows[:ok]])[sum(int(s.ids.shape[0]) for s in lead) :]
+        tail_ids, media = self._tail(turn, features, frames, fps, live.windows[:ok])
+        return [*lead, Segment(ids=torch.cat((fed, tail_ids)), kind="user", media=media)], done
+
+    def _tail(
+        self,
+        turn: UserTurn,
+        features: torch.Tensor,
+        frames: np.ndarray | None,
+        fps: float | None,
+        fed: list[LiveWindow],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The tokens after the fed windows (the rest of the media span, the typed text, the assistant
+        start) and the media of the whole turn, the fed windows' pixels reused."""
+        mel_done = sum(int(w.features.shape[-1]) for w in fed)
+        total = int(features.shape[-1])
+        tail_tokens = int(audio_output_length(torch.tensor(total), self._audio_n_window)) - int(
+            audio_output_length(torch.tensor(mel_done), self._audio_n_window)
+        )
+        content: list[dict[str, Any]] = [
+            {"type": "video", "video": "camera"} if fps else {"type": "audio", "audio": "a"}
+        ]
+        if turn.text.strip():
+            content.append({"type": "text", "text": turn.text})
+        text = self._render_user(content)
+        marker = self.processor.video_token if fps else self.processor.audio_token
+        after = text[text.index(marker) + len(marker) :]
+        media: dict[str, torch.Tensor] = {
+            "input_features": features,
+            "feature_attention_mask": torch.ones((1, total), dtype=torch.int32),
+        }
+        if fps is None:
+            span = self.processor.audio_token * tail_tokens + after
+        else:
+            assert frames is not None
+            frames_done = sum(w.frames.shape[0] for w in fed if w.frames is not None)
+            video = self.processor.video_processor(
+                videos=[frames[frames_done:]], return_tensors="pt", **self._video_kwargs(fps)
+            )
+            grid = video["video_grid_thw"].clone()
+            seconds_per_grid = float(self.processor.video_processor.temporal_patch_size) / fps
+            interleaved = self.processor.replace_video_with_audio_token(
+                {"video_grid_thw": grid, "video_second_per_grid": [seconds_per_grid]},
+                0,
+                {"num_audio_tokens": [tail_tokens]},
+                0,
+                position_id_per_seconds=self.processor.position_id_per_seconds,
+            )
+            span = interleaved[len(self.processor.audio_bos_token) :] + after
+            grid[0, 0] += sum(w.grids for w in fed)
+            media.update(
+                pixel_values_videos=torch.cat(
+                    [*(w.pixels for w in fed if w.pixels is not None), video["pixel_values_videos"]]
+                ),
+                video_grid_thw=grid,
+                video_second_per_grid=torch.tensor([seconds_per_grid]),
+            )
+        ids = self.tokenizer(span, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        return ids, media
 
     # -- one turn -------------------------------------------------------------------------------
 
@@ -415,8 +488,7 @@ class Engine:
     ) -> Iterator[Event]:
         if turn.is_empty:
             raise InputError("the turn is empty (no text, audio or image)")
-        new = self._turn_segments(turn)
-        done = self._take_live(new)
+        new, done = self._live_segments(turn) if self._live is not None else (self._turn_segments(turn), None)
         new_tokens = sum(int(s.ids.shape[0]) for s in new)
         if self._fit_budget(new_tokens):
             done = None  # the cache was rebuilt without the live windows

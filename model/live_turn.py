@@ -26,6 +26,7 @@ class LiveWindow:
     ids: torch.Tensor
     features: torch.Tensor  # (1, mel bins, frames)
     pixels: torch.Tensor | None  # rows of `pixel_values_videos` for its `grids` frame pairs
+    frames: np.ndarray | None = None  # the camera frames it encoded, fitted to the pixel budget
     grids: int = 0
     talker_ids: torch.Tensor | None = None
     talker_embeds: torch.Tensor | None = None
@@ -85,23 +86,21 @@ def to_model_audio(chunk: Any) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def verified_windows(live: LiveTurn, ids: torch.Tensor, media: dict[str, torch.Tensor]) -> int:
-    """How many of the fed windows equal the one-shot prompt (`ids`, the turn's `media`)."""
-    end = mel = grids = 0
+def verified_windows(live: LiveTurn, features: torch.Tensor, frames: np.ndarray | None) -> int:
+    """How many fed windows encoded exactly what the whole turn holds: the same mel features (the
+    extractor's floor follows the loudest sound, so a later, louder one changes earlier features)
+    and the same camera frames."""
+    mel = frame = 0
     for count, window in enumerate(live.windows):
-        n, frames = int(window.ids.shape[0]), int(window.features.shape[-1])
-        if not torch.equal(ids[end : end + n], window.ids):
+        n = int(window.features.shape[-1])
+        if not torch.equal(features[..., mel : mel + n], window.features):
             return count
-        if not torch.equal(media["input_features"][..., mel : mel + frames], window.features):
-            return count
-        if window.pixels is not None:
-            grid = media["video_grid_thw"][0]
-            rows = int(grid[1] * grid[2])
-            fed = media["pixel_values_videos"][grids * rows : (grids + window.grids) * rows]
-            if not torch.equal(fed, window.pixels):
+        if window.frames is not None:
+            m = window.frames.shape[0]
+            if frames is None or not np.array_equal(frames[frame : frame + m], window.frames):
                 return count
-            grids += window.grids
-        end, mel = end + n, mel + frames
+            frame += m
+        mel += n
     return len(live.windows)
 
 
