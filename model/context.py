@@ -34,6 +34,7 @@ class Segment:
     # The Talker's view of this segment's user positions (ids and projected embeddings), if any.
     talker_ids: torch.Tensor | None = None
     talker_embeds: torch.Tensor | None = None
+    talker_positions: torch.Tensor | None = None  # (3, n) TM-RoPE positions of those, from 0
 
     @property
     def audio_lengths(self) -> torch.Tensor | None:
@@ -109,9 +110,20 @@ def merge_segments(segments: list[Segment]) -> Segment:
     return Segment(ids=torch.cat([s.ids for s in segments]), kind="merged", media=media)
 
 
-def rope_positions(model_with_rope: Any, ids: torch.Tensor, media: MediaIndex) -> torch.Tensor:
-    """(4, 1, n) positions for `ids` (n,): the cache index, then the three TM-RoPE axes.
+def rope_positions(
+    model_with_rope: Any,
+    ids: torch.Tensor,
+    media: MediaIndex,
+    *,
+    cache_start: int = 0,
+    position_start: int = 0,
+) -> torch.Tensor:
+    """(4, 1, n) positions for `ids` (n,) appended at cache index `cache_start` after content whose
+    last TM-RoPE position is `position_start - 1`: the cache index, then the three TM-RoPE axes.
 
+    A conversation's segments each start with text, and `get_rope_index` places text right after the
+    largest position before it, so positions computed per segment and shifted equal positions
+    computed over the whole conversation; the cost of a turn does not grow with the history.
     `model_with_rope` is the Thinker's model: its `get_rope_index` reads the audio config, which
     the Talker's config lacks (the image + audio bug in DESIGN.md), and both configs agree on the
     token ids and the time scale it uses (checked when the engine starts).
@@ -127,8 +139,8 @@ def rope_positions(model_with_rope: Any, ids: torch.Tensor, media: MediaIndex) -
         audio_seqlens=media.audio_lengths,
         second_per_grids=media.video_second_per_grid,
     )
-    text = torch.arange(row.shape[1], dtype=mrope.dtype).view(1, 1, -1)
-    return torch.cat([text, mrope.to(text.device)], dim=0)
+    text = torch.arange(cache_start, cache_start + row.shape[1], dtype=mrope.dtype).view(1, 1, -1)
+    return torch.cat([text, mrope.to(text.device) + position_start], dim=0)
 
 
 def user_position_mask(ids: torch.Tensor, im_start_id: int, user_id: int) -> torch.Tensor:
@@ -183,12 +195,17 @@ class ThinkerContext:
                 self.cache.crop(-(cached - total))
 
     def talker_user_part(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """All user positions of the conversation as the Talker sees them: (ids (n,), embeds (n, d))."""
-        ids = [s.talker_ids for s in self.segments if s.talker_ids is not None]
-        embeds = [s.talker_embeds for s in self.segments if s.talker_embeds is not None]
-        if not ids:
+        """All user positions of the conversation as the Talker sees them: (embeds (n, d), TM-RoPE
+        positions (3, n)), each turn's positions shifted past the previous turn's."""
+        parts = [s for s in self.segments if s.talker_embeds is not None and s.talker_positions is not None]
+        if not parts:
             return None
-        return torch.cat(ids), torch.cat(embeds)  # type: ignore[arg-type]
+        positions, start = [], 0
+        for segment in parts:
+            assert segment.talker_positions is not None
+            positions.append(segment.talker_positions + start)
+            start += int(segment.talker_positions.max()) + 1
+        return torch.cat([s.talker_embeds for s in parts]), torch.cat(positions, dim=1)  # type: ignore[misc]
 
 
 VISUAL_KEYS = (

@@ -25,6 +25,7 @@ from events import AudioChunk, EngineError, Event, TextDelta, TurnFinished, Turn
 from model.code2wav_stream import Code2WavStream
 from model.context import (
     MEDIA_KEYS,
+    MediaIndex,
     Segment,
     ThinkerContext,
     has_frames,
@@ -195,6 +196,7 @@ class Engine:
     def new_conversation(self) -> None:
         self.history = []
         self.context = ThinkerContext()
+        self._rope_delta = 0
         self._unfed = []
         self._last_reply = None
 
@@ -208,6 +210,7 @@ class Engine:
         the turn-by-turn cache equals a one-shot prefill)."""
         segments = self.context.segments
         self.context = ThinkerContext()
+        self._rope_delta = 0
         if segments:
             with torch.inference_mode():
                 self._prefill(segments, need_talker=False)
@@ -331,11 +334,9 @@ class Engine:
         fed = live.fed_ids()
         sequence = torch.cat((fed, ids, torch.tensor(closers, dtype=torch.long)))
         full_ids = self.context.all_ids(sequence)
-        positions = rope_positions(
-            self.thinker.model, full_ids, self.context.media_index(Segment(sequence, media=partial))
-        )
+        positions = self._positions_after_context(sequence, MediaIndex.of([Segment(sequence, media=partial)]))
         start, n = self.context.length + int(fed.shape[0]), int(ids.shape[0])
-        out = self._thinker_forward(ids, positions[:, :, start : start + n], media)
+        out = self._thinker_forward(ids, positions[:, :, int(fed.shape[0]) : int(fed.shape[0]) + n], media)
         window = LiveWindow(ids=ids, features=features, pixels=pixels, frames=frames, grids=grids)
         if self.talker is not None:
             users = user_position_mask(full_ids, self.im_start_id, self.user_id)[start : start + n]
@@ -455,6 +456,7 @@ class Engine:
         """Stream the reply to `turn`. Any failure ends the turn with `EngineError` and leaves the
         conversation as it was before the turn."""
         saved = (
+            self._rope_delta,
             self.context,
             list(self.context.segments),
             list(self._unfed),
@@ -474,7 +476,7 @@ class Engine:
             yield EngineError(turn_id, f"the model failed on this turn: {type(error).__name__}: {error}")
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        context, segments, unfed, history, last = saved
+        self._rope_delta, context, segments, unfed, history, last = saved
         self._unfed, self.history, self._last_reply = unfed, history, last
         if self.context is context:
             self.context.crop(sum(int(s.ids.shape[0]) for s in segments))
@@ -723,7 +725,7 @@ class Engine:
         assistant start (the last three tokens)."""
         segment = merge_segments(segments) if len(segments) > 1 else segments[0]
         full_ids = self.context.all_ids(segment.ids)
-        positions = rope_positions(self.thinker.model, full_ids, self.context.media_index(segment))
+        positions = self._positions_after_context(segment.ids, MediaIndex.of([segment]))
         skip = done.tokens if done else 0
         new_ids = segment.ids[skip:]
         n = int(new_ids.shape[0])
@@ -737,10 +739,21 @@ class Engine:
                 talker_ids = torch.cat((done.talker_ids, talker_ids))
                 embeds = torch.cat((done.talker_embeds, embeds))  # type: ignore[arg-type]
             _share_talker_parts(segments, users, talker_ids, embeds)
+            for part in segments:
+                if part.talker_ids is not None:
+                    rope = rope_positions(self.thinker.model, part.talker_ids, MediaIndex.of([part]))
+                    part.talker_positions = rope[1:, 0]
         self.context.segments.extend(segments)
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1:])
         assistant = out.hidden_states[0][:, -3:] if need_talker else None
         return logits, assistant
+
+    def _positions_after_context(self, ids: torch.Tensor, media: MediaIndex) -> torch.Tensor:
+        """Positions (4, 1, n) of `ids` appended after everything in the context."""
+        start = self.context.length
+        return rope_positions(
+            self.thinker.model, ids, media, cache_start=start, position_start=start + self._rope_delta
+        )
 
     def _thinker_forward(
         self, ids: torch.Tensor, positions: torch.Tensor, media: dict[str, torch.Tensor]
@@ -853,14 +866,15 @@ class Engine:
         zeros = torch.zeros((1, 3, codec.shape[-1]), device=self.device, dtype=codec.dtype)
         assistant = text_part + torch.cat((zeros, codec), dim=1)
         user = self.context.talker_user_part()
-        pad_ids = torch.full((assistant.shape[1],), int(self.model.config.tts_pad_token_id), dtype=torch.long)
+        n = int(assistant.shape[1])
         if user is None:
-            embeds, ids = assistant, pad_ids
+            embeds, mrope = assistant, torch.arange(n).expand(3, -1)
         else:
-            embeds = torch.cat((user[1].unsqueeze(0).to(assistant.dtype), assistant), dim=1)
-            ids = torch.cat((user[0], pad_ids))
-        positions = rope_positions(self.thinker.model, ids, self.context.media_index())
-        return embeds, positions.to(self.device)
+            embeds = torch.cat((user[0].unsqueeze(0).to(assistant.dtype), assistant), dim=1)
+            after = torch.arange(n) + int(user[1].max()) + 1
+            mrope = torch.cat((user[1], after.expand(3, -1).to(user[1].dtype)), dim=1)
+        text = torch.arange(mrope.shape[1], dtype=mrope.dtype).view(1, -1)
+        return embeds, torch.cat((text, mrope)).unsqueeze(1).to(self.device)
 
 
 def _share_talker_parts(
