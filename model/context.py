@@ -194,19 +194,6 @@ class ThinkerContext:
             if cached > total:
                 self.cache.crop(-(cached - total))
 
-    def talker_user_part(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """All user positions of the conversation as the Talker sees them: (embeds (n, d), TM-RoPE
-        positions (3, n)), each turn's positions shifted past the previous turn's."""
-        parts = [s for s in self.segments if s.talker_embeds is not None and s.talker_positions is not None]
-        if not parts:
-            return None
-        positions, start = [], 0
-        for segment in parts:
-            assert segment.talker_positions is not None
-            positions.append(segment.talker_positions + start)
-            start += int(segment.talker_positions.max()) + 1
-        return torch.cat([s.talker_embeds for s in parts]), torch.cat(positions, dim=1)  # type: ignore[misc]
-
 
 VISUAL_KEYS = (
     "pixel_values",
@@ -228,3 +215,17 @@ def without_frames(segment: Segment, visual_token_ids: torch.Tensor) -> Segment:
 
 def has_frames(segment: Segment) -> bool:
     return any(key in segment.media for key in VISUAL_KEYS)
+
+
+def talker_user_part(segments: list[Segment], start: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The user turns of `segments` as the Talker hears them: (embeds (n, d), TM-RoPE positions
+    (3, n)), the first turn's positions from `start`, each next one past the previous."""
+    parts = [s for s in segments if s.talker_embeds is not None and s.talker_positions is not None]
+    if not parts:
+        return None
+    positions = []
+    for segment in parts:
+        assert segment.talker_positions is not None
+        positions.append(segment.talker_positions + start)
+        start += int(segment.talker_positions.max()) + 1
+    return torch.cat([s.talker_embeds for s in parts]), torch.cat(positions, dim=1)  # type: ignore[misc]

@@ -31,6 +31,7 @@ from model.context import (
     has_frames,
     merge_segments,
     rope_positions,
+    talker_user_part,
     user_position_mask,
     without_frames,
 )
@@ -164,6 +165,8 @@ class Engine:
         self._unfed: list[int] = []
         self._last_reply: tuple[int, int, list[int]] | None = None  # (turn_id, context length, ids)
         self._rope_delta = 0
+        self._talker_cache: Any = None
+        self._talker_users: list[Segment] = []  # whose Talker inputs are in `_talker_cache`, in order
         self._live: LiveTurn | None = None
         config = model.config.thinker_config.audio_config
         mel = int(config.n_window_infer)
@@ -197,6 +200,7 @@ class Engine:
         self.history = []
         self.context = ThinkerContext()
         self._rope_delta = 0
+        self._talker_cache = None
         self._unfed = []
         self._last_reply = None
 
@@ -211,6 +215,7 @@ class Engine:
         segments = self.context.segments
         self.context = ThinkerContext()
         self._rope_delta = 0
+        self._talker_cache = None
         if segments:
             with torch.inference_mode():
                 self._prefill(segments, need_talker=False)
@@ -549,7 +554,9 @@ class Engine:
                 )
                 c2w = Code2WavStream(self.model.code2wav)
                 first = self._text_embed(reply.ids[0])
-                talker.prefill(*self._talker_prompt(assistant_embeds, first, special))
+                embeds, positions, new_users = self._talker_prompt(assistant_embeds, first, special)
+                talker.prefill(embeds, positions, self._talker_cache)
+                self._talker_users.extend(new_users)
                 continue
             step = reply.frames + 1
             codes, next_code0 = talker.step(self._trailing_embed(reply, step, special))
@@ -847,9 +854,11 @@ class Engine:
         assistant_embeds: torch.Tensor | None,
         first_text: torch.Tensor,
         special: dict[str, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, list[Segment]]:
         """The Talker's prompt: every user turn so far, then the assistant start with the voice and
-        the first text token (`_get_talker_assistant_parts` in transformers). Returns embeds and positions."""
+        the first text token (`_get_talker_assistant_parts` in transformers). The user turns already
+        in the Talker's cache are not fed again. Returns embeds and positions of what is to feed,
+        and the user turns among it."""
         assert assistant_embeds is not None and special is not None
         talker, config = self.talker, self.model.config.talker_config
         start = talker.text_projection(assistant_embeds)
@@ -865,16 +874,46 @@ class Engine:
         codec = talker.get_input_embeddings()(torch.tensor([codec_ids], device=self.device))
         zeros = torch.zeros((1, 3, codec.shape[-1]), device=self.device, dtype=codec.dtype)
         assistant = text_part + torch.cat((zeros, codec), dim=1)
-        user = self.context.talker_user_part()
+        new_users = self._sync_talker_cache()
+        start = self._talker_next_position()
+        user = talker_user_part(new_users, start=start)
         n = int(assistant.shape[1])
+        first = start if user is None else int(user[1].max()) + 1
+        after = (torch.arange(n) + first).expand(3, -1)
         if user is None:
-            embeds, mrope = assistant, torch.arange(n).expand(3, -1)
+            embeds, mrope = assistant, after
         else:
             embeds = torch.cat((user[0].unsqueeze(0).to(assistant.dtype), assistant), dim=1)
-            after = torch.arange(n) + int(user[1].max()) + 1
-            mrope = torch.cat((user[1], after.expand(3, -1).to(user[1].dtype)), dim=1)
-        text = torch.arange(mrope.shape[1], dtype=mrope.dtype).view(1, -1)
-        return embeds, torch.cat((text, mrope)).unsqueeze(1).to(self.device)
+            mrope = torch.cat((user[1], after.to(user[1].dtype)), dim=1)
+        cached = self._talker_cache.get_seq_length()
+        text = torch.arange(cached, cached + mrope.shape[1], dtype=mrope.dtype).view(1, -1)
+        return embeds, torch.cat((text, mrope)).unsqueeze(1).to(self.device), new_users
+
+    def _sync_talker_cache(self) -> list[Segment]:
+        """Keep in the Talker's cache the user turns it has heard (never the replies: each reply's
+        prompt is every user turn so far plus its own start); returns the user turns not in it yet."""
+        from transformers import DynamicCache
+
+        parts = [s for s in self.context.segments if s.talker_embeds is not None]
+        heard = self._talker_users
+        if self._talker_cache is None or [id(s) for s in parts[: len(heard)]] != [id(s) for s in heard]:
+            self._talker_cache = DynamicCache(config=self.talker.config.text_config)
+            self._talker_users = []
+        user_length = sum(_talker_length(s) for s in self._talker_users)
+        cached = self._talker_cache.get_seq_length()
+        if cached > user_length:  # the last reply's start and frames
+            self._talker_cache.crop(user_length - cached)
+        return parts[len(self._talker_users) :]
+
+    def _talker_next_position(self) -> int:
+        """The Talker's first TM-RoPE position after the user turns in its cache."""
+        return sum(
+            int(s.talker_positions.max()) + 1 for s in self._talker_users if s.talker_positions is not None
+        )
+
+
+def _talker_length(segment: Segment) -> int:
+    return 0 if segment.talker_ids is None else int(segment.talker_ids.shape[0])
 
 
 def _share_talker_parts(

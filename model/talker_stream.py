@@ -45,14 +45,15 @@ class TalkerStream:
         )
         self.num_code_groups = int(config.num_code_groups)
 
-    def prefill(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> int:
-        """Feed the prompt (user turns and the assistant start); returns the first frame's code 0."""
+    def prefill(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, cache: Any = None) -> int:
+        """Feed the prompt (user turns and the assistant start) after what `cache` already holds
+        (earlier user turns); returns the first frame's code 0."""
         from transformers import DynamicCache
 
-        self.cache = DynamicCache(config=self.talker.config.text_config)
-        length = inputs_embeds.shape[1]
-        self.rope_delta = int(positions[1:].max()) + 1 - length
-        return self._forward(inputs_embeds, positions)
+        self.cache = cache if cache is not None else DynamicCache(config=self.talker.config.text_config)
+        code0 = self._forward(inputs_embeds, positions)
+        self.rope_delta = int(positions[1:].max()) + 1 - self.cache.get_seq_length()
+        return code0
 
     def step(self, text_embed: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         """Complete the pending frame with the code predictor, then feed it plus `text_embed`

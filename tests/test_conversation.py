@@ -36,7 +36,8 @@ def test_cached_turns_equal_a_one_shot_prefill(demo) -> None:
     assert rebuilt.context.length == incremental.context.length
     for a, b in zip(cache_tensors(incremental), cache_tensors(rebuilt), strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    # ...and the next reply is the same either way, text and speech.
+    # ...and the next reply is the same either way, text and speech: the incremental engine's Talker
+    # keeps the user turns it heard and is fed only the new one, the rebuilt one hears them all again.
     run(incremental, UserTurn(text="last one"), 9)
     run(rebuilt, UserTurn(text="last one"), 9)
     assert incremental.last_reply_ids == rebuilt.last_reply_ids
