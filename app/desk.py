@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
@@ -516,6 +516,26 @@ class Desk(QObject):
         self.window.set_memory(memory_text(self.session.model_info))
 
 
+def quit_on_signals(app: QCoreApplication) -> None:
+    """Ctrl+C in the terminal and SIGTERM close the window the normal way (settings saved).
+
+    Python runs signal handlers only between bytecodes, so a timer gives it a moment every 200 ms
+    while Qt's loop is in C++."""
+    import signal
+
+    def close(_signum: int, _frame: object) -> None:
+        if isinstance(app, QApplication):
+            app.closeAllWindows()
+        app.quit()
+
+    signal.signal(signal.SIGINT, close)
+    signal.signal(signal.SIGTERM, close)
+    ticker = QTimer(app)
+    ticker.setInterval(200)
+    ticker.timeout.connect(lambda: None)
+    ticker.start()
+
+
 def run_desk(launch: Launch) -> int:
     """Start the Qt app; returns its exit code (exits at once if the engine is stuck in a load)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -523,6 +543,7 @@ def run_desk(launch: Launch) -> int:
     app.setOrganizationName("omnidesk")
     desk = Desk(launch)
     desk.start()
+    quit_on_signals(app)
     code = app.exec()
     desk.shutdown()
     if not desk.closed_cleanly:

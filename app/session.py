@@ -10,6 +10,7 @@ stop generation (the turn's cancel flag), flush playback (the barge-in monitor a
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,10 +52,13 @@ class AudioInput(Protocol):
 
 
 class Playback(Protocol):
-    """The session's side of the player (the engine worker writes to it)."""
+    """The session's side of the player (the engine worker writes to it). `flush` may wait for the
+    audio callback (up to half a second when the device is stuck), so the session calls it off the
+    Qt thread; `played_samples` answers at once."""
 
     def flush(self, turn_id: int | None = None) -> int: ...
     def speaking_turn(self) -> int | None: ...
+    def played_samples(self, turn_id: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class Session(QObject):
         self._interrupted: set[int] = set()
         self._latency: dict[int, TurnLatency] = {}
         self._state_before_speech = State.LISTENING
+        self._flushes: list[threading.Thread] = []
         self._audio_events = AudioEvents(self)
         self._audio_events.arrived.connect(self.on_audio_event)
         self._drain_timer = QTimer(self)
@@ -183,7 +188,9 @@ class Session(QObject):
         if self.audio_input is not None:
             self.audio_input.stop()
         if self.playback is not None and self._active is not None:
-            self.playback.flush(self._active)
+            self._flush_in_background(self._active)
+        for thread in self._flushes:
+            thread.join(timeout=1.0)
         return self.engine.stop(timeout_s)
 
     # -- user intents --------------------------------------------------------------------------------
@@ -308,15 +315,25 @@ class Session(QObject):
             return
         self.engine.cancel(turn_id)
         if heard_samples is None:
-            heard_samples = (
-                self.playback.flush(turn_id) if self.speaks and self.playback else KEEP_ALL_SAMPLES
-            )
+            heard_samples = KEEP_ALL_SAMPLES
+            if self.speaks and self.playback is not None:
+                heard_samples = self.playback.played_samples(turn_id)
+                self._flush_in_background(turn_id)
         self.engine.truncate(turn_id, heard_samples)
         self._interrupted.add(turn_id)
         if turn_id == self._active:
             self._active = None
         self._drain_timer.stop()
         self._set_state(State.INTERRUPTED)
+
+    def _flush_in_background(self, turn_id: int) -> None:
+        """Fade out and drop the rest of the turn's audio without waiting on the audio callback here."""
+        playback = self.playback
+        if playback is None:
+            return
+        thread = threading.Thread(target=playback.flush, args=(turn_id,), name="playback-flush", daemon=True)
+        thread.start()
+        self._flushes = [t for t in self._flushes if t.is_alive()] + [thread]
 
     def _resting_state(self) -> State:
         if self.model_info is None or self.audio_input is None or self.muted:

@@ -152,5 +152,8 @@ class FakePlayer(FakeSpeaker):
     def speaking_turn(self) -> int | None:
         return self._playing
 
+    def played_samples(self, turn_id: int) -> int:
+        return self.heard
+
     def drain(self) -> None:
         self._playing = None

@@ -82,8 +82,10 @@ def test_a_cancelled_turn_that_never_started_finishes_cancelled(qtbot: Any, rig:
     load(qtbot, thread, collector)
     thread.respond(3, UserTurn(text="never mind"))
     thread.cancel(3)
-    qtbot.waitUntil(lambda: bool(collector.of("turn_finished")), timeout=60_000)
+    thread.truncate(3, 0)
+    qtbot.waitUntil(lambda: bool(collector.of("truncated")), timeout=60_000)
     assert collector.of("turn_finished")[0][1].cancelled
+    assert collector.of("truncated") == [(3, "")] and thread.worker.history() == []
 
 
 def test_load_errors_are_reported_and_the_worker_stays_usable(qtbot: Any) -> None:

@@ -108,7 +108,7 @@ def test_stop_speaking_flushes_playback_and_truncates(qtbot: Any, rig: Any) -> N
     turn_id = session.send_text("talk to me")
     qtbot.waitUntil(lambda: bool(player.chunks), timeout=60_000)
     session.stop_speaking()
-    assert player.flushed == [turn_id]
+    qtbot.waitUntil(lambda: player.flushed == [turn_id], timeout=5_000)
     qtbot.waitUntil(lambda: bool(seen.of("reply_interrupted")), timeout=60_000)
     assert session.engine.worker.history()[-1].interrupted
     qtbot.waitUntil(lambda: session.state == State.LISTENING, timeout=5_000)
@@ -119,7 +119,7 @@ def test_a_new_typed_message_interrupts_the_reply_in_progress(qtbot: Any, rig: A
     first = session.send_text("one")
     second = session.send_text("two")
     qtbot.waitUntil(lambda: any(t == second for t, _ in seen.of("reply_finished")), timeout=60_000)
-    assert player.flushed[:1] == [first]
+    qtbot.waitUntil(lambda: player.flushed[:1] == [first], timeout=5_000)
     roles = [(m.role, m.turn_id) for m in session.engine.worker.history()]
     assert roles[-2:] == [("user", second), ("assistant", second)]
 
