@@ -118,7 +118,8 @@ def test_talk_to_the_app_and_barge_in(
         assert reply["first_audio_ms"] > 0
         heard = recorder.samples()[max(0, recorder.index_at(user["perf_s"])) :]
         assert loud_after(recorder, user["perf_s"]), (  # the loudspeaker played the reply
-            f"monitor peak {np.abs(heard).max() if heard.size else None} over {heard.size / SINK_RATE_HZ:.1f} s; "
+            f"monitor peak {np.abs(heard).max() if heard.size else None} "
+            f"over {heard.size / SINK_RATE_HZ:.1f} s; "
             f"journal {records}; app log:\n{app.log.read_text(errors='replace')[-2000:]}"
         )
         deadline = time.monotonic() + 60
