@@ -100,6 +100,7 @@ class Desk(QObject):
         self.problems: list[str] = []
         self.history_log = HistoryLog()
         self._latencies: dict[int, TurnLatency] = {}
+        self._loading_demo = False
         if launch.loaded.error is not None:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
@@ -173,6 +174,7 @@ class Desk(QObject):
             resolve_checkpoint(source, offline=True)
         except ModelLoadError as error:
             self.show_first_run(source, str(error))
+            self.load_model("", demo=True)  # usable at once; the dialog offers the real model
             return
         self.load_model(source)
 
@@ -189,6 +191,7 @@ class Desk(QObject):
             speak=not self.text_only,
             engine_options=self.engine_options,
         )
+        self._loading_demo = demo
         self.window.set_state("loading")
         self.window.show_progress(f"loading {DEMO_LABEL if demo else source}…", cancellable=True)
         self.session.load(request)
@@ -446,7 +449,7 @@ class Desk(QObject):
             self.first_run.show()
             return self.first_run
         dialog = FirstRunDialog(source, reason, self.window)
-        dialog.demo_chosen.connect(lambda: self.load_model("", demo=True))
+        dialog.demo_chosen.connect(self._use_demo)
         dialog.folder_chosen.connect(self._use_folder)
         dialog.download_requested.connect(lambda: self._start_download(source))
         dialog.download_cancelled.connect(self._stop_download)
@@ -454,6 +457,12 @@ class Desk(QObject):
         self.first_run = dialog
         dialog.open()
         return dialog
+
+    def _use_demo(self) -> None:
+        info = self.session.model_info
+        demo_running = (info is not None and info.is_demo) or (self.session.loading and self._loading_demo)
+        if not demo_running:
+            self.load_model("", demo=True)
 
     def _first_run_closed(self, _result: int) -> None:
         self.first_run = None

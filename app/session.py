@@ -225,8 +225,9 @@ class Session(QObject):
             self.audio_input.set_mode(mode)
 
     def press_talk(self) -> None:
-        """Push-to-talk key or button down: a reply in progress stops, recording starts."""
-        if self.audio_input is None or self.muted:
+        """Push-to-talk key or button down: a reply in progress stops, recording starts (only in
+        push-to-talk mode; hands-free listens all the time)."""
+        if self.audio_input is None or self.muted or self.mode != "push-to-talk":
             return
         self._interrupt(None)
         self.audio_input.press()

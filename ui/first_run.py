@@ -30,8 +30,8 @@ class FirstRunDialog(QDialog):
         self.source = source
         intro = QLabel(
             f"<b>The model {source} is not on this computer.</b><br>{reason}<br><br>"
-            "Download it (tens of gigabytes; an interrupted download resumes where it stopped), choose "
-            "a folder that holds it, or try the app right away with the demo model.",
+            "Download it (tens of gigabytes; an interrupted download resumes where it stopped) or choose "
+            f"a folder that holds it. Meanwhile the app runs the {DEMO_LABEL}.",
             self,
         )
         intro.setWordWrap(True)
@@ -46,7 +46,7 @@ class FirstRunDialog(QDialog):
         self.cancel_download_button = QPushButton("Stop download", self)
         self.cancel_download_button.hide()
         self.folder_button = QPushButton("Choose a folder…", self)
-        self.demo_button = QPushButton(f"Run the {DEMO_LABEL}", self)
+        self.demo_button = QPushButton(f"Keep the {DEMO_LABEL}", self)
         self.demo_button.setObjectName("demoButton")
         self.demo_button.setDefault(True)
         buttons = QHBoxLayout()

@@ -70,10 +70,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Omni Desk")
         self.resize(900, 680)
         self._talk_key_down = False
+        self._audio_enabled = True
         self._updating = False
         self._build()
         self._build_menu()
         self.set_state("loading")
+        self.set_mode("hands-free")
 
     # -- layout ---------------------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class MainWindow(QMainWindow):
             (self.output_box, self.output_device_chosen),
         ):
             box.activated.connect(lambda _index, box=box, signal=signal: signal.emit(box.currentData()))
+        self.mode_chosen.connect(self.set_mode)
 
     def _combo(self, label: str, row: QHBoxLayout) -> QComboBox:
         caption = QLabel(label + ":", self)
@@ -296,6 +299,7 @@ class MainWindow(QMainWindow):
 
     def set_mode(self, mode: str) -> None:
         self._select(self.mode_box, mode)
+        self.talk_button.setEnabled(mode == "push-to-talk" and self._audio_enabled)
 
     def set_muted(self, muted: bool) -> None:
         self.mute_button.setChecked(muted)
@@ -308,11 +312,13 @@ class MainWindow(QMainWindow):
 
     def set_audio_enabled(self, enabled: bool) -> None:
         """Text-only mode: no talking, no devices, no meters."""
+        self._audio_enabled = enabled
         for widget in (
-            self.talk_button, self.mute_button, self.mode_box, self.input_box, self.output_box,
-            self.input_meter, self.output_meter,
+            self.mute_button, self.mode_box, self.input_box, self.output_box, self.input_meter,
+            self.output_meter,
         ):  # fmt: skip
             widget.setEnabled(enabled)
+        self.talk_button.setEnabled(enabled and self.mode_box.currentData() == "push-to-talk")
 
     def set_ready(self, ready: bool) -> None:
         self.send_button.setEnabled(ready)

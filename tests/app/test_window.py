@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 from app import config as cfg
 from app.desk import Desk
@@ -67,6 +68,8 @@ def test_the_window_builds_and_sends_intents(qtbot: Any) -> None:
     qtbot.keyRelease(window, Qt.Key.Key_Space)
     qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
     assert sent[1:] == ["press", "release", "stop"]
+    assert not window.talk_button.isEnabled()  # hands-free: nothing to hold
+    window.set_mode("push-to-talk")
     qtbot.mousePress(window.talk_button, Qt.MouseButton.LeftButton)
     qtbot.mouseRelease(window.talk_button, Qt.MouseButton.LeftButton)
     assert sent[-2:] == ["press", "release"]
@@ -139,7 +142,7 @@ def test_a_broken_config_is_shown_and_kept(qtbot: Any, demo: Any, config_dir: Pa
     assert (config_dir / "config.toml").read_text() == broken
 
 
-def test_first_run_offers_the_demo_when_the_model_is_not_on_disk(
+def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     qtbot: Any, demo: Any, config_dir: Path, tmp_path: Path
 ) -> None:
     desk = make_desk(
@@ -148,11 +151,52 @@ def test_first_run_offers_the_demo_when_the_model_is_not_on_disk(
     qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
     dialog = desk.first_run
     assert isinstance(dialog, FirstRunDialog) and DEMO_LABEL in dialog.demo_button.text()
-    assert desk.session.model_info is None
-    qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
+    assert "none" in dialog.findChild(QLabel).text()  # says which model is missing
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
     assert desk.session.model_info.is_demo and DEMO_LABEL in desk.window.model_label.text()
+    loads = []
+    desk.session.engine.worker.status.connect(loads.append)
+    qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
+    assert desk.first_run is None and not desk.session.loading and not loads  # no second load
     desk.window.close()
+
+
+def test_first_run_download_progress_and_a_chosen_folder(
+    qtbot: Any, demo: Any, demo_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    from app.download import DownloadPlan
+
+    desk = make_desk(qtbot, demo, config_dir, demo_flag=False, text="[model]\nsource = 'instruct'\n")
+    qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
+    dialog = desk.first_run
+    assert dialog is not None
+
+    class Job:  # stands in for the network: a download half done, then done
+        plan = DownloadPlan("Qwen/Qwen3-Omni-30B-A3B-Instruct", 2_000_000_000, 0, 17, tmp_path)
+        state, path, error = "downloading", demo_dir, ""
+
+        def done_bytes(self) -> int:
+            return 1_000_000_000
+
+        def stop(self) -> None:
+            self.state = "stopped"
+
+    desk.download_job = Job()
+    desk._poll_download()
+    assert "2.0 GB in 17 files" in dialog.size_label.text() and dialog.progress.value() == 500
+    assert "1.0 GB of 2.0 GB" in dialog.message.text()
+    desk.download_job.state = "failed"
+    desk.download_job.error = "connection reset"
+    desk._poll_download()
+    assert "connection reset" in dialog.message.text() and dialog.download_button.text() == "Resume download"
+    dialog.folder_chosen.emit(str(tmp_path / "empty"))
+    assert "does not exist" in dialog.message.text() or "no config.json" in dialog.message.text()
+    dialog.folder_chosen.emit(str(demo_dir))
+    qtbot.waitUntil(lambda: desk.first_run is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not desk.session.loading and desk.session.model_info is not None, timeout=60_000)
+    desk.window.close()
+    saved = tomllib.loads((config_dir / "config.toml").read_text())
+    assert saved["model"]["source"] == str(demo_dir)  # the chosen folder is remembered
 
 
 def test_export_writes_markdown_and_both_sides_wav(qtbot: Any, desk: Desk, tmp_path: Path, demo: Any) -> None:
