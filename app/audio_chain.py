@@ -45,6 +45,14 @@ class MeteredPlayer:
     def stop(self) -> None:
         self.player.stop()
 
+    def swap(self, player: Any) -> Any:
+        """Play through `player` (started) from now on; returns the old one with its turn cut, so a
+        writer waiting on its full ring returns. A reply in progress carries on on the new device."""
+        old = self.player
+        self.player = player
+        old.flush()
+        return old
+
     def start_turn(self, turn_id: int) -> None:
         self.player.start_turn(turn_id)
         with self._lock:

@@ -74,6 +74,7 @@ class Desk(QObject):
 
     audio_started = Signal(list, list)  # input and output device names
     audio_failed = Signal(str)
+    device_failed = Signal(str)  # a device change that did not work (audio stays on)
 
     def __init__(
         self,
@@ -156,6 +157,7 @@ class Desk(QObject):
         if not self.text_only:
             self.audio_started.connect(self._on_audio_started)
             self.audio_failed.connect(self._on_audio_failed)
+            self.device_failed.connect(self.window.show_error)
             threading.Thread(target=self._start_audio, name="audio-start", daemon=True).start()
         self._meter_timer.start()
         self._memory_timer.start()
@@ -407,13 +409,38 @@ class Desk(QObject):
             try:
                 self.session.start_audio()
             except Exception as error:
-                self.audio_failed.emit(f"the microphone {name!r} could not start: {error}")
+                self.device_failed.emit(
+                    f"The microphone {name or 'system default'!r} could not start: {error}"
+                )
 
         threading.Thread(target=restart, name="audio-restart", daemon=True).start()
 
     def _choose_output(self, name: str) -> None:
+        """Move playback to another device (off the Qt thread); the echo canceller and barge-in
+        follow, since they listen to what the new device plays."""
         self.file_config = cfg.with_changes(self.file_config, audio={"output_device": name})
-        self.window.show_info(f"The speaker {name or 'system default'!r} is used from the next start.")
+        metered, chain = self.player, self.audio_input
+        if metered is None or not hasattr(metered, "swap"):
+            return
+
+        def switch() -> None:
+            from audio_io.playback import Player, PlayerConfig
+
+            try:
+                new = Player(PlayerConfig(device=name or None), on_event=self._relay)
+                new.start()
+            except Exception as error:
+                self.device_failed.emit(f"The speaker {name or 'system default'!r} could not start: {error}")
+                return
+            metered.swap(new).stop()
+            if chain is not None:
+                chain.stop()
+                try:
+                    self.session.start_audio()
+                except Exception as error:
+                    self.device_failed.emit(f"The microphone could not restart: {error}")
+
+        threading.Thread(target=switch, name="audio-switch", daemon=True).start()
 
     # -- export --------------------------------------------------------------------------------------
 
