@@ -61,7 +61,6 @@ class AudioSettings:
 @dataclass(frozen=True)
 class WindowSettings:
     geometry: str = ""  # base64 of QWidget.saveGeometry()
-    splitter: str = ""
 
 
 @dataclass(frozen=True)

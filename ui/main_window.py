@@ -225,9 +225,7 @@ class MainWindow(QMainWindow):
         self.mute_toggled.emit(muted)
 
     def _show_shortcuts(self) -> None:
-        lines = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
-        self.transcript.add_note("Keyboard shortcuts:")
-        self.show_info(f"<table>{lines}</table>")
+        self.show_info("Keyboard shortcuts:\n" + "\n".join(f"{key}: {what}" for key, what in SHORTCUTS))
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if self._is_talk_key(event):
@@ -277,8 +275,9 @@ class MainWindow(QMainWindow):
         self.error_banner.hide()
         self.error_banner.clear()
 
-    def show_info(self, html_text: str) -> None:
-        self.transcript.add_note(html_text)
+    def show_info(self, text: str) -> None:
+        """A note in the transcript (plain text)."""
+        self.transcript.add_note(text)
 
     def show_progress(self, message: str, *, cancellable: bool = False) -> None:
         self.progress_label.setText(message)

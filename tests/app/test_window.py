@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel
 
 from app import config as cfg
@@ -75,6 +76,9 @@ def test_the_window_builds_and_sends_intents(qtbot: Any) -> None:
     assert sent[-2:] == ["press", "release"]
     window.set_state("thinking")
     assert window.state_label.text() == "thinking"
+    (help_action,) = [a for a in window.findChildren(QAction) if a.shortcut().toString() == "F1"]
+    help_action.trigger()
+    assert "Ctrl+M: mute or unmute the microphone" in window.transcript.plain_text()
 
 
 def test_a_typed_message_streams_a_reply_into_the_transcript(qtbot: Any, desk: Desk) -> None:
