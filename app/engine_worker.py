@@ -313,9 +313,13 @@ class EngineWorker(QObject):
 
     @Slot(int, int)
     def truncate(self, turn_id: int, heard_samples: int) -> None:
-        """Keep of reply `turn_id` what was heard; ignored when that reply is not the last one."""
+        """Keep of reply `turn_id` what was heard (only the last reply can be cut; a reply that never
+        reached the history is reported as cut to nothing)."""
         engine = self.engine
-        if engine is None or not engine.history:
+        if engine is None:
+            return
+        if not any(m.role == "assistant" and m.turn_id == turn_id for m in engine.history):
+            self.truncated.emit(turn_id, "")  # cancelled before it began: nothing of it was heard
             return
         last = engine.history[-1]
         if last.role != "assistant" or last.turn_id != turn_id:
