@@ -133,7 +133,7 @@ class TranscriptView(QTextBrowser):
         for index in range(first, len(self.entries)):
             self._starts.append(cursor.position())
             if index > 0:
-                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+                cursor.insertBlock(_SPACED, QTextCharFormat())
             cursor.insertHtml(_entry_html(self.entries[index]))
         if at_bottom:
             bar.setValue(bar.maximum())
@@ -148,6 +148,10 @@ class TranscriptView(QTextBrowser):
         other = QTextBrowser()
         other.setHtml("".join(_entry_html(e) for e in self.entries))
         return other.toPlainText()
+
+
+_SPACED = QTextBlockFormat()
+_SPACED.setTopMargin(8)
 
 
 def _entry_html(entry: Entry) -> str:
