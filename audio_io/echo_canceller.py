@@ -5,10 +5,19 @@ resampled to 16 kHz and fed as the reverse stream before each microphone frame; 
 aligned by time stamps: for a microphone frame captured at t, the reverse stream gets what was being
 heard at t, so the delay AEC3 has to find is only the acoustic path. With headphones there is no echo:
 turn it off.
+
+Only time decides what is fed, never how much is waiting: when the audio thread falls behind, the far
+end it has not read yet is still the reference for the frames it has not processed yet (skipping to
+the present there would shift the delay by the lag, and AEC3 would re-converge while the echo went
+through to barge-in). Far end heard more than `_STALE_S` before a frame is dropped, and when the
+player's far end overflowed (nobody read it for `PlayerConfig.far_end_s`) its clock is unknown until the
+next callback: that backlog is dropped whole. The player's callback writes silence there between
+replies, so AEC3 stays converged from one reply to the next.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +26,8 @@ import numpy as np
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 
-_MAX_BACKLOG_S = 0.5  # a longer far-end backlog means nobody read it for a while: skip to the present
+_STALE_S = 0.5  # far end heard this long before a microphone frame is skipped, not fed (AEC3 models less)
+_MIC_FRAME_S = MIC_FRAME_SAMPLES / MIC_RATE_HZ
 
 
 class FarEndSource(Protocol):
@@ -98,20 +108,32 @@ class EchoCanceller:
             self._resampler = soxr.ResampleStream(rate, MIC_RATE_HZ, 1, dtype="float32")
             self._chunk = np.zeros(max(1, rate // 10), dtype=np.float32)
             self._pending = np.zeros(0, dtype=np.float32)
-        if ring.available() > _MAX_BACKLOG_S * rate or len(self._pending) > _MAX_BACKLOG_S * MIC_RATE_HZ:
-            self._pending = self._pending[-MIC_FRAME_SAMPLES * 10 :]
-            ring.skip_to(ring.write_pos - int(0.1 * rate))
+        clock_s = self._source.far_end_clock_s
+        if not math.isfinite(clock_s):  # not playing yet, or the far end overflowed: its past is unknown
+            ring.skip_to(ring.write_pos)
+            self._pending = self._pending[:0]
+            return
+        if until_s is not None:  # what was heard too long before this frame cannot echo in it: skip
+            stale = math.floor((until_s - _STALE_S - clock_s) * rate)
+            if ring.read_pos < stale:
+                ring.skip_to(stale)
+                self._pending = self._pending[:0]
         while (n := ring.read_into(self._chunk)) > 0:
             resampled = self._resampler.resample_chunk(self._chunk[:n])
             self._pending = np.concatenate([self._pending, resampled])
         # Time at which pending[0] is heard: the ring's read position, less what is pending.
-        pending_s = self._source.far_end_clock_s + ring.read_pos / rate - len(self._pending) / MIC_RATE_HZ
-        while len(self._pending) >= MIC_FRAME_SAMPLES:
+        pending_s = clock_s + ring.read_pos / rate - len(self._pending) / MIC_RATE_HZ
+        fed = 0
+        if until_s is not None and pending_s < until_s - _STALE_S:  # the microphone side skipped ahead
+            fed = min(len(self._pending), math.ceil((until_s - _STALE_S - pending_s) * MIC_RATE_HZ))
+            pending_s += fed / MIC_RATE_HZ
+        while len(self._pending) - fed >= MIC_FRAME_SAMPLES:
             if until_s is not None and pending_s > until_s:
                 break
-            pending_s += MIC_FRAME_SAMPLES / MIC_RATE_HZ
-            pcm = np.clip(self._pending[:MIC_FRAME_SAMPLES] * 32768.0, -32768, 32767).astype(np.int16)
-            self._pending = self._pending[MIC_FRAME_SAMPLES:]
+            pending_s += _MIC_FRAME_S
+            pcm = np.clip(self._pending[fed : fed + MIC_FRAME_SAMPLES] * 32768.0, -32768, 32767)
+            fed += MIC_FRAME_SAMPLES
             self._apm.process_reverse_stream(
-                rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
+                rtc.AudioFrame(bytearray(pcm.astype(np.int16).tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
             )
+        self._pending = self._pending[fed:]

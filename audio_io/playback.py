@@ -355,8 +355,10 @@ class Player:
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
             # When far_end sample 0 is heard; the earliest estimate is the least delayed callback.
             clock = time.perf_counter() + self._latency_s - far_end.write_pos / self._rate_hz
-            self.far_end_clock_s = min(self.far_end_clock_s + 1e-5, clock)
-            far_end.write(out)
+            if far_end.write(out) == frames:
+                self.far_end_clock_s = min(self.far_end_clock_s + 1e-5, clock)
+            else:  # nobody read it for far_end_s: its positions stopped following time; estimate afresh
+                self.far_end_clock_s = float("inf")
             self._callbacks += 1
 
         return callback

@@ -34,7 +34,7 @@ def _cpu_hog(stop: threading.Event) -> None:
 
 def run(quick: bool) -> dict[str, Any]:
     from audio_io.barge_in import BargeInConfig, BargeInMonitor
-    from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
+    from audio_io.echo_canceller import EchoCancellerConfig
     from audio_io.formats import PLAYBACK_RATE_HZ
     from audio_io.microphone import MicrophoneConfig
     from audio_io.playback import Player, PlayerConfig
@@ -53,7 +53,7 @@ def run(quick: bool) -> dict[str, Any]:
         speech,
         wait_flowing,
     )
-    from tests.audio.rig import Listening, play_reply
+    from tests.audio.rig import Listening, MeasuredEchoCanceller, play_reply
     from tests.audio.test_devices import harmonic_voice
 
     result: dict[str, Any] = {"quick": quick}
@@ -119,22 +119,12 @@ def run(quick: bool) -> dict[str, Any]:
         result["underrun_playback_s"] = seconds
 
         # Self-interruptions and echo attenuation, AEC on.
-        energies = [0.0, 0.0]
-
-        class Measured(EchoCanceller):
-            def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
-                out = super().process(frame, time_s)
-                e_in = float(np.mean(frame.astype(np.float64) ** 2))
-                if e_in > 1e4:  # frames carrying echo
-                    energies[0] += e_in
-                    energies[1] += float(np.mean(out.astype(np.float64) ** 2))
-                return out
-
         echo_s = 20 if quick else 60
         path = EchoPath(delay_ms=40, gain=0.5)
         barge_in = BargeInMonitor(player, BargeInConfig())
         listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=MicrophoneConfig(device=MIC))
-        listening.loop.echo = Measured(EchoCancellerConfig(enabled=True), player, input_latency_s=0.0)
+        echo = MeasuredEchoCanceller(EchoCancellerConfig(enabled=True), player, input_latency_s=0.0)
+        listening.loop.echo = echo
         sentences = [
             "Sure, here is a long answer about the weather tomorrow.",
             "It will be sunny in the morning and rainy in the evening.",
@@ -152,9 +142,8 @@ def run(quick: bool) -> dict[str, Any]:
             interruptions = len(listening.of_type(BargeIn))
         path.close()
         result["self_interruptions_per_min"] = round(interruptions / (played / 60), 2)
-        result["echo_attenuation_db"] = (
-            round(10 * float(np.log10(energies[0] / max(energies[1], 1e-9))), 1) if energies[0] else None
-        )
+        attenuation_db = echo.attenuation_db()
+        result["echo_attenuation_db"] = round(attenuation_db, 1) if attenuation_db is not None else None
         result["echo_s"] = round(played, 1)
         result["output_latency_ms"] = round(player.latency_s * 1000, 1)
         player.stop()

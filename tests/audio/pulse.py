@@ -178,9 +178,12 @@ class VirtualAudio:
         spk, mic = self.servers["speaker"], self.servers["mic"]
         system = "/usr/share/alsa/alsa.conf"
 
+        # handle_underrun false: when a loaded machine starves a stream, the server plays silence and
+        # the stream goes on. With it on, PortAudio's recovery from the reported underrun could leave an
+        # output stream running several times faster than real time, skipping through whatever it played.
         def pcm(name: str, server: _Server, device: str) -> str:
             return (
-                f'pcm.{name} {{ type pulse server "{server.address}" device "{device}" '
+                f'pcm.{name} {{ type pulse server "{server.address}" device "{device}" handle_underrun false '
                 f'hint {{ show on description "{name}" }} }}\n'
             )
 
@@ -371,34 +374,51 @@ class Recorder:
 
 
 class EchoPath:
-    """Loudspeaker → microphone: records the speaker monitor, plays it into the mic `delay_ms` later."""
+    """Loudspeaker → microphone: records the speaker monitor, plays it into the mic `delay_ms` later.
+
+    Two streams joined by a ring that holds `delay_ms` (plus at most a few blocks of jitter). The
+    ring's level is enforced: a PulseAudio record stream opened on a playing sink's monitor first
+    delivers up to 2 s it buffered between opening and starting, and a plain queue (or a duplex
+    stream, as this was) keeps that backlog for good, making the "40 ms" path about 2 s long.
+    """
 
     def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
         import sounddevice as sd
 
+        from audio_io.ring_buffer import SampleRing
+
         block = rate_hz // 100
-        self._delay = np.zeros(int(rate_hz * delay_ms / 1000) + block, dtype=np.float32)
-        self._delay_n = int(rate_hz * delay_ms / 1000)
-        self._write = self._delay_n
-        self._read = 0
         self.gain = gain
+        self._delay_n = int(rate_hz * delay_ms / 1000)
+        self._slack_n = 3 * block
+        self._ring = SampleRing(rate_hz * 4, np.float32)
+        self._ring.write(np.zeros(self._delay_n, dtype=np.float32))
         self._callbacks = 0
-        self._stream = sd.Stream(
-            device=(SPEAKER_MONITOR, MIC_FEED), samplerate=rate_hz, channels=1, dtype="float32",
-            latency="low", blocksize=block, callback=self._callback,
+        self.late_samples = 0  # output samples played as silence because the input had not arrived
+        self._input = sd.InputStream(
+            device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+            blocksize=block, callback=self._record,
         )  # fmt: skip
-        self._stream.start()
+        self._output = sd.OutputStream(
+            device=MIC_FEED, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+            blocksize=block, callback=self._play,
+        )  # fmt: skip
+        self._input.start()
+        self._output.start()
         wait_flowing(lambda: self._callbacks)
 
-    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
-        size = len(self._delay)
-        idx = (self._write + np.arange(frames)) % size
-        self._delay[idx] = indata[:, 0] * self.gain
-        out_idx = (self._read + np.arange(frames)) % size
-        outdata[:, 0] = self._delay[out_idx]
-        self._write += frames
-        self._read += frames
+    def _record(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
+        self._ring.write(indata[:, 0] * self.gain)
+
+    def _play(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
+        ring = self._ring
+        if ring.available() > self._delay_n + self._slack_n:  # a backlog: back to the set delay
+            ring.skip_to(ring.write_pos - self._delay_n)
+        got = ring.read_into(outdata[:, 0])
+        outdata[got:, 0] = 0.0
+        self.late_samples += frames - got
         self._callbacks += 1
 
     def close(self) -> None:
-        self._stream.close(ignore_errors=True)
+        self._input.close(ignore_errors=True)
+        self._output.close(ignore_errors=True)

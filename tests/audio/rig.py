@@ -86,6 +86,29 @@ class Listening:
         return k * MIC_FRAME_SAMPLES + round((time_s - times[k]) * MIC_RATE_HZ)
 
 
+class MeasuredEchoCanceller(EchoCanceller):
+    """An echo canceller that sums the energy of the frames carrying echo, before and after it."""
+
+    ECHO_POWER = 1e4  # mean square of int16 samples (-50 dBFS): a frame louder than this carries echo
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.energy_in = self.energy_out = 0.0
+
+    def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
+        out = super().process(frame, time_s)
+        power = float(np.mean(frame.astype(np.float64) ** 2))
+        if power > self.ECHO_POWER:
+            self.energy_in += power
+            self.energy_out += float(np.mean(out.astype(np.float64) ** 2))
+        return out
+
+    def attenuation_db(self) -> float | None:
+        if not self.energy_in:
+            return None
+        return 10 * float(np.log10(self.energy_in / max(self.energy_out, 1e-9)))
+
+
 def play_reply(player: Player, turn_id: int, pcm: np.ndarray, rate_hz: int, chunk_s: float = 0.08) -> None:
     """Write a reply as an engine would: 80 ms chunks, as fast as the ring takes them."""
     from events import AudioChunk

@@ -14,7 +14,7 @@ import soxr
 
 from audio_io.barge_in import BargeInConfig, BargeInMonitor
 from audio_io.devices import UnknownDeviceError, find_device, list_devices
-from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
+from audio_io.echo_canceller import EchoCancellerConfig
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.microphone import Microphone, MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
@@ -38,7 +38,7 @@ from tests.audio.pulse import (
     wait_flowing,
     white_noise,
 )
-from tests.audio.rig import Listening, play_reply
+from tests.audio.rig import Listening, MeasuredEchoCanceller, play_reply
 
 pytestmark = [pytest.mark.audio, pytest.mark.timeout(180)]
 
@@ -272,31 +272,52 @@ def test_false_interruption_ducks_then_resumes(devices: VirtualAudio) -> None:
         player.stop()
 
 
+ECHO_REPLIES = (
+    "Sure, here is a long answer about the weather tomorrow.",
+    "It will be sunny in the morning and rainy in the evening.",
+    "Take an umbrella if you go out after six.",
+)
+
+
 @pytest.mark.parametrize("aec", [True, False], ids=["aec_on", "aec_off"])
 def test_own_voice_from_the_speakers_interrupts_only_without_aec(devices: VirtualAudio, aec: bool) -> None:
+    """Replies in a row, looped from the speaker into the microphone (40 ms, gain 0.5), default barge-in.
+
+    With AEC no reply is interrupted, and the user talking over one more still interrupts it (the
+    canceller removes the echo, not the microphone); without AEC every reply interrupts itself.
+    """
     player = started_player()
+    time.sleep(PlayerConfig().far_end_s + 0.5)  # the far end overflows before it is read, as in the app
     loop = EchoPath(delay_ms=40, gain=0.5)
+    feeder = Feeder(MIC_FEED)
     try:
-        barge_in = BargeInMonitor(player, BargeInConfig(min_speech_ms=100))
-        mic_config = MicrophoneConfig(device=MIC)
-        listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=mic_config)
-        listening.loop.echo = EchoCanceller(EchoCancellerConfig(enabled=aec), player, input_latency_s=0.02)
+        barge_in = BargeInMonitor(player, BargeInConfig())
+        listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=MicrophoneConfig(device=MIC))
+        echo = MeasuredEchoCanceller(EchoCancellerConfig(enabled=aec), player, input_latency_s=0.02)
+        listening.loop.echo = echo
+        replies = [speech(text, PLAYBACK_RATE_HZ) for text in ECHO_REPLIES]
         with listening:
-            reply = np.concatenate([speech(t, PLAYBACK_RATE_HZ) for t in (
-                "Sure, here is a long answer about the weather tomorrow.",
-                "It will be sunny in the morning and rainy in the evening.",
-            )])  # fmt: skip
-            play_reply(player, 11, reply, PLAYBACK_RATE_HZ)
-            player.wait_idle(30)
-            time.sleep(0.5)
-            audio, _, _ = listening.recording()
-            barge_ins = listening.of_type(BargeIn)
+            for turn_id, reply in enumerate(replies, start=11):
+                play_reply(player, turn_id, reply, PLAYBACK_RATE_HZ)
+                assert player.wait_idle(30)
+            time.sleep(0.3)
+            echo_barge_ins = [e.turn_id for e in listening.of_type(BargeIn)]
+            attenuation_db = echo.attenuation_db()
+            if aec:
+                play_reply(player, 20, np.concatenate(replies), PLAYBACK_RATE_HZ)
+                time.sleep(1.5)
+                feeder.play(speech("Wait, stop please", SINK_RATE_HZ))
+                listening.wait_for(BargeIn, timeout_s=10)
+            all_barge_ins = [e.turn_id for e in listening.of_type(BargeIn)]
+        assert attenuation_db is not None  # the echo did arrive
         if aec:
-            assert barge_ins == []
+            assert attenuation_db > 20
+            assert echo_barge_ins == []
+            assert all_barge_ins == [20]
         else:
-            assert len(barge_ins) == 1
-            assert np.sqrt(np.mean((audio.astype(np.float32) / 32768) ** 2)) > 0.01  # the echo did arrive
+            assert echo_barge_ins == [11, 12, 13]
     finally:
+        feeder.close()
         loop.close()
         player.stop()
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soxr
 
-from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
+from audio_io.barge_in import BargeInConfig, BargeInMonitor
+from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
+from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.microphone import MicFrame
 from audio_io.ring_buffer import SampleRing
 from audio_io.turn_detector import TurnConfig, TurnDetector
@@ -116,3 +118,84 @@ def test_resampled_file_speech_still_detected() -> None:
         TurnDetector(), frames_of(np.concatenate([silence(0.5, MIC_RATE_HZ), s16, silence(1, MIC_RATE_HZ)]))
     )
     assert sum(isinstance(e, SpeechEnded) and len(e.audio) > 0 for e in events) == 1
+
+
+class SpeakingPlayer:
+    """A player in the middle of turn 1 until flushed: the barge-in monitor alone, on files."""
+
+    def __init__(self) -> None:
+        self.flushes = 0
+        self.turn: int | None = 1
+
+    def speaking_turn(self) -> int | None:
+        return self.turn
+
+    def flush(self, turn_id: int | None = None) -> int:
+        self.flushes += 1
+        self.turn = None
+        return 0
+
+    def set_gain(self, gain: float) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("rms", [0.03, 0.1, 0.3])
+@pytest.mark.parametrize("make", [white_noise, pink_noise])
+def test_noise_during_a_reply_does_not_barge_in(make: object, rms: float) -> None:
+    player = SpeakingPlayer()
+    monitor = BargeInMonitor(player, BargeInConfig())  # the default minimum, the one the app uses
+    noise = make(10, MIC_RATE_HZ, rms, seed=7)  # type: ignore[operator]
+    assert [e for f in frames_of(noise) for e in monitor.process(f)] == []
+    assert player.flushes == 0
+
+
+def test_speech_during_a_reply_barges_in_after_the_minimum(sentences: list[np.ndarray]) -> None:
+    player = SpeakingPlayer()
+    config = BargeInConfig()
+    monitor = BargeInMonitor(player, config)
+    onset = int(0.5 * MIC_RATE_HZ)
+    frames = frames_of(np.concatenate([silence(0.5, MIC_RATE_HZ), sentences[0]]))
+    fired = [f.index for f in frames if monitor.process(f)]
+    assert len(fired) == 1 and player.flushes == 1
+    detection_ms = (fired[0] + 1) * MIC_FRAME_SAMPLES / MIC_RATE_HZ * 1000 - onset / MIC_RATE_HZ * 1000
+    assert config.min_speech_ms <= detection_ms <= config.min_speech_ms + 60
+
+
+class PlayedFarEnd:
+    """A far end as `Player` offers it, filled in advance: the reply was played, the loop lags."""
+
+    def __init__(self, played: np.ndarray, clock_s: float) -> None:
+        self.far_end = SampleRing(len(played) + PLAYBACK_RATE_HZ)
+        self.far_end.write(played)
+        self.far_end_clock_s = clock_s
+
+    @property
+    def rate_hz(self) -> int:
+        return PLAYBACK_RATE_HZ
+
+    @property
+    def latency_s(self) -> float:
+        return 0.02
+
+
+def test_echo_canceller_aligns_by_time_even_when_its_loop_lags() -> None:
+    """All of a reply is already in the far end when the first microphone frame is cancelled (the
+    audio thread fell behind); the far end must still be fed by time, not skipped to the present."""
+    reply = np.concatenate([silence(0.3, PLAYBACK_RATE_HZ), speech("Sure, here is a long answer "
+                            "about the weather tomorrow.", PLAYBACK_RATE_HZ)])  # fmt: skip
+    clock_s, path_s = 100.0, 0.06
+    reply_16k = np.asarray(soxr.resample(reply, PLAYBACK_RATE_HZ, MIC_RATE_HZ), dtype=np.float32)
+    mic = np.concatenate([silence(path_s, MIC_RATE_HZ), 0.5 * reply_16k])
+    canceller = EchoCanceller(EchoCancellerConfig(), PlayedFarEnd(reply, clock_s))
+    frames = frames_of(mic, t0=clock_s)
+    cleaned = np.concatenate([canceller.process(f.pcm, f.time_s) for f in frames]).astype(np.float64)
+    raw = np.concatenate([f.pcm for f in frames]).astype(np.float64)
+    half = len(raw) // 2  # after convergence
+    attenuation_db = 10 * np.log10(np.sum(raw[half:] ** 2) / max(np.sum(cleaned[half:] ** 2), 1e-9))
+    assert attenuation_db > 20
