@@ -241,6 +241,7 @@ class Desk(QObject):
         s.status.connect(lambda message: w.show_progress(message, cancellable=s.loading))
         s.model_ready.connect(self._on_model_ready)
         s.load_failed.connect(self._on_load_failed)
+        s.load_cancelled.connect(self._on_load_cancelled)
         s.error.connect(w.show_error)
         s.user_turn.connect(t.add_user)
         s.reply_text.connect(t.append_reply)
@@ -318,6 +319,13 @@ class Desk(QObject):
         self.window.show_progress("no model loaded")
         self.window.set_state("idle")
         self.show_first_run(self.config.model.source, message)
+
+    def _on_load_cancelled(self) -> None:
+        if self._shut_down:
+            return
+        self.window.set_state("idle")
+        self.window.show_progress("loading cancelled: no model")
+        self.show_first_run(self.config.model.source, "Loading was cancelled.")
 
     def _on_latency(self, latency: TurnLatency) -> None:
         self._latencies[latency.turn_id] = latency

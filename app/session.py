@@ -103,6 +103,7 @@ class Session(QObject):
     status = Signal(str)
     model_ready = Signal(object)  # ModelInfo
     load_failed = Signal(str)
+    load_cancelled = Signal()
     error = Signal(str)
     user_turn = Signal(int, str, float)  # turn id, text ("" when spoken), seconds of speech
     reply_text = Signal(int, str)
@@ -375,6 +376,7 @@ class Session(QObject):
     def _on_load_cancelled(self) -> None:
         self.loading = False
         self.status.emit("loading cancelled")
+        self.load_cancelled.emit()
 
     @Slot(int, str)
     def _on_text_delta(self, turn_id: int, text: str) -> None:

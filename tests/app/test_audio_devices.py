@@ -34,7 +34,8 @@ def test_the_speaker_can_change_while_the_app_runs(
     window = desk.window
     qtbot.waitUntil(lambda: window.output_box.findData(MIC_FEED) >= 0, timeout=30_000)  # devices listed
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
-    assert desk.session.model_info.can_speak and window.input_box.currentData() == MIC
+    info = desk.session.model_info
+    assert info is not None and info.can_speak and window.input_box.currentData() == MIC
     old_player = desk.player.player
     index = window.output_box.findData(MIC_FEED)
     window.output_box.setCurrentIndex(index)

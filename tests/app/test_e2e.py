@@ -146,7 +146,14 @@ def test_talk_to_the_app_and_barge_in(
         samples = recorder.samples()
         start, end = recorder.index_at(cut_s + 0.15), recorder.index_at(next_audio_s)
         assert barge_in and end > start, "no quiet span between the cut and the next turn"
-        assert float(np.abs(samples[start:end]).max()) < SILENT
+        quiet = np.abs(samples[start:end])
+        loud_at = [
+            round(recorder.time_of(start + int(i)) - cut_s, 3) for i in np.flatnonzero(quiet > SILENT)[::4800]
+        ]
+        assert float(quiet.max()) < SILENT, (
+            f"loud after the cut at {loud_at} s; cut {cut_s:.3f}, next turn {next_audio_s:.3f}, "
+            f"barge-in speech from {barge_in}; journal {records}"
+        )
         # Killed in the middle of turn 3's reply: the journal holds whole lines only, turns 1 and 2 in it.
         app.process.send_signal(signal.SIGKILL)
         app.process.wait(10)

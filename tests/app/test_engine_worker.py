@@ -126,7 +126,8 @@ def test_cancelling_or_quitting_during_a_load_is_clean(qtbot: Any, demo: Any) ->
     qtbot.waitUntil(lambda: bool(collector.of("load_cancelled")), timeout=10_000)
     assert worker.engine is None and not collector.of("loaded")
     # Quitting while a load is in progress: stop() cancels it and the thread ends.
-    entered.clear(), release.clear()
+    entered.clear()
+    release.clear()
     thread.load(LoadRequest(source="slow"))
     assert entered.wait(10)
     threading.Timer(0.2, release.set).start()

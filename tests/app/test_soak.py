@@ -111,6 +111,7 @@ def test_a_hundred_barge_ins_in_quick_succession(
             armed.add(turn_id)
         elif kind == 1:  # while its audio plays
             turn_id = session.send_text(f"turn {i}")
+            assert turn_id is not None
             qtbot.waitUntil(
                 lambda t=turn_id: session.state == State.SPEAKING or resolved.done(t), timeout=60_000
             )

@@ -155,10 +155,12 @@ def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
     dialog = desk.first_run
     assert isinstance(dialog, FirstRunDialog) and DEMO_LABEL in dialog.demo_button.text()
-    assert "none" in dialog.findChild(QLabel).text()  # says which model is missing
+    intro = dialog.findChild(QLabel)
+    assert intro is not None and "none" in intro.text()  # says which model is missing
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
-    assert desk.session.model_info.is_demo and DEMO_LABEL in desk.window.model_label.text()
-    loads = []
+    info = desk.session.model_info
+    assert info is not None and info.is_demo and DEMO_LABEL in desk.window.model_label.text()
+    loads: list[str] = []
     desk.session.engine.worker.status.connect(loads.append)
     qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
     assert desk.first_run is None and not desk.session.loading and not loads  # no second load
@@ -250,3 +252,28 @@ def test_model_load_errors_show_in_the_window(qtbot: Any, config_dir: Path) -> N
     assert "download is incomplete" in desk.window.error_banner.text()
     assert desk.first_run is not None  # it offers another way
     desk.window.close()
+
+
+def test_cancelling_a_load_from_the_window(qtbot: Any, demo: Any, config_dir: Path) -> None:
+    import threading
+
+    gate = threading.Event()
+
+    def slow(source: str, *, status: Any, **kw: Any) -> Any:
+        gate.wait(10)
+        status("loading weights")  # the stage boundary where a cancel takes effect
+        return demo
+
+    loaded = cfg.load(config_dir / "config.toml")
+    desk = Desk(Launch(loaded, demo=True, text_only=True), loader=slow, demo_dir=lambda: Path("demo"))
+    qtbot.addWidget(desk.window)
+    desk.start()
+    qtbot.waitUntil(lambda: desk.session.loading, timeout=10_000)
+    assert desk.window.cancel_load_button.isVisible()
+    qtbot.mouseClick(desk.window.cancel_load_button, Qt.MouseButton.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
+    assert desk.session.model_info is None and "cancelled" in desk.window.progress_label.text()
+    assert not desk.window.cancel_load_button.isVisible()
+    desk.window.close()
+    assert desk.closed_cleanly
