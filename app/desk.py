@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
 from app.engine_worker import EngineThread, EngineWorker, LoadRequest, ModelInfo
+from app.first_run import FirstRun
 from app.history_log import HistoryLog
 from app.launch import Launch
 from app.personas import Persona, PersonaLibrary
@@ -94,8 +95,6 @@ class Desk(QObject):
         self.library = PersonaLibrary(cfg.config_dir() / "personas")
         self.persona = self.library.get(self.config.conversation.persona)
         self.window = MainWindow()
-        self.first_run: FirstRunDialog | None = None
-        self.download_job: Any = None
         self.closed_cleanly = True
         self._shut_down = False
         self.problems: list[str] = []
@@ -136,9 +135,12 @@ class Desk(QObject):
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(2000)
         self._memory_timer.timeout.connect(self._update_memory)
-        self._download_timer = QTimer(self)
-        self._download_timer.setInterval(500)
-        self._download_timer.timeout.connect(self._poll_download)
+        self.first_run_flow = FirstRun(
+            self.window,
+            load=lambda source, demo: self.load_model(source, demo=demo),
+            demo_in_use=self._demo_in_use,
+            remember=self._remember_source,
+        )
 
     # -- start and stop ------------------------------------------------------------------------------
 
@@ -205,9 +207,7 @@ class Desk(QObject):
         self._shut_down = True
         self._meter_timer.stop()
         self._memory_timer.stop()
-        self._download_timer.stop()
-        if self.download_job is not None:
-            self.download_job.stop()
+        self.first_run_flow.stop()
         self.save_settings()
         self.history_log.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
@@ -478,76 +478,19 @@ class Desk(QObject):
 
     # -- first run -----------------------------------------------------------------------------------
 
+    @property
+    def first_run(self) -> FirstRunDialog | None:
+        return self.first_run_flow.dialog
+
     def show_first_run(self, source: str, reason: str) -> FirstRunDialog:
-        if self.first_run is not None:
-            self.first_run.show_problem(reason)
-            self.first_run.show()
-            return self.first_run
-        dialog = FirstRunDialog(source, reason, self.window)
-        dialog.demo_chosen.connect(self._use_demo)
-        dialog.folder_chosen.connect(self._use_folder)
-        dialog.download_requested.connect(lambda: self._start_download(source))
-        dialog.download_cancelled.connect(self._stop_download)
-        dialog.finished.connect(self._first_run_closed)
-        self.first_run = dialog
-        dialog.open()
-        return dialog
+        return self.first_run_flow.show(source, reason)
 
-    def _use_demo(self) -> None:
+    def _demo_in_use(self) -> bool:
         info = self.session.model_info
-        demo_running = (info is not None and info.is_demo) or (self.session.loading and self._loading_demo)
-        if not demo_running:
-            self.load_model("", demo=True)
+        return (info is not None and info.is_demo) or (self.session.loading and self._loading_demo)
 
-    def _first_run_closed(self, _result: int) -> None:
-        self.first_run = None
-
-    def _use_folder(self, folder: str) -> None:
-        from model.loading import ModelLoadError, check_checkpoint
-
-        try:
-            check_checkpoint(Path(folder))
-        except ModelLoadError as error:
-            if self.first_run is not None:
-                self.first_run.show_problem(str(error))
-            return
+    def _remember_source(self, folder: str) -> None:
         self.file_config = cfg.with_changes(self.file_config, model={"source": folder})
-        if self.first_run is not None:
-            self.first_run.accept()
-        self.load_model(folder)
-
-    def _start_download(self, source: str) -> None:
-        from app.download import DownloadJob
-
-        self.download_job = DownloadJob(source)
-        self._download_timer.start()
-
-    def _stop_download(self) -> None:
-        if self.download_job is not None:
-            self.download_job.stop()
-        self._download_timer.stop()
-        if self.first_run is not None:
-            self.first_run.download_stopped("Download stopped; what was fetched is kept, and it resumes.")
-
-    def _poll_download(self) -> None:
-        from app.download import human_bytes
-
-        job, dialog = self.download_job, self.first_run
-        if job is None:
-            return
-        if dialog is not None and job.plan is not None:
-            total, done = job.plan.total_bytes, job.done_bytes()
-            dialog.set_size(f"{human_bytes(total)} in {job.plan.files} files")
-            dialog.set_progress(done, total, f"{human_bytes(done)} of {human_bytes(total)}")
-        if job.state == "failed":
-            self._download_timer.stop()
-            if dialog is not None:
-                dialog.download_stopped(f"The download failed: {job.error}")
-        elif job.state == "done":
-            self._download_timer.stop()
-            if dialog is not None:
-                dialog.accept()
-            self.load_model(str(job.path))
 
     # -- meters --------------------------------------------------------------------------------------
 

@@ -98,12 +98,13 @@ class DownloadJob:
     Stopping abandons the thread (the hub library cannot be interrupted); what it fetched stays on
     disk and the next download resumes from it."""
 
-    def __init__(self, source: str, local_dir: Path | None = None) -> None:
+    def __init__(self, source: str, local_dir: Path | None = None, *, plan_only: bool = False) -> None:
         import threading
 
         self.source = source
         self.local_dir = local_dir
-        self.state = "planning"  # planning, downloading, done, failed, stopped
+        self.plan_only = plan_only  # only ask the hub for the size
+        self.state = "planning"  # planning, downloading, planned, done, failed, stopped
         self.plan: DownloadPlan | None = None
         self.path: Path | None = None
         self.error = ""
@@ -113,6 +114,9 @@ class DownloadJob:
     def _run(self) -> None:
         try:
             self.plan = plan(self.source, self.local_dir)
+            if self.plan_only:
+                self.state = "planned"
+                return
             self.state = "downloading"
             path = download(self.source, self.local_dir)
         except Exception as error:

@@ -155,6 +155,7 @@ def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
     dialog = desk.first_run
     assert isinstance(dialog, FirstRunDialog) and DEMO_LABEL in dialog.demo_button.text()
+    assert "offline" in dialog.size_label.text()  # HF_HUB_OFFLINE: no size to ask for
     intro = dialog.findChild(QLabel)
     assert intro is not None and "none" in intro.text()  # says which model is missing
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
@@ -187,13 +188,14 @@ def test_first_run_download_progress_and_a_chosen_folder(
         def stop(self) -> None:
             self.state = "stopped"
 
-    desk.download_job = Job()
-    desk._poll_download()
+    flow = desk.first_run_flow
+    flow.job = Job()
+    flow.poll()
     assert "2.0 GB in 17 files" in dialog.size_label.text() and dialog.progress.value() == 500
     assert "1.0 GB of 2.0 GB" in dialog.message.text()
-    desk.download_job.state = "failed"
-    desk.download_job.error = "connection reset"
-    desk._poll_download()
+    flow.job.state = "failed"
+    flow.job.error = "connection reset"
+    flow.poll()
     assert "connection reset" in dialog.message.text() and dialog.download_button.text() == "Resume download"
     dialog.folder_chosen.emit(str(tmp_path / "empty"))
     assert "does not exist" in dialog.message.text() or "no config.json" in dialog.message.text()

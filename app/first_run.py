@@ -1,0 +1,139 @@
+"""The first-run flow: the configured model is not on disk, so offer to download it (size first,
+progress, resumable), to choose a folder, or to keep the demo model that is already starting.
+
+Downloads run on a daemon thread (`app.download.DownloadJob`); a timer on the Qt thread reads their
+progress, so nothing here waits on the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QWidget
+
+from ui.first_run import FirstRunDialog
+
+
+class FirstRun(QObject):
+    """`load(source, demo)` starts a load; `demo_in_use()` says whether the demo is loaded or
+    loading; `remember(folder)` stores a chosen model folder in the settings."""
+
+    def __init__(
+        self,
+        window: QWidget,
+        *,
+        load: Callable[[str, bool], None],
+        demo_in_use: Callable[[], bool],
+        remember: Callable[[str], None],
+    ) -> None:
+        super().__init__(window)
+        self.window = window
+        self._load = load
+        self._demo_in_use = demo_in_use
+        self._remember = remember
+        self.dialog: FirstRunDialog | None = None
+        self.job: Any = None
+        self.size_job: Any = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(500)
+        self._timer.timeout.connect(self.poll)
+
+    def show(self, source: str, reason: str) -> FirstRunDialog:
+        if self.dialog is not None:
+            self.dialog.show_problem(reason)
+            self.dialog.show()
+            return self.dialog
+        dialog = FirstRunDialog(source, reason, self.window)
+        dialog.demo_chosen.connect(self._use_demo)
+        dialog.folder_chosen.connect(self.use_folder)
+        dialog.download_requested.connect(lambda: self._start_download(source))
+        dialog.download_cancelled.connect(self._stop_download)
+        dialog.finished.connect(self._closed)
+        self.dialog = dialog
+        dialog.open()
+        self._ask_size(source)
+        return dialog
+
+    def stop(self) -> None:
+        self._timer.stop()
+        for job in (self.job, self.size_job):
+            if job is not None:
+                job.stop()
+
+    def _ask_size(self, source: str) -> None:
+        from app.download import DownloadJob
+        from model.loading import is_offline
+
+        if self.dialog is None:
+            return
+        if is_offline():
+            self.dialog.set_size("unknown (offline: HF_HUB_OFFLINE is set)")
+            return
+        self.size_job = DownloadJob(source, plan_only=True)
+        self._timer.start()
+
+    def _closed(self, _result: int) -> None:
+        self.dialog = None
+
+    def _use_demo(self) -> None:
+        if not self._demo_in_use():
+            self._load("", True)
+
+    def use_folder(self, folder: str) -> None:
+        from model.loading import ModelLoadError, check_checkpoint
+
+        try:
+            check_checkpoint(Path(folder))
+        except ModelLoadError as error:
+            if self.dialog is not None:
+                self.dialog.show_problem(str(error))
+            return
+        self._remember(folder)
+        if self.dialog is not None:
+            self.dialog.accept()
+        self._load(folder, False)
+
+    def _start_download(self, source: str) -> None:
+        from app.download import DownloadJob
+
+        self.job = DownloadJob(source)
+        self._timer.start()
+
+    def _stop_download(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+        if self.dialog is not None:
+            self.dialog.download_stopped("Download stopped; what was fetched is kept, and it resumes.")
+
+    def poll(self) -> None:
+        """Show the size and the download's progress; load the model once it is all there."""
+        from app.download import human_bytes
+
+        dialog, job, size = self.dialog, self.job, self.size_job
+        if dialog is not None and size is not None and size.state in ("planned", "failed"):
+            if size.plan is not None:
+                cached = (
+                    f", {human_bytes(size.plan.cached_bytes)} already here" if size.plan.cached_bytes else ""
+                )
+                dialog.set_size(f"{human_bytes(size.plan.total_bytes)} in {size.plan.files} files{cached}")
+            else:
+                dialog.set_size(f"unknown ({size.error})")
+            self.size_job = None
+        if job is not None and dialog is not None and job.plan is not None:
+            total, done = job.plan.total_bytes, job.done_bytes()
+            dialog.set_size(f"{human_bytes(total)} in {job.plan.files} files")
+            dialog.set_progress(done, total, f"{human_bytes(done)} of {human_bytes(total)}")
+        if job is not None and job.state == "failed":
+            self.job = None
+            if dialog is not None:
+                dialog.download_stopped(f"The download failed: {job.error}")
+        elif job is not None and job.state == "done":
+            self.job = None
+            if dialog is not None:
+                dialog.accept()
+            self._load(str(job.path), False)
+        if self.job is None and self.size_job is None:
+            self._timer.stop()
