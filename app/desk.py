@@ -127,7 +127,7 @@ class Desk(QObject):
             voice=self.config.conversation.voice,
             mode=self.config.audio.mode,
         )
-        self._relay = self.session._audio_events.post
+        self._relay = self.session.post_audio_event
         self._wire()
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(33)

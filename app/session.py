@@ -178,6 +178,10 @@ class Session(QObject):
     def cancel_load(self) -> None:
         self.engine.cancel_load()
 
+    def post_audio_event(self, event: object) -> None:
+        """Deliver an audio-layer event from any thread (it is handled on the Qt thread)."""
+        self._audio_events.post(event)
+
     def start_audio(self) -> None:
         if self.audio_input is not None:
             self.audio_input.set_mode(self.mode)
