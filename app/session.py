@@ -13,7 +13,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -275,9 +275,7 @@ class Session(QObject):
                 self._interrupt(event.heard_samples, event.turn_id)
                 self._set_state(State.USER_SPEAKING)
         elif isinstance(event, DeviceLost):
-            what = {"input": "microphone", "output": "speaker", "camera": "camera"}.get(
-                event.kind, event.kind
-            )
+            what = DEVICE_WORDS.get(event.kind, event.kind)
             self.error.emit(f"The {what} {event.name!r} stopped working; reconnecting when it is back.")
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
@@ -306,6 +304,7 @@ class Session(QObject):
         self._latency[turn_id] = TurnLatency(turn_id, end_of_speech_s)
         for old in [t for t in self._latency if t < turn_id - 32]:
             del self._latency[old]
+        self._interrupted = {t for t in self._interrupted if t >= turn_id - 32}
         self.user_turn.emit(turn_id, text, duration_s)
         self._set_state(State.THINKING)
         self.engine.respond(turn_id, turn)
@@ -352,8 +351,6 @@ class Session(QObject):
             self.state_changed.emit(state.value)
 
     def _stamp(self, turn_id: int, **changes: Any) -> None:
-        from dataclasses import replace
-
         current = self._latency.get(turn_id)
         if current is not None:
             self._latency[turn_id] = replace(current, **changes)
