@@ -286,29 +286,30 @@ class EngineWorker(QObject):
             now = time.perf_counter()
             self.turn_finished.emit(turn_id, TurnStats(started_s=now, finished_s=now, cancelled=True))
             return
-        speaking = self.speech is not None and self.engine.can_speak and self.engine.settings.speak
+        speech = self.speech  # one output for the whole turn, even if the app turns audio off meanwhile
+        speaking = speech is not None and self.engine.can_speak and self.engine.settings.speak
         if turn.audio is not None:
             self.recording.user(turn_id, np.asarray(turn.audio))
         first_audio = True
-        if speaking and self.speech is not None:
-            self.speech.start_turn(turn_id)
+        if speaking and speech is not None:
+            speech.start_turn(turn_id)
         for event in self.engine.respond(turn, turn_id, cancel):
             if isinstance(event, TextDelta):
                 self.text_delta.emit(turn_id, event.text)
             elif isinstance(event, AudioChunk):
                 self.recording.reply(turn_id, event.pcm)
-                if speaking and self.speech is not None and not cancel.is_set():
-                    self.speech.write(event)
+                if speaking and speech is not None and not cancel.is_set():
+                    speech.write(event)
                     if first_audio:
                         first_audio = False
                         self.first_audio.emit(turn_id, time.perf_counter())
             elif isinstance(event, TurnFinished):
-                if speaking and self.speech is not None:
-                    self.speech.finish_turn(turn_id)
+                if speaking and speech is not None:
+                    speech.finish_turn(turn_id)
                 self.turn_finished.emit(turn_id, event.stats)
             elif isinstance(event, EngineError):
-                if speaking and self.speech is not None:
-                    self.speech.finish_turn(turn_id)
+                if speaking and speech is not None:
+                    speech.finish_turn(turn_id)
                 self.turn_failed.emit(turn_id, event.message)
 
     @Slot(int, int)
