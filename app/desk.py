@@ -268,6 +268,7 @@ class Desk(QObject):
         s.reply_finished.connect(self._log_reply)
         s.reply_interrupted.connect(self._log_interrupted)
         s.conversation_reset.connect(self._log_reset)
+        s.error.connect(lambda message: self._journal("error", message=message))
 
     # -- the journal ---------------------------------------------------------------------------------
 
