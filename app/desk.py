@@ -27,6 +27,8 @@ from ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
+# (settings, event sink) -> (the session's AudioInput, the player), each with `level_dbfs()` for the
+# meters; the player is started by the app (off the Qt thread) and may raise there.
 AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any, Any]]
 
 
@@ -404,6 +406,12 @@ class Desk(QObject):
         self.worker.speech = None
         self.session.audio_input = None
         self.session.playback = None
+        for part in (self.audio_input, self.player):
+            try:
+                part.stop()
+            except Exception:
+                log.debug("stopping audio that did not start", exc_info=True)
+        self.audio_input = self.player = None
         self.window.set_audio_enabled(False)
 
     def _choose_input(self, name: str) -> None:

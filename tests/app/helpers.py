@@ -117,6 +117,9 @@ class ScriptedInput:
     def release(self) -> None:
         self.calls.append(("release", None))
 
+    def level_dbfs(self) -> float:
+        return -90.0
+
     def post_from_thread(self, *events: object) -> None:
         """Deliver events from another thread, like the audio loop does."""
         import threading
@@ -156,4 +159,10 @@ class FakePlayer(FakeSpeaker):
         return self.heard
 
     def drain(self) -> None:
+        self._playing = None
+
+    def level_dbfs(self) -> float:
+        return -90.0
+
+    def stop(self) -> None:
         self._playing = None

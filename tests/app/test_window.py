@@ -279,3 +279,30 @@ def test_cancelling_a_load_from_the_window(qtbot: Any, demo: Any, config_dir: Pa
     assert not desk.window.cancel_load_button.isVisible()
     desk.window.close()
     assert desk.closed_cleanly
+
+
+def test_no_sound_devices_leaves_a_typing_app(qtbot: Any, demo: Any, config_dir: Path) -> None:
+    from tests.app.helpers import FakePlayer, ScriptedInput
+
+    class Broken(FakePlayer):
+        def start(self) -> None:
+            raise OSError("PortAudio: no output device")
+
+    def audio(settings: Any, on_event: Any) -> tuple[Any, Any]:
+        return ScriptedInput(), Broken()
+
+    loaded = cfg.load(config_dir / "config.toml")
+    desk = Desk(Launch(loaded, demo=True), loader=lambda source, **kw: demo, audio=audio, engine_options=FAST)
+    qtbot.addWidget(desk.window)
+    desk.start()
+    qtbot.waitUntil(lambda: desk.window.error_banner.isVisible(), timeout=10_000)
+    assert (
+        "no output device" in desk.window.error_banner.text()
+        and "still type" in desk.window.error_banner.text()
+    )
+    assert not desk.window.mute_button.isEnabled() and desk.session.playback is None
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    desk.session.send_text("hello")
+    qtbot.waitUntil(lambda: len(desk.worker.history()) == 2, timeout=60_000)
+    assert desk.worker.history()[1].text.strip()
+    desk.window.close()
