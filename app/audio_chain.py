@@ -105,11 +105,13 @@ class MicrophoneChain:
         device: str = "",
         echo_cancellation: bool = True,
         barge_in: bool = True,
+        end_of_turn_silence_ms: int = 500,
     ) -> None:
         self.player = player
         self.device = device or None
         self.echo_cancellation = echo_cancellation
         self.barge_in_enabled = barge_in
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms
         self.mode = "hands-free"
         self.muted = False
         self._level = SILENT_DBFS
@@ -150,9 +152,10 @@ class MicrophoneChain:
         self._loop = self._mic = None
 
     def _turns(self) -> Any:
-        from audio_io.turn_detector import TurnConfig, TurnDetector
+        from audio_io.turn_detector import TurnConfig, TurnDetector, TurnMode
 
-        return TurnDetector(TurnConfig(mode="push_to_talk" if self.mode == "push-to-talk" else "hands_free"))
+        mode: TurnMode = "push_to_talk" if self.mode == "push-to-talk" else "hands_free"
+        return TurnDetector(TurnConfig(mode=mode, end_silence_ms=self.end_of_turn_silence_ms))
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode

@@ -56,6 +56,10 @@ class AudioSettings:
     mode: str = "hands-free"
     echo_cancellation: bool = True
     barge_in: bool = True
+    end_of_turn_silence_ms: int = 500  # hands-free: this much silence ends your turn
+
+
+RANGES: dict[tuple[str, str], tuple[int, int]] = {("audio", "end_of_turn_silence_ms"): (150, 5000)}
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,10 @@ def _section(name: str, table: dict[str, Any], text: str, path: Path) -> Any:
         if choices is not None and item not in choices:
             shown = ", ".join(repr(c) for c in choices)
             problem = f"{name}.{key} must be one of {shown}, not {item!r}"
+            raise ConfigError(path, _find_line(text, name, key), problem)
+        bounds = RANGES.get((name, key))
+        if bounds is not None and not bounds[0] <= item <= bounds[1]:
+            problem = f"{name}.{key} must be between {bounds[0]} and {bounds[1]}, not {item!r}"
             raise ConfigError(path, _find_line(text, name, key), problem)
         values[key] = expected(item)
     return replace(defaults, **values)

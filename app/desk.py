@@ -42,6 +42,7 @@ def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) 
         device=settings.input_device,
         echo_cancellation=settings.echo_cancellation,
         barge_in=settings.barge_in,
+        end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
     )
     return mic, player
 

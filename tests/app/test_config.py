@@ -21,7 +21,7 @@ def test_config_round_trips(tmp_path: Path) -> None:
         cfg.Config(),
         model={"source": "/models/omni", "quantization": "nf4", "device": "cuda:1"},
         conversation={"persona": "tutor", "voice": "chelsie"},
-        audio={"input_device": 'USB "Mic" \\ 2', "mode": "push-to-talk", "barge_in": False},
+        audio={"input_device": 'USB "Mic" \\ 2', "mode": "push-to-talk", "end_of_turn_silence_ms": 800},
         window={"geometry": "AdnQywADAAA="},
     )
     path = cfg.save(config, tmp_path / "sub" / "config.toml")
@@ -41,6 +41,7 @@ BROKEN = [
     ("[audio]\nmode = 'hands-free'\n\nbarge_in = 'yes'\n", 4, "audio.barge_in must be true or false"),
     ("[conversation]\npersona = 'x'\ncolour = 'red'\n", 3, "unknown setting conversation.colour"),
     ("[model]\nsource = 'x'\n[extras]\na = 1\n", 3, "unknown setting 'extras'"),
+    ("[audio]\nend_of_turn_silence_ms = 20\n", 2, "between 150 and 5000, not 20"),
 ]
 
 
