@@ -79,6 +79,8 @@ class Desk(QObject):
     audio_started = Signal(list, list)  # input and output device names
     audio_failed = Signal(str)
     device_failed = Signal(str)  # a device change that did not work (audio stays on)
+    model_found = Signal(str)
+    model_missing = Signal(str, str)  # source, why
 
     def __init__(
         self,
@@ -175,15 +177,32 @@ class Desk(QObject):
             self.load_model("", demo=True)
             return
         source = self.config.model.source
+        threading.Thread(
+            target=self._look_for_model, args=(source,), name="model-lookup", daemon=True
+        ).start()
+
+    def _look_for_model(self, source: str) -> None:
+        """Off the Qt thread: the hub library's import and cache scan take a noticeable moment."""
         try:
             from model.loading import ModelLoadError, resolve_checkpoint
 
             resolve_checkpoint(source, offline=True)
         except ModelLoadError as error:
-            self.show_first_run(source, str(error))
-            self.load_model("", demo=True)  # usable at once; the dialog offers the real model
+            self.model_missing.emit(source, str(error))
             return
+        except Exception as error:
+            self.model_missing.emit(source, f"{type(error).__name__}: {error}")
+            return
+        self.model_found.emit(source)
+
+    @Slot(str)
+    def _on_model_found(self, source: str) -> None:
         self.load_model(source)
+
+    @Slot(str, str)
+    def _on_model_missing(self, source: str, reason: str) -> None:
+        self.show_first_run(source, reason)
+        self.load_model("", demo=True)  # usable at once; the dialog offers the real model
 
     def load_model(self, source: str, *, demo: bool = False) -> None:
         model = self.config.model
@@ -267,6 +286,8 @@ class Desk(QObject):
         w.new_conversation_requested.connect(s.new_conversation)
         w.cancel_load_requested.connect(s.cancel_load)
         w.closing.connect(self.shutdown)
+        self.model_found.connect(self._on_model_found)
+        self.model_missing.connect(self._on_model_missing)
         s.user_turn.connect(self._log_user)
         s.reply_finished.connect(self._log_reply)
         s.reply_interrupted.connect(self._log_interrupted)
