@@ -72,12 +72,22 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechProgress:
+    """More of the turn being spoken: 16 kHz mono int16 samples appended since the last one (the
+    pre-roll first), so the engine can prefill the turn while it is spoken. The turn's final
+    `SpeechEnded.audio` is a prefix of everything sent (trailing silence may be cut)."""
+
+    audio: Any
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEnded:
     """A finished user turn: 16 kHz mono int16 audio, pre-roll included."""
 
     audio: Any  # numpy.ndarray, int16, shape (n,)
     start_s: float = 0.0
     end_s: float = 0.0
+    audio_start_s: float = 0.0  # perf_counter time of the audio's first sample (pre-roll included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,5 +107,13 @@ class DeviceLost:
 
 
 Event = (
-    TextDelta | AudioChunk | TurnFinished | EngineError | SpeechStarted | SpeechEnded | BargeIn | DeviceLost
+    TextDelta
+    | AudioChunk
+    | TurnFinished
+    | EngineError
+    | SpeechStarted
+    | SpeechProgress
+    | SpeechEnded
+    | BargeIn
+    | DeviceLost
 )

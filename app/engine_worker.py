@@ -312,6 +312,19 @@ class EngineWorker(QObject):
                     speech.finish_turn(turn_id)
                 self.turn_failed.emit(turn_id, event.message)
 
+    @Slot(object, object, float)
+    def listen(self, audio: Any, frames: Any, fps: float) -> None:
+        """More of the turn being spoken: the engine prefills what became final (camera frames at
+        `fps`, 0 for none)."""
+        if self.engine is not None:
+            self.engine.listen(audio, frames or (), fps if fps > 0 else None)
+
+    @Slot()
+    def abandon(self) -> None:
+        """The turn being spoken came to nothing: drop what the engine prefilled of it."""
+        if self.engine is not None:
+            self.engine.abandon_turn()
+
     @Slot(int, int)
     def truncate(self, turn_id: int, heard_samples: int) -> None:
         """Keep of reply `turn_id` what was heard (only the last reply can be cut; a reply that never
@@ -375,6 +388,8 @@ class EngineThread(QObject):
     _truncate = Signal(int, int)
     _configure = Signal(str, str)
     _new_conversation = Signal()
+    _listen = Signal(object, object, float)
+    _abandon = Signal()
 
     def __init__(self, worker: EngineWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -387,6 +402,8 @@ class EngineThread(QObject):
         self._truncate.connect(worker.truncate)
         self._configure.connect(worker.configure)
         self._new_conversation.connect(worker.new_conversation)
+        self._listen.connect(worker.listen)
+        self._abandon.connect(worker.abandon)
         self._cancels: dict[int, threading.Event] = {}
         self.qthread.start()
 
@@ -420,6 +437,14 @@ class EngineThread(QObject):
 
     def new_conversation(self) -> None:
         self._new_conversation.emit()
+
+    def listen(self, audio: Any, frames: Any = None, fps: float = 0.0) -> None:
+        """Queue more of the turn being spoken (any thread: the audio thread calls it directly, so
+        audio never passes through the GUI thread); it runs in order with turns and truncations."""
+        self._listen.emit(audio, frames, fps)
+
+    def abandon(self) -> None:
+        self._abandon.emit()
 
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Cancel everything and end the thread; False when it is still busy after `timeout_s`

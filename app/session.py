@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.engine_worker import EngineThread, LoadRequest, ModelInfo
 from app.personas import Persona
-from events import BargeIn, DeviceLost, SpeechEnded, SpeechStarted, TurnStats
+from events import BargeIn, DeviceLost, SpeechEnded, SpeechProgress, SpeechStarted, TurnStats
 
 DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
@@ -179,13 +179,18 @@ class Session(QObject):
         self.engine.cancel_load()
 
     def post_audio_event(self, event: object) -> None:
-        """Deliver an audio-layer event from any thread (it is handled on the Qt thread)."""
+        """Deliver an audio-layer event from any thread. The turn's audio while it is spoken goes
+        straight to the engine worker (prefilled as it arrives); the rest is handled on the Qt thread."""
+        if isinstance(event, SpeechProgress):
+            if self.model_info is not None and not self.muted:
+                self.engine.listen(event.audio)
+            return
         self._audio_events.post(event)
 
     def start_audio(self) -> None:
         if self.audio_input is not None:
             self.audio_input.set_mode(self.mode)
-            self.audio_input.start(self._audio_events.post)
+            self.audio_input.start(self.post_audio_event)
 
     def close(self, timeout_s: float = 5.0) -> bool:
         """Stop audio and the engine thread; False if the worker is still inside a long call."""
@@ -281,6 +286,7 @@ class Session(QObject):
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)
         if audio.size == 0 or self.model_info is None or self.muted:
+            self.engine.abandon()
             restore = self._state_before_speech
             if restore == State.USER_SPEAKING or restore == State.INTERRUPTED:
                 restore = self._resting_state()

@@ -21,7 +21,7 @@ import numpy as np
 from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
 from audio_io.vad import VadConfig, VoiceActivity
-from events import SpeechEnded, SpeechStarted
+from events import SpeechEnded, SpeechProgress, SpeechStarted
 
 TurnMode = Literal["hands_free", "push_to_talk"]
 
@@ -37,6 +37,7 @@ class TurnConfig:
     trailing_ms: int = 100
     min_turn_ms: int = 250
     max_turn_ms: int = 30_000
+    progress_ms: int = 500  # SpeechProgress every this much audio of a turn (0: none)
 
     def __post_init__(self) -> None:
         if self.mode not in ("hands_free", "push_to_talk"):
@@ -60,6 +61,7 @@ class TurnDetector:
         self._turn: list[MicFrame] | None = None
         self._start: MicFrame | None = None
         self._last_speech: MicFrame | None = None
+        self._sent = 0  # frames of the current turn sent as SpeechProgress
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
         self._release_s: float | None = None
@@ -79,9 +81,19 @@ class TurnDetector:
                 self._release_s = time.perf_counter() if at_s is None else at_s
 
     def process(self, frame: MicFrame) -> list[object]:
-        if self.config.mode == "push_to_talk":
-            return self._push_to_talk(frame)
-        return self._hands_free(frame)
+        events = self._push_to_talk(frame) if self.config.mode == "push_to_talk" else self._hands_free(frame)
+        progress = self._progress()
+        if progress is not None:
+            events.insert(1 if events and isinstance(events[0], SpeechStarted) else 0, progress)
+        return events
+
+    def _progress(self) -> SpeechProgress | None:
+        """The frames of the current turn not sent yet, once there are `progress_ms` of them."""
+        every = self.config.progress_ms // MIC_FRAME_MS
+        if self._turn is None or every <= 0 or len(self._turn) - self._sent < every:
+            return None
+        frames, self._sent = self._turn[self._sent :], len(self._turn)
+        return SpeechProgress(audio=np.concatenate([f.pcm for f in frames]))
 
     # -- push-to-talk -----------------------------------------------------------------------------
 
@@ -145,11 +157,13 @@ class TurnDetector:
         assert self._turn is not None and self._start is not None and self._last_speech is not None
         turn, start, last = self._turn, self._start, self._last_speech
         self._turn = self._start = self._last_speech = None
+        self._sent = 0
         if c.mode == "push_to_talk":
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
-            return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s)
+            first_s = turn[0].time_s if turn else start.time_s
+            return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s, audio_start_s=first_s)
         if (last.index - start.index + 1) * MIC_FRAME_MS < c.min_turn_ms:
             return SpeechEnded(audio=np.zeros(0, np.int16), start_s=start.time_s, end_s=end_s)
         last_kept = last.index + c.trailing_ms // MIC_FRAME_MS
         audio = np.concatenate([f.pcm for f in turn if f.index <= last_kept])
-        return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s)
+        return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s, audio_start_s=turn[0].time_s)

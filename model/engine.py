@@ -197,6 +197,7 @@ class Engine:
             self.new_conversation()
 
     def new_conversation(self) -> None:
+        self._live = None
         self.history = []
         self.context = ThinkerContext()
         self._rope_delta = 0
@@ -225,6 +226,7 @@ class Engine:
         the history marks it interrupted and the KV cache is cropped to match. Returns the kept text."""
         if self._last_reply is None or not self.history or self.history[-1].role != "assistant":
             raise ValueError("there is no reply to truncate")
+        self.abandon_turn()  # a turn heard meanwhile sits after the reply in the cache
         turn_id, start, ids = self._last_reply
         samples_per_frame = int(self.model.code2wav.total_upsample) if self.talker is not None else 1
         heard_frames = -(-max(0, heard_samples) // samples_per_frame)

@@ -133,3 +133,32 @@ def test_cancelling_or_quitting_during_a_load_is_clean(qtbot: Any, demo: Any) ->
     threading.Timer(0.2, release.set).start()
     assert thread.stop(timeout_s=10)
     assert not thread.qthread.isRunning() and worker.engine is None
+
+
+def test_a_turn_heard_while_spoken_is_prefilled_before_it_ends(qtbot: Any, rig: Any) -> None:
+    """SpeechProgress pieces reach the worker from another thread (as from the audio thread); the
+    turn's end then has only its last window left."""
+    import numpy as np
+
+    from tests.test_live_turn import quantized, speech_like
+
+    thread, collector, _speaker = rig
+    load(qtbot, thread, collector)
+    audio = quantized(speech_like(18.0))
+    sender = threading.Thread(
+        target=lambda: [thread.listen(audio[i : i + 8000]) for i in range(0, audio.size, 8000)]
+    )
+    sender.start()
+    sender.join()
+    thread.respond(1, UserTurn(audio=audio))
+    qtbot.waitUntil(
+        lambda: bool(collector.of("turn_finished") or collector.of("turn_failed")), timeout=60_000
+    )
+    stats = collector.of("turn_finished")[0][1]
+    assert 0 < stats.live_prefilled_tokens < stats.new_prompt_tokens
+    # An abandoned turn leaves nothing: the next turn prefills from scratch.
+    thread.listen(np.asarray(audio[:160_000]))
+    thread.abandon()
+    thread.respond(2, UserTurn(text="and now?"))
+    qtbot.waitUntil(lambda: len(collector.of("turn_finished")) == 2, timeout=60_000)
+    assert collector.of("turn_finished")[1][1].live_prefilled_tokens == 0
