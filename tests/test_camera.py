@@ -25,7 +25,7 @@ def write_video(path: Path, seconds: float, fps: int = FILE_FPS, size: tuple[int
     """Moving shapes, with the frame number drawn as 8 black/white squares along the top."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     for index in range(int(seconds * fps)):
         frame = np.full((size[1], size[0], 3), 90, np.uint8)
         x = 40 + 8 * index % (size[0] - 80)
