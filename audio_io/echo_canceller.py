@@ -3,8 +3,9 @@
 The far end is what the player's callback actually played (`Player.far_end`, at the device rate),
 resampled to 16 kHz and fed as the reverse stream before each microphone frame; the stream delay is
 aligned by time stamps: for a microphone frame captured at t, the reverse stream gets what was being
-heard at t, so the delay AEC3 has to find is only the acoustic path. With headphones there is no echo:
-turn it off.
+heard at t (and `_LEAD_S` more), so the delay AEC3 has to find is the acoustic path plus that lead:
+with a laptop's path of a millisecond, a few ms of error in the stamps would otherwise hand AEC3 the
+far end after its echo, which no canceller can remove. With headphones there is no echo: turn it off.
 
 Only time decides what is fed, never how much is waiting: when the audio thread falls behind, the far
 end it has not read yet is still the reference for the frames it has not processed yet (skipping to
@@ -27,6 +28,7 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 
 _STALE_S = 0.5  # far end heard this long before a microphone frame is skipped, not fed (AEC3 models less)
+_LEAD_S = 0.03  # the far end goes in this far ahead of the frame: jitter in the stamps never makes it late
 _MIC_FRAME_S = MIC_FRAME_SAMPLES / MIC_RATE_HZ
 
 
@@ -114,6 +116,7 @@ class EchoCanceller:
             self._pending = self._pending[:0]
             return
         if until_s is not None:  # what was heard too long before this frame cannot echo in it: skip
+            until_s += _LEAD_S
             stale = math.floor((until_s - _STALE_S - clock_s) * rate)
             if ring.read_pos < stale:
                 ring.skip_to(stale)

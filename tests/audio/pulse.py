@@ -178,12 +178,9 @@ class VirtualAudio:
         spk, mic = self.servers["speaker"], self.servers["mic"]
         system = "/usr/share/alsa/alsa.conf"
 
-        # handle_underrun false: when a loaded machine starves a stream, the server plays silence and
-        # the stream goes on. With it on, PortAudio's recovery from the reported underrun could leave an
-        # output stream running several times faster than real time, skipping through whatever it played.
         def pcm(name: str, server: _Server, device: str) -> str:
             return (
-                f'pcm.{name} {{ type pulse server "{server.address}" device "{device}" handle_underrun false '
+                f'pcm.{name} {{ type pulse server "{server.address}" device "{device}" '
                 f'hint {{ show on description "{name}" }} }}\n'
             )
 
