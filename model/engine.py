@@ -748,10 +748,14 @@ class Engine:
                 talker_ids = torch.cat((done.talker_ids, talker_ids))
                 embeds = torch.cat((done.talker_embeds, embeds))  # type: ignore[arg-type]
             _share_talker_parts(segments, users, talker_ids, embeds)
+            # A user turn heard alone starts at 0: its Thinker positions, shifted (it starts with text).
+            start = 0
             for part in segments:
+                n_part = int(part.ids.shape[0])
                 if part.talker_ids is not None:
-                    rope = rope_positions(self.thinker.model, part.talker_ids, MediaIndex.of([part]))
-                    part.talker_positions = rope[1:, 0]
+                    own = positions[1:, 0, start : start + n_part][:, users[start : start + n_part]]
+                    part.talker_positions = own - own[:, :1]
+                start += n_part
         self.context.segments.extend(segments)
         logits = self.thinker.lm_head(out.last_hidden_state[:, -1:])
         assistant = out.hidden_states[0][:, -3:] if need_talker else None
