@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_argument("--input-device", metavar="NAME", help="microphone (part of its name)")
     audio.add_argument("--output-device", metavar="NAME", help="speaker (part of its name)")
     audio.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    camera = parser.add_argument_group("camera").add_mutually_exclusive_group()
+    camera.add_argument(
+        "--camera", metavar="SOURCE", help="turn the camera on: an index, part of its name, or a video file"
+    )
+    camera.add_argument("--no-camera", action="store_true", help="turn the camera off")
     parser.add_argument("--config", metavar="FILE", type=Path, help="settings file to use instead")
     return parser
 
@@ -61,9 +66,18 @@ def launch_from(args: argparse.Namespace) -> Launch:
         },
         conversation={"persona": args.persona, "voice": args.voice},
         audio={"input_device": args.input_device, "output_device": args.output_device, "mode": args.mode},
+        camera=camera_changes(args),
     )
     merged_loaded = cfg.LoadedConfig(merged, loaded.path, loaded.error)
     return Launch(merged_loaded, demo=args.demo, text_only=args.text, file_config=loaded.config)
+
+
+def camera_changes(args: argparse.Namespace) -> dict[str, object]:
+    if args.no_camera:
+        return {"enabled": False}
+    if args.camera is not None:
+        return {"enabled": True, "source": args.camera}
+    return {}
 
 
 def has_display() -> bool:

@@ -59,7 +59,26 @@ class AudioSettings:
     end_of_turn_silence_ms: int = 500  # hands-free: this much silence ends your turn
 
 
-RANGES: dict[tuple[str, str], tuple[int, int]] = {("audio", "end_of_turn_silence_ms"): (150, 5000)}
+@dataclass(frozen=True)
+class CameraSettings:
+    """Off by default: a webcam's light comes on when it opens, so the user turns it on (the window's
+    toggle or `--camera`). `source` is a camera index, part of a camera's name, or a video file; in
+    the file an index may be written as a number."""
+
+    enabled: bool = False
+    source: str = "0"
+    width: int = 640
+    height: int = 480
+    fps: float = 15.0
+
+
+RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("audio", "end_of_turn_silence_ms"): (150, 5000),
+    ("camera", "width"): (16, 7680),
+    ("camera", "height"): (16, 4320),
+    ("camera", "fps"): (1, 120),
+}
+NUMBER_AS_TEXT = {("camera", "source")}  # `source = 0` means the string "0" (a camera index)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class Config:
     model: ModelSettings = field(default_factory=ModelSettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
+    camera: CameraSettings = field(default_factory=CameraSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
 
 
@@ -172,6 +192,8 @@ def _section(name: str, table: dict[str, Any], text: str, path: Path) -> Any:
             problem = f"unknown setting {name}.{key} (known: {names})"
             raise ConfigError(path, _find_line(text, name, key), problem)
         expected = type(getattr(defaults, key))
+        if (name, key) in NUMBER_AS_TEXT and type(item) is int:
+            item = str(item)
         if type(item) is not expected and not (expected is float and type(item) is int):
             raise ConfigError(
                 path,

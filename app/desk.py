@@ -16,6 +16,7 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
+from app.camera_feed import CameraFeed, camera_choices
 from app.engine_worker import EngineThread, EngineWorker, LoadRequest, ModelInfo
 from app.first_run import FirstRun
 from app.history_log import HistoryLog
@@ -123,11 +124,13 @@ class Desk(QObject):
                 )
                 self.text_only = True
 
+        self.camera = CameraFeed(self.config.camera, lambda event: self._relay(event), self)
         self.worker = EngineWorker(self.player, loader=loader, demo_dir=demo_dir)
         self.session = Session(
             EngineThread(self.worker),
             audio_input=self.audio_input,
             playback=self.player,
+            camera=self.camera,
             persona=self.persona,
             voice=self.config.conversation.voice,
             mode=self.config.audio.mode,
@@ -158,6 +161,10 @@ class Desk(QObject):
         window.set_mode(self.config.audio.mode)
         window.set_audio_enabled(not self.text_only)
         window.set_ready(False)
+        window.camera_view.set_sources(camera_choices(), self.camera.source)
+        window.camera_view.set_on(self.config.camera.enabled)
+        if self.config.camera.enabled:
+            self.camera.start()
         window.show()
         for problem in self.problems:
             window.show_error(problem)
@@ -230,6 +237,7 @@ class Desk(QObject):
         self._meter_timer.stop()
         self._memory_timer.stop()
         self.first_run_flow.stop()
+        self.camera.close()
         self.save_settings()
         self.history_log.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
@@ -271,7 +279,13 @@ class Desk(QObject):
         s.reply_interrupted.connect(t.mark_interrupted)
         s.latency.connect(self._on_latency)
         s.conversation_reset.connect(self._on_conversation_reset)
-        w.text_submitted.connect(s.send_text)
+        w.text_submitted.connect(self.send_text)
+        s.speech_started.connect(w.show_pending_turn)
+        self.camera.frame.connect(w.camera_view.show_frame)
+        self.camera.status_changed.connect(w.camera_view.set_status)
+        w.camera_view.toggled.connect(self.set_camera_on)
+        w.camera_view.source_chosen.connect(self.choose_camera)
+        w.camera_view.file_requested.connect(self._ask_video_file)
         w.stop_requested.connect(s.stop_speaking)
         w.talk_pressed.connect(s.press_talk)
         w.talk_released.connect(s.release_talk)
@@ -480,6 +494,44 @@ class Desk(QObject):
                     self.device_failed.emit(f"The microphone could not restart: {error}")
 
         threading.Thread(target=switch, name="audio-switch", daemon=True).start()
+
+    # -- camera --------------------------------------------------------------------------------------
+
+    def send_text(self, text: str) -> int | None:
+        """A typed message, with the camera's current frame when "Attach camera frame" is checked."""
+        images: tuple[Any, ...] = ()
+        box = self.window.snapshot_box
+        if box.isChecked():
+            frame = self.camera.latest()
+            if frame is None:
+                self.window.show_error("No camera frame to attach (is the camera on?); sent the text alone.")
+            else:
+                images = (frame.rgb,)
+                box.setChecked(False)
+        return self.session.send_text(text, images)
+
+    def set_camera_on(self, on: bool) -> None:
+        self.file_config = cfg.with_changes(self.file_config, camera={"enabled": on})
+        if on:
+            self.camera.start()
+        else:
+            self.camera.stop()
+        self.window.camera_view.set_on(on)
+
+    def choose_camera(self, source: str) -> None:
+        """Switch to camera `source` (an index, a name or a video file) and turn it on."""
+        self.file_config = cfg.with_changes(self.file_config, camera={"source": source, "enabled": True})
+        self.camera.start(source)
+        self.window.camera_view.set_sources(camera_choices(), source)
+        self.window.camera_view.set_on(True)
+
+    def _ask_video_file(self) -> None:
+        kinds = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
+        path, _filter = QFileDialog.getOpenFileName(self.window, "A video file as the camera", "", kinds)
+        if path:
+            self.choose_camera(path)
+        else:
+            self.window.camera_view.set_sources(camera_choices(), self.camera.source)
 
     # -- export --------------------------------------------------------------------------------------
 

@@ -279,6 +279,10 @@ class EngineWorker(QObject):
 
     @Slot(int, object, object)
     def respond(self, turn_id: int, turn: Any, cancel: threading.Event) -> None:
+        """Run one turn. `turn` is a `UserTurn`, or a callable that builds one here, off the Qt
+        thread (a spoken turn picks its camera clip that way)."""
+        if callable(turn):
+            turn = turn()
         if self.engine is None:
             self.turn_failed.emit(turn_id, "the model is not loaded yet")
             return

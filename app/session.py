@@ -24,6 +24,7 @@ from app.personas import Persona
 from events import BargeIn, DeviceLost, SpeechEnded, SpeechProgress, SpeechStarted, TurnStats
 
 DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
+CAMERA_LOOKBACK_S = 1.0  # frames this long before the turn's audio may go in its lead-in
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
 MIC_RATE_HZ = 16_000
 
@@ -59,6 +60,14 @@ class Playback(Protocol):
     def flush(self, turn_id: int | None = None) -> int: ...
     def speaking_turn(self) -> int | None: ...
     def played_samples(self, turn_id: int) -> int: ...
+
+
+class FrameSource(Protocol):
+    """The camera's side the session reads (`app.camera.Camera` fits): stored frames of a time span
+    and the newest full-size frame; both answer at once from any thread."""
+
+    def frames_between(self, start_s: float, end_s: float) -> list[Any]: ...
+    def latest(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class AudioEvents(QObject):
 
 class Session(QObject):
     state_changed = Signal(str)
+    speech_started = Signal(float)  # perf_counter time the user started speaking
     status = Signal(str)
     model_ready = Signal(object)  # ModelInfo
     load_failed = Signal(str)
@@ -119,6 +129,7 @@ class Session(QObject):
         *,
         audio_input: AudioInput | None = None,
         playback: Playback | None = None,
+        camera: FrameSource | None = None,
         persona: Persona | None = None,
         voice: str = "",
         mode: str = "hands-free",
@@ -128,6 +139,7 @@ class Session(QObject):
         self.engine = engine
         self.audio_input = audio_input
         self.playback = playback
+        self.camera = camera
         self.persona = persona
         self.voice = voice
         self.mode = mode
@@ -205,8 +217,9 @@ class Session(QObject):
 
     # -- user intents --------------------------------------------------------------------------------
 
-    def send_text(self, text: str) -> int | None:
-        """A typed message: interrupts a reply in progress, then starts a new turn."""
+    def send_text(self, text: str, images: tuple[Any, ...] = ()) -> int | None:
+        """A typed message (with `images`, e.g. a camera snapshot): interrupts a reply in progress,
+        then starts a new turn."""
         text = text.strip()
         if not text:
             return None
@@ -216,7 +229,7 @@ class Session(QObject):
         from model.media_input import UserTurn
 
         self._interrupt(None)
-        return self._start_turn(UserTurn(text=text), text, 0.0, time.perf_counter())
+        return self._start_turn(UserTurn(text=text, images=images), text, 0.0, time.perf_counter())
 
     def stop_speaking(self) -> None:
         """Stop the reply now: generation, playback, and the history cut to what was heard."""
@@ -273,6 +286,7 @@ class Session(QObject):
             if self.state != State.USER_SPEAKING:
                 self._state_before_speech = self.state
             self._set_state(State.USER_SPEAKING)
+            self.speech_started.emit(event.time_s or time.perf_counter())
         elif isinstance(event, SpeechEnded):
             self._on_speech_ended(event)
         elif isinstance(event, BargeIn):
@@ -292,13 +306,24 @@ class Session(QObject):
                 restore = self._resting_state()
             self._set_state(restore if self._active is not None else self._resting_state())
             return
-        from model.media_input import UserTurn
-
         self._interrupt(None)
         end_s = event.end_s or time.perf_counter()
-        self._start_turn(
-            UserTurn(audio=audio, audio_rate_hz=MIC_RATE_HZ), "", audio.size / MIC_RATE_HZ, end_s
-        )
+        self._start_turn(self._spoken_turn(audio, event.audio_start_s), "", audio.size / MIC_RATE_HZ, end_s)
+
+    def _spoken_turn(self, audio: np.ndarray, audio_start_s: float) -> Any:
+        """The turn for the engine: with the camera running, a `SpokenTurn` that picks its clip on
+        the worker (only the list of stored frames is taken here, under the camera's lock)."""
+        from model.media_input import UserTurn
+
+        if self.camera is None or audio_start_s <= 0:
+            return UserTurn(audio=audio, audio_rate_hz=MIC_RATE_HZ)
+        from app.turn_video import SpokenTurn
+
+        end_s = audio_start_s + audio.size / MIC_RATE_HZ
+        frames = self.camera.frames_between(audio_start_s - CAMERA_LOOKBACK_S, end_s)
+        if not frames:
+            return UserTurn(audio=audio, audio_rate_hz=MIC_RATE_HZ)
+        return SpokenTurn(audio, audio_start_s, frames)
 
     # -- turns ---------------------------------------------------------------------------------------
 

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.camera import CameraFrame
-from model.media_input import MODEL_AUDIO_RATE_HZ, VideoClip
+from model.media_input import MODEL_AUDIO_RATE_HZ, UserTurn, VideoClip
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,26 @@ def clip_for_turn(
         return None
     lead = np.zeros(round(config.lead_in_s * MODEL_AUDIO_RATE_HZ), dtype=audio.dtype)
     return VideoClip(np.stack([f.rgb for f in picked]), fps), np.concatenate([lead, audio])
+
+
+@dataclass(frozen=True)
+class SpokenTurn:
+    """A spoken turn whose clip is picked when the engine worker calls it: the pick reads every
+    stored frame of the turn (tens of milliseconds for a long one), too slow for the Qt thread.
+    Without a usable clip the turn is audio only, so a camera problem never costs the reply."""
+
+    audio: np.ndarray  # 16 kHz mono int16, as the turn detector gave it
+    audio_start_s: float
+    frames: list[CameraFrame]
+    config: TurnVideoConfig = TurnVideoConfig()
+
+    def __call__(self) -> UserTurn:
+        try:
+            picked = clip_for_turn(self.frames, self.audio, self.audio_start_s, self.config)
+        except Exception:
+            log.exception("the turn's camera clip could not be built; the turn goes audio only")
+            picked = None
+        if picked is None:
+            return UserTurn(audio=self.audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ)
+        clip, audio = picked
+        return UserTurn(audio=audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ, video=clip)

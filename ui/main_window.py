@@ -9,6 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -20,7 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.camera_view import CameraView
 from ui.level_meter import LevelMeter
+from ui.pending_turn import PendingTurnLabel
 from ui.transcript import TranscriptView
 
 STATE_COLORS = {
@@ -113,8 +116,12 @@ class MainWindow(QMainWindow):
             box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         layout.addLayout(devices)
 
+        middle = QHBoxLayout()
         self.transcript = TranscriptView(root)
-        layout.addWidget(self.transcript, 1)
+        middle.addWidget(self.transcript, 1)
+        self.camera_view = CameraView(root)
+        middle.addWidget(self.camera_view)
+        layout.addLayout(middle, 1)
 
         indicators = QHBoxLayout()
         self.state_label = QLabel(root)
@@ -122,6 +129,8 @@ class MainWindow(QMainWindow):
         self.state_label.setMinimumWidth(150)
         self.state_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         indicators.addWidget(self.state_label)
+        self.pending_label = PendingTurnLabel(root)
+        indicators.addWidget(self.pending_label)
         self.input_meter = LevelMeter("mic", root)
         self.output_meter = LevelMeter("speaker", root)
         indicators.addWidget(self.input_meter, 1)
@@ -139,6 +148,8 @@ class MainWindow(QMainWindow):
         self.text_box.setPlaceholderText("Type a message and press Enter")
         self.text_box.setAccessibleName("Message")
         self.send_button = QPushButton("Send", root)
+        self.snapshot_box = QCheckBox("Attach camera frame", root)
+        self.snapshot_box.setToolTip("Send the camera's current picture with the next typed message")
         self.talk_button = QPushButton("Hold to talk", root)
         self.talk_button.setToolTip(
             "Hold this button, or the space bar outside the text box, while you speak"
@@ -147,7 +158,10 @@ class MainWindow(QMainWindow):
         self.mute_button.setCheckable(True)
         self.stop_button = QPushButton("Stop speaking", root)
         self.stop_button.setToolTip("Stop the reply now (Esc)")
-        for widget in (self.text_box, self.send_button, self.talk_button, self.mute_button, self.stop_button):
+        for widget in (
+            self.text_box, self.snapshot_box, self.send_button, self.talk_button, self.mute_button,
+            self.stop_button,
+        ):  # fmt: skip
             entry.addWidget(widget, 1 if widget is self.text_box else 0)
         layout.addLayout(entry)
         self.setCentralWidget(root)
@@ -258,6 +272,12 @@ class MainWindow(QMainWindow):
         self.state_label.setText(state)
         self.state_label.setStyleSheet(f"background:{color};color:white;border-radius:8px;padding:3px 10px")
         self.state_label.setProperty("state", state)
+        if state != "user speaking":
+            self.pending_label.stop()
+
+    def show_pending_turn(self, started_s: float) -> None:
+        """The user is speaking since `started_s` (perf_counter): show the turn's length as it grows."""
+        self.pending_label.start(started_s)
 
     def set_levels(self, input_dbfs: float, output_dbfs: float) -> None:
         self.input_meter.set_level(input_dbfs)

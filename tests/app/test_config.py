@@ -42,6 +42,9 @@ BROKEN = [
     ("[conversation]\npersona = 'x'\ncolour = 'red'\n", 3, "unknown setting conversation.colour"),
     ("[model]\nsource = 'x'\n[extras]\na = 1\n", 3, "unknown setting 'extras'"),
     ("[audio]\nend_of_turn_silence_ms = 20\n", 2, "between 150 and 5000, not 20"),
+    ("[camera]\nenabled = true\nfps = 0.5\n", 3, "camera.fps must be between 1 and 120, not 0.5"),
+    ("[camera]\nwidth = 8\n", 2, "camera.width must be between 16 and 7680"),
+    ("[camera]\nsource = true\n", 2, "camera.source must be a string"),
 ]
 
 
@@ -68,3 +71,13 @@ def test_config_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.
 def test_with_changes_skips_none() -> None:
     config = cfg.with_changes(cfg.Config(), model={"device": None, "dtype": "float16"})
     assert config.model.device == "auto" and config.model.dtype == "float16"
+
+
+def test_camera_settings_default_off_and_take_an_index_or_a_name(tmp_path: Path) -> None:
+    assert not cfg.Config().camera.enabled
+    path = tmp_path / "config.toml"
+    path.write_text("[camera]\nenabled = true\nsource = 2\nfps = 30\n")
+    camera = cfg.load(path).config.camera
+    assert (camera.enabled, camera.source, camera.fps, camera.width) == (True, "2", 30.0, 640)
+    path.write_text("[camera]\nsource = 'Logitech'\n")
+    assert cfg.load(path).config.camera.source == "Logitech"

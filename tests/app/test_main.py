@@ -33,6 +33,21 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert launch.file_config is not None and launch.file_config.model.source == "thinking"
 
 
+def test_camera_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[camera]\nenabled = true\nsource = '1'\n")
+    parse = main.build_parser().parse_args
+    on = main.launch_from(parse(["--config", str(path), "--camera", "clip.avi"])).config.camera
+    assert (on.enabled, on.source) == (True, "clip.avi")
+    off = main.launch_from(parse(["--config", str(path), "--no-camera"])).config.camera
+    assert (off.enabled, off.source) == (False, "1")
+    kept = main.launch_from(parse(["--config", str(path)]))
+    assert kept.config.camera.enabled and kept.file_config is not None
+    assert kept.file_config.camera.source == "1"
+    with pytest.raises(SystemExit):
+        parse(["--camera", "0", "--no-camera"])
+
+
 def test_bad_flags_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main.build_parser().parse_args(["--quantization", "int3"])

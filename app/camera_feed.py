@@ -1,0 +1,134 @@
+"""The app's camera: owns a `Camera` while it is on, polls its newest frame for the preview on the
+Qt thread, and says what state it is in.
+
+The capture thread opens and reads the device; stopping (which joins that thread) happens on a
+short-lived thread, so the Qt thread never waits on a camera. A camera that keeps failing retries
+by itself; only the first failure of each outage is reported, so the banner and the journal get
+one message, not one per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.camera import Camera, CameraConfig, CameraFrame
+from app.config import CameraSettings
+from events import DeviceLost
+
+log = logging.getLogger(__name__)
+
+PREVIEW_FPS = 15
+
+
+def camera_choices() -> list[tuple[str, str]]:
+    """(label, source) for each camera the system lists."""
+    from app.camera import list_cameras
+
+    return [(f"{index}: {name}", str(index)) for index, name in list_cameras()]
+
+
+class CameraFeed(QObject):
+    """`frames_between` and `latest` answer from any thread (nothing while the camera is off)."""
+
+    frame = Signal(object)  # (h, w, 3) uint8 RGB, each new frame once, at most PREVIEW_FPS a second
+    status_changed = Signal(str)  # what the window should say about the camera ("" when it works)
+
+    def __init__(
+        self,
+        settings: CameraSettings,
+        on_event: Callable[[object], None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.on_event = on_event
+        self.camera: Camera | None = None
+        self._shown: CameraFrame | None = None
+        self._status = ""
+        self._reported = False
+        self._stops: list[threading.Thread] = []
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000 // PREVIEW_FPS)
+        self._timer.timeout.connect(self._tick)
+
+    @property
+    def on(self) -> bool:
+        return self.camera is not None
+
+    @property
+    def source(self) -> str:
+        return self.settings.source
+
+    def start(self, source: str | None = None) -> None:
+        """Turn the camera on (`source` replaces the configured one); returns at once."""
+        if source is not None and source != self.settings.source:
+            self.stop()
+            self.settings = replace(self.settings, source=source)
+        if self.camera is not None:
+            return
+        s = self.settings
+        config = CameraConfig(source=s.source, width=s.width, height=s.height, fps=s.fps)
+        self._reported = False
+        self.camera = Camera(config, self._on_camera_event)
+        self.camera.start()
+        self._timer.start()
+        self._tick()
+
+    def stop(self) -> None:
+        """Turn the camera off; the device is released on a short-lived thread."""
+        camera, self.camera = self.camera, None
+        self._timer.stop()
+        self._shown = None
+        self._set_status("")
+        if camera is not None:
+            thread = threading.Thread(target=camera.stop, name="camera-stop", daemon=True)
+            thread.start()
+            self._stops = [t for t in self._stops if t.is_alive()] + [thread]
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        self.stop()
+        for thread in self._stops:
+            thread.join(timeout=timeout_s)
+
+    def frames_between(self, start_s: float, end_s: float) -> list[CameraFrame]:
+        camera = self.camera
+        return camera.frames_between(start_s, end_s) if camera is not None else []
+
+    def latest(self) -> CameraFrame | None:
+        camera = self.camera
+        return camera.latest() if camera is not None else None
+
+    def _on_camera_event(self, event: Any) -> None:
+        """From the capture thread: pass on the first loss of an outage."""
+        if isinstance(event, DeviceLost):
+            if self._reported:
+                return
+            self._reported = True
+        self.on_event(event)
+
+    def _tick(self) -> None:
+        camera = self.camera
+        if camera is None:
+            return
+        if camera.status == "running":
+            self._reported = False
+            self._set_status("")
+        elif camera.status == "failed":
+            self._set_status(f"{camera.message}; trying again")
+        else:
+            self._set_status(f"opening camera {camera.name}…")
+        frame = camera.latest()
+        if frame is not None and frame is not self._shown and camera.status == "running":
+            self._shown = frame
+            self.frame.emit(frame.rgb)
+
+    def _set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.status_changed.emit(text)
