@@ -280,7 +280,9 @@ class Desk(QObject):
         s.latency.connect(self._on_latency)
         s.conversation_reset.connect(self._on_conversation_reset)
         w.text_submitted.connect(self.send_text)
-        s.speech_started.connect(w.show_pending_turn)
+        s.speech_started.connect(
+            lambda started_s: w.show_pending_turn(started_s, understood=s.model_info is not None)
+        )
         self.camera.frame.connect(w.camera_view.show_frame)
         self.camera.status_changed.connect(w.camera_view.set_status)
         w.camera_view.toggled.connect(self.set_camera_on)

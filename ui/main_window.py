@@ -275,9 +275,9 @@ class MainWindow(QMainWindow):
         if state != "user speaking":
             self.pending_label.stop()
 
-    def show_pending_turn(self, started_s: float) -> None:
+    def show_pending_turn(self, started_s: float, understood: bool = True) -> None:
         """The user is speaking since `started_s` (perf_counter): show the turn's length as it grows."""
-        self.pending_label.start(started_s)
+        self.pending_label.start(started_s, understood)
 
     def set_levels(self, input_dbfs: float, output_dbfs: float) -> None:
         self.input_meter.set_level(input_dbfs)

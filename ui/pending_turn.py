@@ -17,14 +17,17 @@ class PendingTurnLabel(QLabel):
         self.setObjectName("pendingTurn")
         self.setToolTip("Your turn so far; the model takes it in while you speak")
         self.started_s: float | None = None
+        self.understood = True
         self._timer = QTimer(self)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
         self.hide()
 
-    def start(self, started_s: float) -> None:
-        """`started_s` on the `time.perf_counter()` clock (the audio layer's)."""
+    def start(self, started_s: float, understood: bool = True) -> None:
+        """`started_s` on the `time.perf_counter()` clock (the audio layer's); `understood` says the
+        model takes the turn in as it arrives (false while no model is loaded)."""
         self.started_s = started_s
+        self.understood = understood
         self._tick()
         self.show()
         self._timer.start()
@@ -41,4 +44,5 @@ class PendingTurnLabel(QLabel):
     def _tick(self) -> None:
         if self.started_s is not None:
             elapsed = max(0.0, time.perf_counter() - self.started_s)
-            self.setText(f"listening… {elapsed:.1f} s · understood as you speak")
+            tail = " · understood as you speak" if self.understood else ""
+            self.setText(f"listening… {elapsed:.1f} s{tail}")

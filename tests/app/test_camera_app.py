@@ -191,3 +191,16 @@ def test_the_pending_turn_duration_ticks_while_the_user_speaks(
     qtbot.waitUntil(lambda: not label.isVisible(), timeout=5_000)
     assert desk.session.state == State.LISTENING
     desk.window.close()
+
+
+def test_a_spoken_turn_without_frames_in_its_span_goes_audio_only() -> None:
+    from app.camera import CameraFrame
+    from app.turn_video import SpokenTurn
+
+    audio = tone(1.0)
+    stale = [CameraFrame(np.zeros((48, 64, 3), np.uint8), 2.0 + i / 4, i) for i in range(8)]
+    turn = SpokenTurn(audio, 10.0, stale)()
+    assert turn.video is None and turn.audio is audio
+    many = [CameraFrame(np.zeros((48, 64, 3), np.uint8), 9.5 + i / 4, i) for i in range(8)]
+    with_video = SpokenTurn(audio, 10.0, many)()
+    assert with_video.video is not None and len(with_video.audio) == len(audio) + 8000
