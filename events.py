@@ -41,6 +41,7 @@ class TurnStats:
     prompt_tokens: int = 0
     new_prompt_tokens: int = 0
     live_prefilled_tokens: int = 0  # of the new prompt tokens, those fed while the user was speaking
+    talker_prefill_tokens: int = 0  # what the Talker was fed at the reply's start (the rest it heard before)
     text_tokens: int = 0
     codec_frames: int = 0
     audio_samples: int = 0

@@ -166,6 +166,7 @@ class Engine:
         self._last_reply: tuple[int, int, list[int]] | None = None  # (turn_id, context length, ids)
         self._rope_delta = 0
         self._talker_cache: Any = None
+        self._talker_live = 0  # Talker tokens in its cache for the turn being spoken
         self._talker_users: list[Segment] = []  # whose Talker inputs are in `_talker_cache`, in order
         self._live: LiveTurn | None = None
         config = model.config.thinker_config.audio_config
@@ -198,6 +199,7 @@ class Engine:
 
     def new_conversation(self) -> None:
         self._live = None
+        self._talker_live = 0
         self.history = []
         self.context = ThinkerContext()
         self._rope_delta = 0
@@ -217,6 +219,7 @@ class Engine:
         self.context = ThinkerContext()
         self._rope_delta = 0
         self._talker_cache = None
+        self._talker_live = 0
         if segments:
             with torch.inference_mode():
                 self._prefill(segments, need_talker=False)
@@ -267,6 +270,7 @@ class Engine:
         if self._live is not None:
             self._crop_cache(self._live.mark)
             self._live = None
+            self._talker_live = 0
 
     def _crop_cache(self, length: int) -> None:
         cache = self.context.cache
@@ -348,7 +352,31 @@ class Engine:
         if self.talker is not None:
             users = user_position_mask(full_ids, self.im_start_id, self.user_id)[start : start + n]
             window.talker_ids, window.talker_embeds = self._talker_user_embeds(ids, users, out.hidden_states)
+            own = positions[1:, 0, int(fed.shape[0]) : int(fed.shape[0]) + n][:, users]
+            self._talker_hear_live(live, window, own)
         live.windows.append(window)
+
+    def _talker_hear_live(self, live: LiveTurn, window: LiveWindow, thinker_positions: torch.Tensor) -> None:
+        """Feed the Talker a live window's user positions now, so the reply feeds it only the rest.
+        Skipped (the reply then feeds the whole turn) when earlier user turns are not in its cache."""
+        if window.talker_embeds is None or not window.talker_embeds.shape[0] or not self.settings.speak:
+            return
+        if not live.windows:
+            unheard = self._sync_talker_cache(keep_live=False)
+            live.talker_origin = None if unheard else float(thinker_positions[0, 0])
+        if live.talker_origin is None:
+            return
+        relative = thinker_positions - live.talker_origin + self._talker_next_position()
+        cached = self._talker_cache.get_seq_length()
+        text = torch.arange(cached, cached + relative.shape[1], dtype=relative.dtype).view(1, -1)
+        positions = torch.cat((text, relative)).unsqueeze(1).to(self.device)
+        self.talker.model(
+            inputs_embeds=window.talker_embeds.unsqueeze(0).to(self.talker.dtype),
+            position_ids=positions,
+            past_key_values=self._talker_cache,
+            use_cache=True,
+        )
+        self._talker_live += int(window.talker_embeds.shape[0])
 
     def _live_opening(self, live: LiveTurn) -> torch.Tensor:
         """The tokens of a spoken turn before its first audio token: the system prompt or the close of
@@ -385,6 +413,7 @@ class Engine:
         usable = usable and (turn.video is None) == (live.fps is None)
         if not usable:
             self._crop_cache(live.mark)
+            self._talker_live = 0
             return self._turn_segments(turn), None
         audio = prepare_audio(turn.audio, turn.audio_rate_hz)
         features = self._features(audio)
@@ -394,6 +423,10 @@ class Engine:
         ok = verified_windows(live, features, frames) if fps in (None, live.fps) else 0
         done = prefix_of(live, ok)
         self._crop_cache(live.mark + (done.tokens if done else 0))
+        if live.talker_origin is not None:
+            self._talker_live = sum(
+                int(w.talker_embeds.shape[0]) for w in live.windows[:ok] if w.talker_embeds is not None
+            )
         if done is None:
             return self._turn_segments(turn), None
         lead = self._lead_segments()
@@ -484,6 +517,7 @@ class Engine:
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
         self._rope_delta, context, segments, unfed, history, last = saved
+        self._talker_live = 0
         self._unfed, self.history, self._last_reply = unfed, history, last
         if self.context is context:
             self.context.crop(sum(int(s.ids.shape[0]) for s in segments))
@@ -558,7 +592,9 @@ class Engine:
                 first = self._text_embed(reply.ids[0])
                 embeds, positions, new_users = self._talker_prompt(assistant_embeds, first, special)
                 talker.prefill(embeds, positions, self._talker_cache)
+                stats["talker_prefill_tokens"] = int(embeds.shape[1])
                 self._talker_users.extend(new_users)
+                self._talker_live = 0
                 continue
             step = reply.frames + 1
             codes, next_code0 = talker.step(self._trailing_embed(reply, step, special))
@@ -883,6 +919,8 @@ class Engine:
         new_users = self._sync_talker_cache()
         start = self._talker_next_position()
         user = talker_user_part(new_users, start=start)
+        if user is not None and self._talker_live:
+            user = (user[0][self._talker_live :], user[1][:, self._talker_live :])
         n = int(assistant.shape[1])
         first = start if user is None else int(user[1].max()) + 1
         after = (torch.arange(n) + first).expand(3, -1)
@@ -895,9 +933,10 @@ class Engine:
         text = torch.arange(cached, cached + mrope.shape[1], dtype=mrope.dtype).view(1, -1)
         return embeds, torch.cat((text, mrope)).unsqueeze(1).to(self.device), new_users
 
-    def _sync_talker_cache(self) -> list[Segment]:
+    def _sync_talker_cache(self, keep_live: bool = True) -> list[Segment]:
         """Keep in the Talker's cache the user turns it has heard (never the replies: each reply's
-        prompt is every user turn so far plus its own start); returns the user turns not in it yet."""
+        prompt is every user turn so far plus its own start), and the part of the turn being spoken
+        it heard live (`keep_live`); returns the user turns not in it yet."""
         from transformers import DynamicCache
 
         parts = [s for s in self.context.segments if s.talker_embeds is not None]
@@ -905,10 +944,13 @@ class Engine:
         if self._talker_cache is None or [id(s) for s in parts[: len(heard)]] != [id(s) for s in heard]:
             self._talker_cache = DynamicCache(config=self.talker.config.text_config)
             self._talker_users = []
-        user_length = sum(_talker_length(s) for s in self._talker_users)
+            self._talker_live = 0
+        if not keep_live:
+            self._talker_live = 0
+        length = sum(_talker_length(s) for s in self._talker_users) + self._talker_live
         cached = self._talker_cache.get_seq_length()
-        if cached > user_length:  # the last reply's start and frames
-            self._talker_cache.crop(user_length - cached)
+        if cached > length:  # the last reply's start and frames, or a live turn given up
+            self._talker_cache.crop(length - cached)
         return parts[len(self._talker_users) :]
 
     def _talker_next_position(self) -> int:

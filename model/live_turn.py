@@ -41,6 +41,9 @@ class LiveTurn:
     audio: list[np.ndarray] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
     windows: list[LiveWindow] = field(default_factory=list)
+    talker_origin: float | None = (
+        None  # Thinker position of the turn's first user token, once the Talker hears it live
+    )
 
     @property
     def samples(self) -> int:

@@ -71,9 +71,10 @@ def test_twenty_second_turn_fed_in_pieces_equals_one_shot(demo, with_camera: boo
     streamed = reply_of(live, turn)
     assert streamed[0] == one_shot[0]
     assert torch.equal(streamed[1], one_shot[1])
-    # Only the last part was left for the end of the turn.
+    # Only the last part was left for the end of the turn, for the Thinker and for the Talker.
     assert streamed[2].stats.live_prefilled_tokens > 0
     assert streamed[2].stats.new_prompt_tokens == one_shot[2].stats.new_prompt_tokens
+    assert 0 < streamed[2].stats.talker_prefill_tokens < one_shot[2].stats.talker_prefill_tokens
 
 
 def test_awkward_pieces_across_window_boundaries_equal_one_shot(demo) -> None:
