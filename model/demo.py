@@ -194,9 +194,25 @@ def build_demo_checkpoint(out_dir: Path, *, with_talker: bool = True, seed: int 
     )  # fmt: skip
     model.save_pretrained(out_dir)
     _build_processor(out_dir)
-    marker = {"demo": True, "seed": seed, "code2wav_gain": gain, "max_codec_frames": DEMO_MAX_CODEC_FRAMES}
+    marker = {
+        "demo": True,
+        "version": demo_version(with_talker=with_talker),
+        "seed": seed,
+        "code2wav_gain": gain,
+        "max_codec_frames": DEMO_MAX_CODEC_FRAMES,
+    }
     (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2))
     return out_dir
+
+
+def demo_version(*, with_talker: bool = True) -> str:
+    """A fingerprint of how the demo is built: a cached demo built otherwise is built again."""
+    import hashlib
+
+    recipe = json.dumps(
+        [demo_config_dict(with_talker=with_talker), DEMO_SEED, TARGET_RMS_DBFS], sort_keys=True
+    )
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
 def is_demo_checkpoint(path: Path) -> bool:
@@ -210,7 +226,11 @@ def demo_checkpoint_dir(*, with_talker: bool = True) -> Path:
     root = Path(platformdirs.user_cache_dir("omnidesk")) / (
         "demo-model" if with_talker else "demo-model-text"
     )
-    if not (root / MARKER_FILE).is_file() or not (root / "config.json").is_file():
+    marker = root / MARKER_FILE
+    current = marker.is_file() and json.loads(marker.read_text()).get("version") == demo_version(
+        with_talker=with_talker
+    )
+    if not current or not (root / "config.json").is_file():
         tmp = root.with_name(root.name + ".partial")
         build_demo_checkpoint(tmp, with_talker=with_talker)
         if root.exists():
