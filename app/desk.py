@@ -281,7 +281,7 @@ class Desk(QObject):
         s.conversation_reset.connect(self._on_conversation_reset)
         w.text_submitted.connect(self.send_text)
         s.speech_started.connect(
-            lambda started_s: w.show_pending_turn(started_s, understood=s.model_info is not None)
+            lambda started_s: w.show_pending_turn(started_s, understood=self._prefills_live())
         )
         self.camera.frame.connect(w.camera_view.show_frame)
         self.camera.status_changed.connect(w.camera_view.set_status)
@@ -511,6 +511,11 @@ class Desk(QObject):
                 images = (frame.rgb,)
                 box.setChecked(False)
         return self.session.send_text(text, images)
+
+    def _prefills_live(self) -> bool:
+        """Whether the turn being spoken is taken in as it arrives: with camera frames the engine
+        prefills it at its end for now (NOTES-app.md, "camera frames in the live prefill")."""
+        return self.session.model_info is not None and not self.camera.on
 
     def set_camera_on(self, on: bool) -> None:
         self.file_config = cfg.with_changes(self.file_config, camera={"enabled": on})

@@ -190,6 +190,10 @@ def test_the_pending_turn_duration_ticks_while_the_user_speaks(
     desk.audio_input.post_from_thread(SpeechEnded(np.zeros(0, np.int16)))
     qtbot.waitUntil(lambda: not label.isVisible(), timeout=5_000)
     assert desk.session.state == State.LISTENING
+    desk.camera.camera = Camera(CameraConfig(source=57))  # on, never started
+    desk.audio_input.post_from_thread(SpeechStarted(time.perf_counter()))
+    qtbot.waitUntil(lambda: label.isVisible(), timeout=5_000)
+    assert "understood" not in label.text()  # camera turns are prefilled at their end
     desk.window.close()
 
 
