@@ -79,6 +79,7 @@ class SpeechProgress:
     `SpeechEnded.audio` is a prefix of everything sent (trailing silence may be cut)."""
 
     audio: Any
+    audio_start_s: float = 0.0  # perf_counter time of the turn audio's first sample (as in SpeechEnded)
 
 
 @dataclass(frozen=True, slots=True)

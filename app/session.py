@@ -24,7 +24,7 @@ from app.personas import Persona
 from events import BargeIn, DeviceLost, SpeechEnded, SpeechProgress, SpeechStarted, TurnStats
 
 DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
-CAMERA_LOOKBACK_S = 1.0  # frames this long before the turn's audio may go in its lead-in
+CAMERA_LOOKBACK_S = 2.0  # frames before the turn's audio: its lead-in, and the scene that sets its rate
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
 MIC_RATE_HZ = 16_000
 
@@ -140,6 +140,7 @@ class Session(QObject):
         self.audio_input = audio_input
         self.playback = playback
         self.camera = camera
+        self._live_clip: Any = None  # the camera side of the turn being spoken (audio thread only)
         self.persona = persona
         self.voice = voice
         self.mode = mode
@@ -195,9 +196,23 @@ class Session(QObject):
         straight to the engine worker (prefilled as it arrives); the rest is handled on the Qt thread."""
         if isinstance(event, SpeechProgress):
             if self.model_info is not None and not self.muted:
-                self.engine.listen(event.audio)
+                self._listen(event)
             return
         self._audio_events.post(event)
+
+    def _listen(self, event: SpeechProgress) -> None:
+        """Audio thread: feed the engine the turn being spoken, with the camera's frames at the
+        clip's ticks when the camera runs (the same frames `SpokenTurn` picks at the end)."""
+        camera = self.camera
+        if camera is None or event.audio_start_s <= 0:
+            self.engine.listen(event.audio)
+            return
+        from app.turn_video import LiveClip
+
+        if self._live_clip is None or self._live_clip.audio_start_s != event.audio_start_s:
+            self._live_clip = LiveClip(camera, event.audio_start_s)
+        audio, frames = self._live_clip.add(np.asarray(event.audio))
+        self.engine.listen(audio, frames, self._live_clip.fps)
 
     def start_audio(self) -> None:
         if self.audio_input is not None:

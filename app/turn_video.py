@@ -1,11 +1,14 @@
 """Which camera frames go with a user turn: the turn's span plus a short lead-in, at a steady rate
-(halved while the scene is still), aligned with the turn's audio for TM-RoPE."""
+(halved when the scene is still as the turn begins), aligned with the turn's audio for TM-RoPE.
+The same choices are made while the turn is spoken (`LiveClip`, for the live prefill) and at its
+end (`clip_for_turn`), so the frames fed early are the frames of the final clip."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +49,16 @@ def sample_frames(frames: list[CameraFrame], start_s: float, end_s: float, fps: 
     return [frames[int(np.argmin(np.abs(times - tick)))] for tick in ticks]
 
 
+RATE_WINDOW_S = 1.0  # the frames before the speech that decide the turn's rate
+
+
+def turn_rate(frames: list[CameraFrame], audio_start_s: float, config: TurnVideoConfig) -> float:
+    """The turn's frame rate, decided by the scene just before it starts (still: `still_fps`)."""
+    start_s = audio_start_s - config.lead_in_s
+    before = [f for f in frames if start_s - RATE_WINDOW_S <= f.time_s <= audio_start_s]
+    return config.still_fps if scene_change(before) < config.still_difference else config.fps
+
+
 def clip_for_turn(
     frames: list[CameraFrame], audio: np.ndarray, audio_start_s: float, config: TurnVideoConfig
 ) -> tuple[VideoClip, np.ndarray] | None:
@@ -53,8 +66,8 @@ def clip_for_turn(
     with that much silence), or None when the camera gave too few frames."""
     start_s = audio_start_s - config.lead_in_s
     end_s = audio_start_s + len(audio) / MODEL_AUDIO_RATE_HZ
-    span = [f for f in frames if start_s - 0.5 / config.fps <= f.time_s <= end_s]
-    fps = config.still_fps if scene_change(span) < config.still_difference else config.fps
+    fps = turn_rate(frames, audio_start_s, config)
+    span = [f for f in frames if start_s - 0.5 / fps <= f.time_s <= end_s]
     picked = sample_frames(span, start_s, end_s, fps)[: config.max_frames]
     if len(picked) < 2 or len({f.rgb.shape for f in picked}) != 1:
         return None
@@ -83,3 +96,39 @@ class SpokenTurn:
             return UserTurn(audio=self.audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ)
         clip, audio = picked
         return UserTurn(audio=audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ, video=clip)
+
+
+class LiveClip:
+    """The turn's audio and frames as they arrive, for `Engine.listen`: the lead-in silence first,
+    then each frame once a later one exists (so the nearest frame to its tick is settled)."""
+
+    def __init__(
+        self, camera: Any, audio_start_s: float, config: TurnVideoConfig = TurnVideoConfig()
+    ) -> None:
+        self.camera = camera
+        self.config = config
+        self.audio_start_s = audio_start_s
+        self.start_s = audio_start_s - config.lead_in_s
+        before = camera.frames_between(self.start_s - RATE_WINDOW_S, audio_start_s)
+        self.fps = turn_rate(before, audio_start_s, config)
+        self.samples = 0
+        self.ticks_sent = 0
+
+    def add(self, audio: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(audio to feed, frames to feed) for the next piece of the turn's audio."""
+        if self.samples == 0:
+            lead = np.zeros(round(self.config.lead_in_s * MODEL_AUDIO_RATE_HZ), dtype=audio.dtype)
+            audio = np.concatenate([lead, audio])
+        self.samples += audio.size
+        heard_until = self.start_s + self.samples / MODEL_AUDIO_RATE_HZ
+        stored = self.camera.frames_between(self.start_s - 0.5 / self.fps, heard_until + 1.0)
+        if not stored:
+            return audio, []
+        frames: list[np.ndarray] = []
+        while self.ticks_sent < self.config.max_frames:
+            tick = self.start_s + self.ticks_sent / self.fps
+            if tick > heard_until or stored[-1].time_s < tick:
+                break
+            frames.append(sample_frames(stored, tick, tick, self.fps)[0].rgb)
+            self.ticks_sent += 1
+        return audio, frames

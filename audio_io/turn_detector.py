@@ -93,7 +93,9 @@ class TurnDetector:
         if self._turn is None or every <= 0 or len(self._turn) - self._sent < every:
             return None
         frames, self._sent = self._turn[self._sent :], len(self._turn)
-        return SpeechProgress(audio=np.concatenate([f.pcm for f in frames]))
+        return SpeechProgress(
+            audio=np.concatenate([f.pcm for f in frames]), audio_start_s=self._turn[0].time_s
+        )
 
     # -- push-to-talk -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from app.camera import Camera, CameraConfig, CameraFrame
 from app.turn_video import TurnVideoConfig, clip_for_turn, sample_frames
@@ -155,3 +156,53 @@ def test_unknown_camera_name_lists_what_exists(demo) -> None:
 
     with pytest.raises(CameraError, match="no camera or video file matches 'Nonexistent Cam'"):
         resolve_source("Nonexistent Cam")
+
+
+class RecordedCamera:
+    """Stored frames with timestamps, as `Camera.frames_between` returns them (a recorded camera)."""
+
+    def __init__(self, frames: list[CameraFrame]) -> None:
+        self.frames = frames
+        self.now_s = 0.0  # frames after this have not arrived yet
+
+    def frames_between(self, start_s: float, end_s: float) -> list[CameraFrame]:
+        return [f for f in self.frames if start_s <= f.time_s <= min(end_s, self.now_s)]
+
+
+def test_camera_frames_fed_while_speaking_give_the_one_shot_reply(demo) -> None:
+    """The app's live path with a camera: `LiveClip` feeds audio (after the lead-in silence) and the
+    frames at the clip's ticks as they arrive; `SpokenTurn` picks the final clip the same way, so the
+    windows fed early are kept and the reply equals a one-shot prefill of the same turn."""
+    from app.turn_video import LiveClip, SpokenTurn
+    from tests.test_live_turn import quantized, speech_like
+
+    rng = np.random.default_rng(4)
+    frames = [
+        CameraFrame(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), 50.0 + i / 8, i)
+        for i in range(8 * 25)
+    ]
+    camera = RecordedCamera(frames)
+    audio = quantized(speech_like(18.0))
+    audio_start_s = 52.0
+    live_engine = greedy_engine(demo)
+    clip = None
+    for start in range(0, audio.size, 8000):
+        camera.now_s = audio_start_s + (start + 8000) / 16_000 + 0.2
+        if clip is None:
+            clip = LiveClip(camera, audio_start_s)
+        piece, piece_frames = clip.add(audio[start : start + 8000])
+        live_engine.listen(piece, piece_frames, clip.fps)
+    assert clip is not None and clip.fps == 2.0
+    assert live_engine._live is not None and len(live_engine._live.windows) == 2
+    camera.now_s = 1e9
+    turn = SpokenTurn(
+        audio, audio_start_s, camera.frames_between(audio_start_s - 2.0, audio_start_s + 18.0)
+    )()
+    assert turn.video is not None
+    finished = run(live_engine, turn)[-1]
+    one_shot_engine = greedy_engine(demo)
+    run(one_shot_engine, turn)
+    assert isinstance(finished, TurnFinished) and finished.stats.live_prefilled_tokens > 0
+    assert live_engine.last_reply_ids == one_shot_engine.last_reply_ids
+    assert live_engine.last_codes is not None and one_shot_engine.last_codes is not None
+    assert torch.equal(live_engine.last_codes, one_shot_engine.last_codes)
