@@ -513,9 +513,9 @@ class Desk(QObject):
         return self.session.send_text(text, images)
 
     def _prefills_live(self) -> bool:
-        """Whether the turn being spoken is taken in as it arrives: with camera frames the engine
-        prefills it at its end for now (NOTES-app.md, "camera frames in the live prefill")."""
-        return self.session.model_info is not None and not self.camera.on
+        """Whether the turn being spoken is taken in as it arrives (its audio, and the camera's frames
+        when the camera runs): once a model is loaded."""
+        return self.session.model_info is not None
 
     def set_camera_on(self, on: bool) -> None:
         self.file_config = cfg.with_changes(self.file_config, camera={"enabled": on})
