@@ -551,7 +551,9 @@ class Engine:
         reply = _Reply(turn_id)
         text = TextStream(self.tokenizer)
         pick = TokenPicker(self.plan.thinker, device=self.device, generator=self._generator)
-        seen = self.context.all_ids().to(self.device).view(1, -1)
+        # The ids the repetition penalty looks at (the whole conversation, as generate() sees it).
+        penalized = self.plan.thinker.repetition_penalty != 1.0
+        seen = self.context.all_ids().to(self.device).view(1, -1) if penalized else None
         thinker_s = prefill_s
         timing = {"code2wav_s": 0.0}
         talker: TalkerStream | None = None
@@ -565,9 +567,10 @@ class Engine:
                 reply.cancelled = True
                 break
             if not reply.text_done:
-                token = pick(logits[:, -1], seen if self.plan.thinker.repetition_penalty != 1.0 else None)
+                token = pick(logits[:, -1], seen)
                 reply.ids.append(token)
-                seen = torch.cat((seen, torch.tensor([[token]], device=self.device)), dim=1)
+                if seen is not None:
+                    seen = torch.cat((seen, torch.tensor([[token]], device=self.device)), dim=1)
                 if token in self.eos_ids or len(reply.ids) >= self.settings.max_text_tokens:
                     reply.text_done = True
                 if token not in self.eos_ids:
