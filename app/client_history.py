@@ -1,0 +1,89 @@
+"""The conversation as the client keeps it: what the user said and what they heard of each reply.
+
+A remote or restarted engine forgets; this copy is what the app shows, exports and replays into a
+new engine (the newest exchanges first, within `REPLAY_AUDIO_S` of the user's audio), and what a
+stateless server (vLLM-Omni's chat completions) is sent with every turn."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from events import Message
+
+REPLAY_AUDIO_S = 600.0  # the user's audio replayed into a new engine; older turns go back as text only
+
+
+@dataclass(frozen=True)
+class Exchange:
+    turn_id: int
+    text: str = ""
+    audio: np.ndarray | None = None  # 16 kHz mono, as the engine got it
+    images: tuple[Any, ...] = ()
+    reply: str | None = None  # None while the reply is being generated
+    interrupted: bool = False
+
+    @property
+    def audio_s(self) -> float:
+        return 0.0 if self.audio is None else self.audio.size / 16_000
+
+    def messages(self) -> list[Message]:
+        label = self.text or ("(spoken)" if self.audio is not None else "(image)")
+        user = Message("user", label, self.turn_id, audio_s=self.audio_s)
+        if self.reply is None:
+            return [user]
+        return [user, Message("assistant", self.reply, self.turn_id, interrupted=self.interrupted)]
+
+
+@dataclass
+class ClientHistory:
+    exchanges: list[Exchange] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def user(self, turn_id: int, text: str, audio: np.ndarray | None, images: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.exchanges.append(Exchange(turn_id, text, audio, images))
+
+    def reply(self, turn_id: int, text: str, *, interrupted: bool = False) -> None:
+        self._change(turn_id, reply=text, interrupted=interrupted)
+
+    def cut(self, turn_id: int, kept: str) -> None:
+        self._change(turn_id, reply=kept, interrupted=True)
+
+    def drop(self, turn_id: int) -> None:
+        with self._lock:
+            self.exchanges = [e for e in self.exchanges if e.turn_id != turn_id]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.exchanges = []
+
+    def reply_text(self, turn_id: int) -> str:
+        with self._lock:
+            found = [e.reply for e in self.exchanges if e.turn_id == turn_id]
+        return (found[0] or "") if found else ""
+
+    def _change(self, turn_id: int, **changes: Any) -> None:
+        with self._lock:
+            self.exchanges = [replace(e, **changes) if e.turn_id == turn_id else e for e in self.exchanges]
+
+    def messages(self) -> list[Message]:
+        with self._lock:
+            return [m for e in self.exchanges for m in e.messages()]
+
+    def answered(self) -> list[Exchange]:
+        """The exchanges with a reply, oldest first, the user's audio kept only for the newest ones
+        (within REPLAY_AUDIO_S); the rest go back as their text."""
+        with self._lock:
+            done = [e for e in self.exchanges if e.reply is not None]
+        kept: list[Exchange] = []
+        audio_s = 0.0
+        for exchange in reversed(done):
+            audio_s += exchange.audio_s
+            if exchange.audio is not None and audio_s > REPLAY_AUDIO_S:
+                exchange = replace(exchange, audio=None, text=exchange.text or "(an earlier spoken turn)")
+            kept.append(exchange)
+        return kept[::-1]

@@ -1,0 +1,343 @@
+"""The app as a client of `omnidesk serve`: its own child process by default, or a remote server.
+
+Three threads: the link thread connects (starting or restarting the child), restores the
+conversation into a new engine, and sends the session's commands in order; a reader thread per
+connection turns server events into `EngineSignals` and hands reply audio to the `ReplyFeeder`;
+the feeder writes it to the speaker. `cancel` goes out at once from the caller's thread, ahead of
+queued commands. When the engine dies or the link drops, in-flight replies fail, the window is
+told, and the link comes back with back-off and replays the conversation (`ClientHistory`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.client_history import ClientHistory
+from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
+from app.engine_process import LocalEngine
+from app.realtime_input import InputStream
+from app.recording import Recording
+from app.reply_feeder import ReplyFeeder
+from events import AudioChunk, Message, TurnStats
+from realtime.wire import MAX_EVENT_BYTES, WIRE_RATE_HZ, decode_pcm16, new_id, pcm16_to_float
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+SAMPLES_PER_FRAME = 1920  # one 80 ms codec frame at 24 kHz
+
+
+@dataclass
+class PendingReply:
+    turn_id: int
+    started_s: float
+    speak: bool
+    response_id: str | None = None
+    item_id: str | None = None
+    text: list[str] = field(default_factory=list)
+    samples: int = 0
+    first_text_s: float | None = None
+    cancelled: bool = False
+
+
+def serve_args(request: LoadRequest) -> list[str]:
+    """`omnidesk serve` flags for the app's own engine."""
+    args = ["--demo"] if request.demo else ["--model", request.source]
+    args += ["--device", request.device, "--dtype", request.dtype, "--quantization", request.quantization]
+    if request.engine_options:
+        args += ["--engine-options", json.dumps(request.engine_options)]
+    return args
+
+
+class RealtimeEngine:
+    """`EngineClient` over the Realtime protocol. `url=None` runs the engine as a child process."""
+
+    def __init__(
+        self,
+        speech: SpeechOutput | None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        frame_format: str = "jpeg",
+        trace: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.signals = EngineSignals()
+        self.recording = Recording()
+        self.conversation = ClientHistory()
+        self.url = url
+        self.api_key = api_key
+        self.trace = trace  # (direction "sent" | "received", event): tests check every event
+        self.feeder = ReplyFeeder(self.signals.first_audio.emit)
+        self.feeder.speech = speech
+        self.local: LocalEngine | None = None
+        self.request: LoadRequest | None = None
+        self.model_info: ModelInfo | None = None
+        self.input = InputStream(frame_format=frame_format)
+        self.commands: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.wake = threading.Condition()
+        self._send_lock = threading.Lock()
+        self.ws: Any = None
+        self.connected = threading.Event()
+        self.replies: dict[int, PendingReply] = {}
+        self.stopping = False
+        self.generation = 0  # bumped by load(): a new engine, a new link
+        self._link: threading.Thread | None = None
+        self.item_of_turn: dict[int, str] = {}  # each reply's assistant item, for truncation
+        self.truncating: dict[str, int] = {}
+        self.cancelled_early: set[int] = set()
+        self.voice = ""
+        self.prompt = ""
+        self.fresh = False  # the next link starts a new conversation instead of restoring this one
+        self.announced = False  # `loaded` was emitted for the current load
+        self.load_error: str | None = None
+        self.speak = True  # replies of this session are spoken
+
+    # -- EngineClient ----------------------------------------------------------------------------
+
+    def load(self, request: LoadRequest) -> None:
+        """Start (or restart) the engine for `request`: a new model means a new conversation."""
+        self.request = request
+        self.model_info = None
+        self.announced = False
+        self.load_error = None
+        self.conversation.clear()
+        with self.wake:
+            self.generation += 1
+            self.commands.clear()
+            self.wake.notify_all()
+        self.close_link()
+        if self._link is None:
+            self._link = threading.Thread(target=self._run, name="engine-link", daemon=True)
+            self._link.start()
+
+    def cancel_load(self) -> None:
+        if self.announced:
+            return
+        self.request = None
+        with self.wake:
+            self.generation += 1
+            self.wake.notify_all()
+        self.close_link()
+        local = self.local
+        if local is not None:
+            threading.Thread(target=local.stop, name="engine-stop", daemon=True).start()
+        self.signals.load_cancelled.emit()
+
+    def respond(self, turn_id: int, turn: Any) -> None:
+        self.queue_command("respond", turn_id, turn)
+
+    def listen(self, audio: Any, frames: Any = None, fps: float = 0.0) -> None:
+        self.queue_command("listen", audio, frames, fps)
+
+    def abandon(self) -> None:
+        self.queue_command("abandon")
+
+    def truncate(self, turn_id: int, heard_samples: int) -> None:
+        self.queue_command("truncate", turn_id, heard_samples)
+
+    def configure(self, speaker: str, system_prompt: str) -> None:
+        self.queue_command("configure", speaker, system_prompt)
+
+    def new_conversation(self) -> None:
+        self.queue_command("new_conversation")
+
+    def cancel(self, turn_id: int) -> None:
+        """Stop reply `turn_id` now: its audio is dropped here and the server is told at once."""
+        self.feeder.drop(turn_id)
+        reply = self.replies.get(turn_id)
+        if reply is None:
+            self.queue_command("cancelled_before_start", turn_id)
+            return
+        reply.cancelled = True
+        if reply.response_id is not None:
+            self.send(
+                {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
+            )
+
+    def cancel_all(self) -> None:
+        for turn_id in list(self.replies):
+            self.cancel(turn_id)
+
+    def history(self) -> list[Message]:
+        return self.conversation.messages()
+
+    def set_speech(self, speech: SpeechOutput | None) -> None:
+        self.feeder.speech = speech
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        self.stopping = True
+        with self.wake:
+            self.generation += 1
+            self.wake.notify_all()
+        self.close_link()
+        if self.local is not None:
+            self.local.stop(timeout_s=min(timeout_s, 3.0))
+        self.feeder.stop()
+        if self._link is not None:
+            self._link.join(timeout_s)
+        return True
+
+    # -- the link thread -------------------------------------------------------------------------
+
+    def queue_command(self, *command: Any) -> None:
+        with self.wake:
+            self.commands.append(command)
+            self.wake.notify_all()
+
+    def _run(self) -> None:
+        from app.realtime_link import run_link
+
+        run_link(self)
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Send one client event (any thread); ConnectionError when there is no link."""
+        ws = self.ws
+        if ws is None:
+            raise ConnectionError("not connected to the engine")
+        if self.trace is not None:
+            self.trace("sent", event)
+        with self._send_lock:
+            ws.send(json.dumps(event))
+
+    def close_link(self) -> None:
+        ws = self.ws
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:
+                log.debug("closing the engine link", exc_info=True)
+
+    def connect(self, url: str, api_key: str | None) -> Any:
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        return connect(
+            url,
+            additional_headers=headers,
+            max_size=MAX_EVENT_BYTES,
+            open_timeout=10,
+            compression=None,
+            proxy=None,
+        )
+
+    # -- server events (reader thread) -----------------------------------------------------------
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.trace is not None:
+            self.trace("received", event)
+        kind = event.get("type", "")
+        handler = getattr(self, "_on_" + kind.replace(".", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def _on_omnidesk_model_status(self, event: dict[str, Any]) -> None:
+        if event.get("state") == "loading":
+            self.signals.status.emit(str(event.get("message", "")))
+        elif event.get("state") == "ready" and isinstance(event.get("model"), dict):
+            self.model_info = ModelInfo.of(event["model"])
+
+    def _on_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        message = str(error.get("message", "engine error"))
+        if error.get("code") == "model_load_failed":
+            self.model_info = None
+            self.load_error = message
+            self.signals.load_failed.emit(message)
+            return
+        log.warning("engine: %s (%s)", message, error.get("code"))
+
+    def _on_session_created(self, event: dict[str, Any]) -> None:
+        self.connected.set()
+
+    def _on_session_updated(self, event: dict[str, Any]) -> None:
+        session = event.get("session") or {}
+        voice = ((session.get("audio") or {}).get("output") or {}).get("voice") or ""
+        self.signals.configured.emit(str(voice), str(session.get("instructions", "")))
+
+    def _on_response_created(self, event: dict[str, Any]) -> None:
+        response = event.get("response") or {}
+        turn_id = int(((response.get("metadata") or {}).get("turn_id")) or -1)
+        reply = self.replies.get(turn_id)
+        if reply is None:
+            return
+        reply.response_id = response.get("id")
+        if reply.cancelled:
+            self.send(
+                {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
+            )
+
+    def _reply_of(self, event: dict[str, Any]) -> PendingReply | None:
+        response_id = event.get("response_id") or (event.get("response") or {}).get("id")
+        return next((r for r in self.replies.values() if r.response_id == response_id), None)
+
+    def _on_response_output_item_added(self, event: dict[str, Any]) -> None:
+        reply = self._reply_of(event)
+        item_id = (event.get("item") or {}).get("id")
+        if reply is not None and isinstance(item_id, str):
+            reply.item_id = item_id
+            self.item_of_turn[reply.turn_id] = item_id
+            self.item_of_turn = {t: i for t, i in self.item_of_turn.items() if t > reply.turn_id - 64}
+
+    def _on_response_output_audio_transcript_delta(self, event: dict[str, Any]) -> None:
+        reply = self._reply_of(event)
+        if reply is None or reply.cancelled:
+            return
+        reply.text.append(str(event.get("delta", "")))
+        if reply.first_text_s is None:
+            reply.first_text_s = time.perf_counter()
+        self.signals.text_delta.emit(reply.turn_id, str(event.get("delta", "")))
+
+    _on_response_output_text_delta = _on_response_output_audio_transcript_delta
+
+    def _on_response_output_audio_delta(self, event: dict[str, Any]) -> None:
+        reply = self._reply_of(event)
+        if reply is None or reply.cancelled or not reply.speak:
+            return
+        pcm = pcm16_to_float(decode_pcm16(event.get("delta", "")))
+        chunk = AudioChunk(reply.turn_id, pcm, WIRE_RATE_HZ, reply.samples // SAMPLES_PER_FRAME)
+        reply.samples += pcm.size
+        self.recording.reply(reply.turn_id, pcm)
+        self.feeder.write(chunk)
+
+    def _on_response_done(self, event: dict[str, Any]) -> None:
+        reply = self._reply_of(event)
+        if reply is None:
+            return
+        response = event.get("response") or {}
+        status = response.get("status")
+        del self.replies[reply.turn_id]
+        if reply.speak:
+            self.feeder.finish_turn(reply.turn_id)
+        text = "".join(reply.text)
+        if status == "failed":
+            self.conversation.drop(reply.turn_id)
+            self.signals.turn_failed.emit(reply.turn_id, "the engine failed on this turn (see its log)")
+            return
+        self.conversation.reply(reply.turn_id, text, interrupted=status == "cancelled")
+        usage = response.get("usage") or {}
+        now = time.perf_counter()
+        stats = TurnStats(
+            started_s=reply.started_s,
+            first_text_s=reply.first_text_s,
+            finished_s=now,
+            prompt_tokens=int(usage.get("input_tokens") or 0),
+            text_tokens=int(usage.get("output_tokens") or 0),
+            audio_samples=reply.samples,
+            cancelled=status == "cancelled",
+        )
+        self.signals.turn_finished.emit(reply.turn_id, stats)
+
+    def _on_conversation_item_truncated(self, event: dict[str, Any]) -> None:
+        turn_id = self.truncating.pop(str(event.get("item_id")), None)
+        if turn_id is None:
+            return
+        kept = str(event.get("transcript", self.conversation.reply_text(turn_id)))
+        self.conversation.cut(turn_id, kept)
+        self.signals.truncated.emit(turn_id, kept)

@@ -1,0 +1,278 @@
+"""One connection's conversation: the Realtime client events it accepts, and the engine it drives.
+
+Protocol state (the input buffer, items waiting for a response, the active response) lives on the
+server's event loop; every engine call runs in order on the conversation's own job thread, under
+the model's lock. `response.cancel` only sets the reply's cancel flag, which the engine checks at
+every decode step. Server events go out through `send`, which may block the job thread when the
+client reads slowly (the server bounds how long).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from realtime.host import ModelHost
+from realtime.input_buffer import InputBuffer
+from realtime.items import (
+    UserItem,
+    assistant_item_json,
+    item_events,
+    merge_turns,
+    reply_text,
+    user_item_json,
+    user_turn,
+)
+from realtime.reply import Response, run_response
+from realtime.session_config import SessionConfig
+from realtime.wire import MAX_PENDING_ITEMS, WireError, heard_samples, new_id
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], None]
+
+
+class JobThread:
+    """Runs submitted callables one after another on one thread (the engine is not thread-safe)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("engine job failed")
+
+
+@dataclass(eq=False)
+class Conversation:
+    host: ModelHost
+    send: Send
+    config: SessionConfig = field(init=False)
+    buffer: InputBuffer = field(default_factory=InputBuffer)
+    pending: list[UserItem] = field(default_factory=list)
+    active: Response | None = None
+    last_item_id: str | None = None
+    last_reply_item: str | None = None
+    replies: int = 0
+
+    def __post_init__(self) -> None:
+        self.config = SessionConfig.initial(self.host)
+        self.engine: Any = None
+        self.jobs = JobThread("realtime-engine")
+        self.jobs.submit(self._make_engine)
+
+    def _make_engine(self) -> None:
+        self.engine = self.host.new_engine(self.config)
+
+    def close(self) -> None:
+        if self.active is not None:
+            self.active.cancel.set()
+        self.jobs.stop(timeout_s=0.5)
+
+    def _locked(self, job: Callable[[], None]) -> None:
+        def run() -> None:
+            with self.host.lock:
+                job()
+
+        self.jobs.submit(run)
+
+    # -- client events (on the event loop) -------------------------------------------------------
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        handler = HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise WireError(f"unknown or unsupported event type {kind!r}", code="unknown_event")
+        handler(self, event)
+
+    def session_update(self, event: dict[str, Any]) -> None:
+        updated = self.config.updated(event.get("session"), self.host)
+
+        def apply() -> None:
+            self.engine.configure(**updated.engine_changes())
+            self.send({"type": "session.updated", "event_id": new_id("event"), "session": updated.json()})
+
+        self.config = updated
+        self._locked(apply)
+
+    def audio_append(self, event: dict[str, Any]) -> None:
+        self.buffer.append_audio(event.get("audio"))
+        self._listen()
+
+    def frame_append(self, event: dict[str, Any]) -> None:
+        self.buffer.append_frame(event)
+        self._listen()
+
+    def _listen(self) -> None:
+        piece = self.buffer.next_piece()
+        if piece is not None:
+            self._locked(lambda: self.engine.listen(piece.audio, piece.frames, piece.fps))
+
+    def audio_commit(self, event: dict[str, Any]) -> None:
+        if self.buffer.empty:
+            raise WireError("the input audio buffer is empty", code="input_audio_buffer_commit_empty")
+        turn, self.buffer = self.buffer.turn(), InputBuffer()
+        item_id = _str(event.get("item_id")) or new_id("item")
+        self._add_user(UserItem(item_id, turn))
+        self.send(
+            {
+                "type": "input_audio_buffer.committed",
+                "event_id": new_id("event"),
+                "previous_item_id": self.last_item_id,
+                "item_id": item_id,
+            }
+        )
+        self._announce(user_item_json(item_id, turn))
+
+    def audio_clear(self, _event: dict[str, Any]) -> None:
+        self.buffer = InputBuffer()
+        self._locked(lambda: self.engine.abandon_turn())
+        self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
+
+    def item_create(self, event: dict[str, Any]) -> None:
+        item = event.get("item")
+        if not isinstance(item, dict) or item.get("type", "message") != "message":
+            raise WireError("only message items are supported", param="item.type")
+        role = item.get("role")
+        item_id = _str(item.get("id")) or new_id("item")
+        if role == "user":
+            turn = user_turn(item.get("content"))
+            self._add_user(UserItem(item_id, turn))
+            self._announce(user_item_json(item_id, turn))
+        elif role == "assistant":
+            self._restore_reply(item_id, reply_text(item.get("content")))
+        else:
+            raise WireError(f"role {role!r} items are not supported (instructions go in session.update)")
+
+    def _add_user(self, item: UserItem) -> None:
+        if len(self.pending) >= MAX_PENDING_ITEMS:
+            raise WireError(f"over {MAX_PENDING_ITEMS} items wait for a response", code="too_many_items")
+        self.pending.append(item)
+
+    def _announce(self, item: dict[str, Any]) -> None:
+        for out in item_events(item, self.last_item_id):
+            self.send(out)
+        self.last_item_id = item["id"]
+
+    def _restore_reply(self, item_id: str, text: str) -> None:
+        """An earlier reply, given back by a client restoring its conversation into this engine."""
+        if not self.pending:
+            raise WireError("an assistant item must follow the user item it answers")
+        if self.active is not None:
+            raise WireError("a response is in progress", code="conversation_already_has_active_response")
+        turn, self.pending = merge_turns([p.turn for p in self.pending]), []
+        self.replies += 1
+        number = self.replies
+        self._locked(lambda: self.engine.remember_exchange(turn, text, number))
+        self.last_reply_item = item_id
+        self._announce(assistant_item_json(item_id, text, audio=False, status="completed"))
+
+    def item_truncate(self, event: dict[str, Any]) -> None:
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
+        if not isinstance(end_ms, int) or end_ms < 0:
+            raise WireError("audio_end_ms must be a non-negative integer", param="audio_end_ms")
+        if item_id != self.last_reply_item:
+            raise WireError("only the last reply can be truncated", code="item_truncate_invalid_item_id")
+
+        def truncate() -> None:
+            try:
+                kept = self.engine.truncate_last_reply(heard_samples(end_ms))
+            except ValueError as error:
+                self.send(_error(str(error), "item_truncate_invalid_item_id", event))
+                return
+            self.send(
+                {
+                    "type": "conversation.item.truncated",
+                    "event_id": new_id("event"),
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "audio_end_ms": end_ms,
+                    "transcript": kept,  # ours: the text of what was heard, as the engine keeps it
+                }
+            )
+
+        self._locked(truncate)
+
+    def response_create(self, event: dict[str, Any]) -> None:
+        if self.active is not None and not self.active.cancel.is_set():
+            raise WireError("a response is in progress", code="conversation_already_has_active_response")
+        if not self.pending:
+            raise WireError("nothing to answer: commit audio or create a user item first")
+        options = event.get("response")
+        options = options if isinstance(options, dict) else {}
+        turn = merge_turns([p.turn for p in self.pending])
+        self.pending = []
+        self.replies += 1
+        response = Response(
+            id=new_id("resp"),
+            item_id=new_id("item"),
+            number=self.replies,
+            turn=turn,
+            audio=self.config.response_speaks(options.get("output_modalities"), self.host),
+            metadata=options.get("metadata") if isinstance(options.get("metadata"), dict) else None,
+        )
+        self.active = response
+        self.last_reply_item = response.item_id
+        self.send(
+            {
+                "type": "response.created",
+                "event_id": new_id("event"),
+                "response": response.json("in_progress"),
+            }
+        )
+
+        def run() -> None:
+            try:
+                run_response(self.engine, response, self.send)
+            finally:
+                if self.active is response:
+                    self.active = None
+
+        self.last_item_id = response.item_id
+        self._locked(run)
+
+    def response_cancel(self, event: dict[str, Any]) -> None:
+        active, wanted = self.active, event.get("response_id")
+        if active is None or (wanted is not None and wanted != active.id):
+            raise WireError("there is no active response to cancel", code="response_cancel_not_active")
+        active.cancel.set()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _error(message: str, code: str, event: dict[str, Any]) -> dict[str, Any]:
+    from realtime.wire import error_event
+
+    event_id = event.get("event_id")
+    return error_event(message, code, event_id=event_id if isinstance(event_id, str) else None)
+
+
+HANDLERS: dict[str, Callable[[Conversation, dict[str, Any]], None]] = {
+    "session.update": Conversation.session_update,
+    "input_audio_buffer.append": Conversation.audio_append,
+    "input_audio_buffer.commit": Conversation.audio_commit,
+    "input_audio_buffer.clear": Conversation.audio_clear,
+    "input_video_frame.append": Conversation.frame_append,
+    "conversation.item.create": Conversation.item_create,
+    "conversation.item.truncate": Conversation.item_truncate,
+    "response.create": Conversation.response_create,
+    "response.cancel": Conversation.response_cancel,
+}

@@ -1,0 +1,108 @@
+"""The Realtime session's settings (`session.update`) and what they mean for our engine.
+
+`instructions` is the system prompt, `audio.output.voice` the Talker's speaker, `output_modalities`
+whether replies are spoken. A new prompt starts a new conversation (it heads the KV cache). Turn
+detection stays on the client (the app has its own, with echo cancellation), so the server reports
+`turn_detection: null` and refuses server VAD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from realtime.wire import WIRE_RATE_HZ, WireError
+
+PCM_FORMAT = {"type": "audio/pcm", "rate": WIRE_RATE_HZ}
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    instructions: str
+    voice: str
+    speak: bool
+    model: str
+
+    @staticmethod
+    def initial(host: Any) -> SessionConfig:
+        from model.engine import VOICE_CHAT_PROMPT
+
+        voices = host.voices
+        voice = "ethan" if "ethan" in voices or not voices else voices[0]
+        return SessionConfig(VOICE_CHAT_PROMPT, voice, host.can_speak, str(host.info.get("source", "")))
+
+    def engine_changes(self) -> dict[str, Any]:
+        return {"system_prompt": self.instructions, "speaker": self.voice, "speak": self.speak}
+
+    def updated(self, session: Any, host: Any) -> SessionConfig:
+        """This config with `session`'s changes, or WireError naming the field that cannot be used."""
+        if not isinstance(session, dict):
+            raise WireError("session.update needs a session object", param="session")
+        if session.get("type", "realtime") != "realtime":
+            raise WireError(
+                "only realtime sessions are served (no transcription sessions)", param="session.type"
+            )
+        new = self
+        if "instructions" in session:
+            if not isinstance(session["instructions"], str):
+                raise WireError("instructions must be a string", param="session.instructions")
+            new = replace(new, instructions=session["instructions"])
+        if session.get("output_modalities") is not None:
+            new = replace(new, speak=self.response_speaks(session["output_modalities"], host))
+        audio = session.get("audio") or {}
+        if not isinstance(audio, dict):
+            raise WireError("audio must be an object", param="session.audio")
+        output = audio.get("output") or {}
+        input_ = audio.get("input") or {}
+        for part, name in ((input_, "input"), (output, "output")):
+            fmt = part.get("format") if isinstance(part, dict) else None
+            if fmt is not None and (
+                not isinstance(fmt, dict)
+                or fmt.get("type", "audio/pcm") != "audio/pcm"
+                or fmt.get("rate", WIRE_RATE_HZ) != WIRE_RATE_HZ
+            ):
+                raise WireError(
+                    f"audio {name} format must be audio/pcm at {WIRE_RATE_HZ} Hz",
+                    code="unsupported",
+                    param=f"session.audio.{name}.format",
+                )
+        if isinstance(input_, dict) and input_.get("turn_detection") is not None:
+            raise WireError(
+                "server turn detection is not offered: commit each turn yourself",
+                code="unsupported",
+                param="session.audio.input.turn_detection",
+            )
+        voice = output.get("voice") if isinstance(output, dict) else None
+        if isinstance(voice, dict):
+            voice = voice.get("id")
+        if voice is not None:
+            if voice not in host.voices:
+                choices = ", ".join(host.voices) or "none: this model answers in text"
+                raise WireError(
+                    f"unknown voice {voice!r}; voices: {choices}", param="session.audio.output.voice"
+                )
+            new = replace(new, voice=voice)
+        return new
+
+    def response_speaks(self, modalities: Any, host: Any) -> bool:
+        """Whether a reply is spoken: ["audio"] (with its transcript) or ["text"]."""
+        if modalities is None:
+            return self.speak
+        if modalities not in (["audio"], ["text"]):
+            raise WireError('output_modalities must be ["audio"] or ["text"]', param="output_modalities")
+        if modalities == ["audio"] and not host.can_speak:
+            raise WireError("this model answers in text only", code="unsupported", param="output_modalities")
+        return modalities == ["audio"]
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "model": self.model,
+            "instructions": self.instructions,
+            "output_modalities": ["audio"] if self.speak else ["text"],
+            "audio": {
+                "input": {"format": PCM_FORMAT, "turn_detection": None},
+                "output": {"format": PCM_FORMAT, "voice": self.voice},
+            },
+        }
