@@ -101,6 +101,17 @@ class BargeIn:
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of the conversation's visible history (the engine's, or a client's copy of it)."""
+
+    role: str  # "user" or "assistant"
+    text: str
+    turn_id: int = -1
+    interrupted: bool = False
+    audio_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceLost:
     """An audio or video device failed; `kind` is "input", "output" or "camera"."""
 

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnidesk",
         description="Talk with Qwen3-Omni in real time, on your own computer.",
-        epilog="Settings are read from config.toml in the user config directory; flags override them.",
+        epilog="Settings are read from config.toml in the user config directory; flags override them. "
+        "`omnidesk serve --help`: the engine alone, behind the OpenAI Realtime protocol.",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="SOURCE", help="hub id, instruct|thinking|captioner, or a folder")
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--dtype", choices=DTYPES)
     model.add_argument(
         "--demo", action="store_true", help="the demo model: random weights, its speech is noise"
+    )
+    model.add_argument(
+        "--engine",
+        metavar="URL",
+        help="use a running engine: ws(s)://HOST:PORT/v1/realtime (omnidesk serve) or "
+        "http(s)://HOST:PORT/v1 (vLLM-Omni); the key comes from $OMNIDESK_API_KEY",
     )
     model.add_argument("--download", metavar="ID", help="download a checkpoint (resumable) and exit")
     talk = parser.add_argument_group("conversation")
@@ -67,6 +74,7 @@ def launch_from(args: argparse.Namespace) -> Launch:
         conversation={"persona": args.persona, "voice": args.voice},
         audio={"input_device": args.input_device, "output_device": args.output_device, "mode": args.mode},
         camera=camera_changes(args),
+        engine={"url": args.engine},
     )
     merged_loaded = cfg.LoadedConfig(merged, loaded.path, loaded.error)
     return Launch(merged_loaded, demo=args.demo, text_only=args.text, file_config=loaded.config)
@@ -90,6 +98,11 @@ def has_display() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from realtime.cli import serve_main
+
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_devices:
         try:

@@ -72,6 +72,17 @@ class CameraSettings:
     fps: float = 15.0
 
 
+@dataclass(frozen=True)
+class EngineConnection:
+    """Where the engine runs: `url` empty starts our own (`omnidesk serve`) as a child process;
+    `ws://` or `wss://` is a remote Omni Desk server, `http://` or `https://` a vLLM-Omni server
+    (its OpenAI API base, e.g. http://gpu-box:8000/v1). The key is read from the environment
+    variable named by `api_key_env`, never from this file."""
+
+    url: str = ""
+    api_key_env: str = "OMNIDESK_API_KEY"
+
+
 RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("audio", "end_of_turn_silence_ms"): (150, 5000),
     ("camera", "width"): (16, 7680),
@@ -92,6 +103,7 @@ class Config:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
+    engine: EngineConnection = field(default_factory=EngineConnection)
     window: WindowSettings = field(default_factory=WindowSettings)
 
 

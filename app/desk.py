@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app import config as cfg
 from app.camera_feed import CameraFeed, camera_choices
-from app.engine_worker import EngineThread, EngineWorker, LoadRequest, ModelInfo
+from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.first_run import FirstRun
 from app.history_log import HistoryLog
 from app.launch import Launch
@@ -46,6 +46,30 @@ def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) 
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
     )
     return mic, player
+
+
+def make_engine(
+    settings: cfg.EngineConnection,
+    speech: Any,
+    *,
+    loader: Callable[..., Any] | None = None,
+    demo_dir: Callable[[], Path] | None = None,
+) -> EngineClient:
+    """The engine client for the settings: the app's own engine process (no URL), a remote Omni Desk
+    server (ws:// or wss://) or a vLLM-Omni server (http:// or https://). A `loader` (tests and
+    benches) runs the engine in this process instead."""
+    if loader is not None or demo_dir is not None:
+        from app.engine_worker import EngineThread, EngineWorker
+
+        return EngineThread(EngineWorker(speech, loader=loader, demo_dir=demo_dir))
+    key = os.environ.get(settings.api_key_env) or None
+    if settings.url.startswith(("http://", "https://")):
+        from app.vllm_omni_client import VllmOmniEngine
+
+        return VllmOmniEngine(speech, url=settings.url, api_key=key)
+    from app.realtime_client import RealtimeEngine
+
+    return RealtimeEngine(speech, url=settings.url or None, api_key=key)
 
 
 def describe_latency(latency: TurnLatency) -> str:
@@ -125,9 +149,9 @@ class Desk(QObject):
                 self.text_only = True
 
         self.camera = CameraFeed(self.config.camera, lambda event: self._relay(event), self)
-        self.worker = EngineWorker(self.player, loader=loader, demo_dir=demo_dir)
+        self.engine = make_engine(self.config.engine, self.player, loader=loader, demo_dir=demo_dir)
         self.session = Session(
-            EngineThread(self.worker),
+            self.engine,
             audio_input=self.audio_input,
             playback=self.player,
             camera=self.camera,
@@ -179,7 +203,11 @@ class Desk(QObject):
         QTimer.singleShot(0, self.choose_model)
 
     def choose_model(self) -> None:
-        """Load the configured model, or the demo, or ask (first run) when it is not on disk."""
+        """Load the configured model, or the demo, or ask (first run) when it is not on disk; a remote
+        engine serves what it serves."""
+        if self.config.engine.url:
+            self.load_model(self.config.engine.url)
+            return
         if self.launch.demo:
             self.load_model("", demo=True)
             return
@@ -441,7 +469,7 @@ class Desk(QObject):
         """Carry on typing: no microphone, and replies in text only."""
         self.window.show_error(f"Audio is off ({message}); you can still type.")
         self.text_only = True
-        self.worker.speech = None
+        self.engine.set_speech(None)
         self.session.audio_input = None
         self.session.playback = None
         for part in (self.audio_input, self.player):
@@ -556,7 +584,7 @@ class Desk(QObject):
             details += f" · model: {DEMO_LABEL if info.is_demo else info.source}"
         try:
             exported = export_conversation(
-                folder, self.worker.history(), self.worker.recording.turns(), details=details
+                folder, self.engine.history(), self.engine.recording.turns(), details=details
             )
         except OSError as error:
             self.window.show_error(f"Export failed: {error}")

@@ -1,4 +1,5 @@
-"""The engine in its own thread: loads the model, then runs turns and streams their events.
+"""The engine in this process, in its own thread: the `EngineClient` for tests and benches that
+bring their own loader (the app itself runs the engine in a child process, `app/realtime_client.py`).
 
 `EngineWorker` lives in a QThread; the GUI talks to it through `EngineThread`, whose signals reach the
 worker's slots as queued calls, so they run in order in the worker's thread. The worker's signals
@@ -13,168 +14,30 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from events import AudioChunk, EngineError, TextDelta, TurnFinished, TurnStats
+from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
+from app.recording import Recording
+from events import AudioChunk, EngineError, Message, TextDelta, TurnFinished, TurnStats
 
 log = logging.getLogger(__name__)
 
-
-class SpeechOutput(Protocol):
-    """Where the worker writes speech (`audio_io.playback.Player` fits)."""
-
-    def start_turn(self, turn_id: int) -> None: ...
-    def write(self, chunk: AudioChunk) -> bool: ...
-    def finish_turn(self, turn_id: int) -> None: ...
+__all__ = ["EngineThread", "EngineWorker", "LoadRequest", "ModelInfo", "Recording"]
 
 
 Loader = Callable[..., Any]  # model.loading.load_model's signature; returns a LoadedModel
-
-
-@dataclass(frozen=True)
-class LoadRequest:
-    """What to load; `source` empty with `demo` set means the demo checkpoint."""
-
-    source: str
-    demo: bool = False
-    device: str = "auto"
-    dtype: str = "auto"
-    quantization: str = "auto"
-    speaker: str = "ethan"
-    system_prompt: str = ""
-    speak: bool = True
-    engine_options: dict[str, Any] = field(default_factory=dict)  # extra EngineSettings fields
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the status bar shows about the loaded model."""
-
-    source: str
-    path: str
-    device: str
-    dtype: str
-    quantization: str
-    is_demo: bool
-    can_speak: bool
-    weight_bytes: int
-    load_s: float
-
-
-@dataclass
-class TurnRecord:
-    """The audio of one turn for export: the user's (16 kHz int16) and the assistant's (24 kHz int16)."""
-
-    turn_id: int
-    user_audio: np.ndarray | None = None
-    reply_chunks: list[np.ndarray] = field(default_factory=list)
-    heard_samples: int | None = None  # set when the reply was cut
-
-    @property
-    def samples(self) -> int:
-        user = 0 if self.user_audio is None else int(self.user_audio.size) * 3 // 2
-        return user + sum(int(c.size) for c in self.reply_chunks)
-
-    def reply_audio(self) -> np.ndarray:
-        """The reply as heard, float32 in [-1, 1]."""
-        audio = np.concatenate(self.reply_chunks) if self.reply_chunks else np.zeros(0, np.int16)
-        audio = audio if self.heard_samples is None else audio[: self.heard_samples]
-        return audio.astype(np.float32) / 32768.0
-
-
-class Recording:
-    """The audio of the latest turns, for export: appended by the worker, read by the Qt thread.
-
-    Bounded by `max_audio_s` (24 kHz-equivalent seconds, both sides together): the oldest turns
-    leave first, so a conversation of any length holds a fixed amount of memory."""
-
-    def __init__(self, max_audio_s: float = 1800.0) -> None:
-        self._lock = threading.Lock()
-        self._turns: dict[int, TurnRecord] = {}
-        self._samples = 0
-        self.max_samples = int(max_audio_s * 24_000)
-
-    def _turn(self, turn_id: int) -> TurnRecord:
-        record = self._turns.get(turn_id)
-        if record is None:
-            record = self._turns[turn_id] = TurnRecord(turn_id)
-        return record
-
-    def _trim(self) -> None:
-        while self._samples > self.max_samples and len(self._turns) > 1:
-            oldest = self._turns.pop(min(self._turns))
-            self._samples -= oldest.samples
-
-    def user(self, turn_id: int, audio: np.ndarray | None) -> None:
-        pcm = None if audio is None else _int16(audio)
-        with self._lock:
-            record = self._turn(turn_id)
-            self._samples -= record.samples
-            record.user_audio = pcm
-            self._samples += record.samples
-            self._trim()
-
-    def reply(self, turn_id: int, pcm: np.ndarray) -> None:
-        chunk = _int16(pcm)
-        with self._lock:
-            self._turn(turn_id).reply_chunks.append(chunk)
-            self._samples += int(chunk.size)
-            self._trim()
-
-    def cut(self, turn_id: int, heard_samples: int) -> None:
-        with self._lock:
-            if turn_id in self._turns:
-                self._turns[turn_id].heard_samples = heard_samples
-
-    def clear(self) -> None:
-        with self._lock:
-            self._turns.clear()
-            self._samples = 0
-
-    @property
-    def held_samples(self) -> int:
-        return self._samples
-
-    def turns(self) -> list[TurnRecord]:
-        with self._lock:
-            return [
-                TurnRecord(t.turn_id, t.user_audio, list(t.reply_chunks), t.heard_samples)
-                for _, t in sorted(self._turns.items())
-            ]
-
-
-def _int16(audio: np.ndarray) -> np.ndarray:
-    samples = np.asarray(audio).reshape(-1)
-    if samples.dtype == np.int16:
-        return samples.copy()
-    if np.issubdtype(samples.dtype, np.integer):
-        return np.clip(samples, -32768, 32767).astype(np.int16)
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class LoadCancelled(Exception):
     """The load was cancelled (raised from the status callback between loading stages)."""
 
 
-class EngineWorker(QObject):
+class EngineWorker(EngineSignals):
     """Owns the model and the `Engine`; every slot runs in the worker thread."""
-
-    status = Signal(str)
-    loaded = Signal(object)  # ModelInfo
-    load_failed = Signal(str)
-    load_cancelled = Signal()
-    text_delta = Signal(int, str)
-    first_audio = Signal(int, float)  # turn id, perf_counter time the first chunk was written
-    turn_finished = Signal(int, object)  # turn id, TurnStats
-    turn_failed = Signal(int, str)
-    truncated = Signal(int, str)  # turn id, the text the user heard
-    configured = Signal(str, str)  # speaker, system prompt
-    conversation_reset = Signal()
 
     def __init__(
         self,
@@ -372,7 +235,7 @@ class EngineWorker(QObject):
         self.recording.clear()
         self.conversation_reset.emit()
 
-    def history(self) -> list[Any]:
+    def history(self) -> list[Message]:
         """A copy of the engine's history (read from the GUI thread between turns, for export)."""
         return list(self.engine.history) if self.engine is not None else []
 
@@ -398,6 +261,8 @@ class EngineThread(QObject):
     def __init__(self, worker: EngineWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
+        self.signals: EngineSignals = worker
+        self.recording = worker.recording
         self.qthread = QThread()
         self.qthread.setObjectName("engine-worker")
         worker.moveToThread(self.qthread)
@@ -449,6 +314,12 @@ class EngineThread(QObject):
 
     def abandon(self) -> None:
         self._abandon.emit()
+
+    def history(self) -> list[Message]:
+        return self.worker.history()
+
+    def set_speech(self, speech: SpeechOutput | None) -> None:
+        self.worker.speech = speech
 
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Cancel everything and end the thread; False when it is still busy after `timeout_s`

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine_worker import TurnRecord
+from app.recording import TurnRecord
 
 OUT_RATE_HZ = 24_000
 GAP_S = 0.3

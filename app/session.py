@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.engine_worker import EngineThread, LoadRequest, ModelInfo
+from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.personas import Persona
 from events import BargeIn, DeviceLost, SpeechEnded, SpeechProgress, SpeechStarted, TurnStats
 
@@ -125,7 +125,7 @@ class Session(QObject):
 
     def __init__(
         self,
-        engine: EngineThread,
+        engine: EngineClient,
         *,
         audio_input: AudioInput | None = None,
         playback: Playback | None = None,
@@ -160,7 +160,7 @@ class Session(QObject):
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(40)
         self._drain_timer.timeout.connect(self._check_playback)
-        worker = engine.worker
+        worker = engine.signals
         worker.status.connect(self._on_status)
         worker.loaded.connect(self._on_loaded)
         worker.load_failed.connect(self._on_load_failed)
@@ -171,6 +171,7 @@ class Session(QObject):
         worker.turn_failed.connect(self._on_turn_failed)
         worker.truncated.connect(self._on_truncated)
         worker.configured.connect(self._on_configured)
+        worker.connection.connect(self._on_connection)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -481,6 +482,16 @@ class Session(QObject):
     @Slot(str, str)
     def _on_configured(self, voice: str, prompt: str) -> None:
         self.configured.emit(voice, prompt)
+
+    @Slot(str, str)
+    def _on_connection(self, kind: str, message: str) -> None:
+        """The engine process died or the link dropped ("lost"), or it is back ("restored")."""
+        if kind == "lost":
+            self.error.emit(message)
+            self.status.emit("engine restarting…")
+        else:
+            self.status.emit(message)
+            self._set_state(self._resting_state())
 
     @Slot()
     def _check_playback(self) -> None:

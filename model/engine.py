@@ -21,7 +21,7 @@ from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import (
     _get_feat_extract_output_lengths as audio_output_length,
 )
 
-from events import AudioChunk, EngineError, Event, TextDelta, TurnFinished, TurnStats
+from events import AudioChunk, EngineError, Event, Message, TextDelta, TurnFinished, TurnStats
 from model.code2wav_stream import Code2WavStream
 from model.context import (
     MEDIA_KEYS,
@@ -101,17 +101,6 @@ class EngineSettings:
     seed: int | None = None
     video_max_pixels: int = VIDEO_MAX_PIXELS
     max_context_tokens: int = 32_768
-
-
-@dataclass
-class Message:
-    """One entry of the visible history."""
-
-    role: str
-    text: str
-    turn_id: int = -1
-    interrupted: bool = False
-    audio_s: float = 0.0
 
 
 @dataclass
@@ -223,6 +212,29 @@ class Engine:
         if segments:
             with torch.inference_mode():
                 self._prefill(segments, need_talker=False)
+
+    def remember_exchange(self, turn: UserTurn, reply: str, turn_id: int) -> None:
+        """Put an earlier exchange back without generating (a client restoring its conversation into
+        a new engine): the user turn, then the reply's text as if it had been said, prefilled in one
+        pass; the context budget applies as for a new turn."""
+        self.abandon_turn()
+        if turn.is_empty:
+            raise InputError("the turn is empty (no text, audio or image)")
+        ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"])
+        with torch.inference_mode():
+            segments = self._turn_segments(turn)
+            if ids:
+                segments.append(Segment(ids=torch.tensor(ids, dtype=torch.long), kind="reply"))
+            self._fit_budget(sum(int(s.ids.shape[0]) for s in segments))
+            self._prefill(segments, need_talker=False)
+        self._unfed = []
+        self._last_reply = (turn_id, self.context.length - len(ids), [*ids, self.im_end_id])
+        audio_s = 0.0 if turn.audio is None else len(np.asarray(turn.audio)) / turn.audio_rate_hz
+        user_text = turn.text or ("(spoken)" if turn.audio is not None else "(image)")
+        self.history += [
+            Message("user", user_text, turn_id, audio_s=audio_s),
+            Message("assistant", reply, turn_id),
+        ]
 
     def truncate_last_reply(self, heard_samples: int) -> str:
         """Keep of the last reply only what the user heard (its text up to the frames played);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.engine_worker import Recording
+from app.recording import Recording
 from app.export import GAP_S, OUT_RATE_HZ, stereo
 
 
