@@ -135,6 +135,8 @@ def talker_frame(engine: Any, context: int, steps: int) -> dict[str, Any]:
     hidden = int(text_config.hidden_size)
     stream.last_hidden = torch.empty((1, 1, hidden), device=engine.device, dtype=torch.bfloat16)
     stream.code0_ids = [0] * (context // 4)
+    if hasattr(stream, "_code0"):
+        stream._code0 = torch.zeros((1, 1), dtype=torch.long, device=engine.device)
     complete = stream.complete_frame
     predictor = OpCount()
 

@@ -114,6 +114,8 @@ class OpCounter(TorchDispatchMode):
         on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args)
         if on_meta and sync:
             return _fake_sync(func, args, kwargs)
+        if on_meta and func is torch.ops.aten.exponential_.default:  # no generator on the meta device
+            return args[0]
         if on_meta and func is torch.ops.aten.multinomial.default:  # its meta kernel reads the values
             x, samples = args[0], args[1]
             return torch.zeros((*x.shape[:-1], samples), dtype=torch.long, device=x.device)

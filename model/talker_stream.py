@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
-from model.sampling import Sampling, TokenPicker
+from model.code_predictor import FramePredictor
+from model.device_sampling import DeviceSampler
+from model.sampling import Sampling
+from model.step_graph import StepGraph
 
 
 @dataclass
@@ -34,15 +37,16 @@ class TalkerStream:
 
     def __post_init__(self) -> None:
         config = self.talker.config
-        vocab = config.text_config.vocab_size
+        vocab = int(config.text_config.vocab_size)
         self.eos_id = int(config.codec_eos_token_id)
         # `generate()` forbids the codec special ids (the top 1024 of the vocabulary) except EOS.
         suppress = [i for i in range(vocab - 1024, vocab) if i != self.eos_id]
         device = self.talker.device
-        self._pick = TokenPicker(self.sampling, suppress, device=device, generator=self.generator)
-        self._pick_residual = TokenPicker(
-            self.code_predictor_sampling, device=device, generator=self.generator
-        )
+        self._sampler = DeviceSampler(self.sampling, vocab, suppress, device=device, generator=self.generator)
+        self._seen = self._sampler.seen_mask()
+        self._code0: torch.Tensor | None = None  # (1, 1) on the device
+        self._predictor = FramePredictor(self.talker, self.code_predictor_sampling, self.generator)
+        self._predict = StepGraph("code_predictor", self._predictor.run, torch.device(device))
         self.num_code_groups = int(config.num_code_groups)
 
     def prefill(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, cache: Any = None) -> int:
@@ -51,59 +55,49 @@ class TalkerStream:
         from transformers import DynamicCache
 
         self.cache = cache if cache is not None else DynamicCache(config=self.talker.config.text_config)
-        code0 = self._forward(inputs_embeds, positions)
+        self._forward(inputs_embeds, positions)
+        assert self._code0 is not None
+        code0 = int(self._code0)
+        self.code0_ids.append(code0)
         self.rope_delta = int(positions[1:].max()) + 1 - self.cache.get_seq_length()
         return code0
 
     def step(self, text_embed: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         """Complete the pending frame with the code predictor, then feed it plus `text_embed`
         (1, 1, d) to the Talker. Returns the completed frame's codes (16,) and the next frame's
-        code 0, or None when the Talker said EOS."""
+        code 0, or None when the Talker said EOS. The frame's codes and the next code 0 are read
+        back together, the step's one host sync."""
         codes, codec_embed = self.complete_frame()
         position = self.cache.get_seq_length()
         positions = torch.tensor([position, *(position + self.rope_delta,) * 3], device=self.talker.device)
-        code0 = self._forward(codec_embed + text_embed, positions.view(4, 1, 1))
-        return codes, (None if code0 == self.eos_id else code0)
+        self._forward(codec_embed + text_embed, positions.view(4, 1, 1))
+        assert self._code0 is not None
+        start = time.perf_counter()
+        values = torch.cat((codes, self._code0.view(1))).cpu()
+        self.forward_s += time.perf_counter() - start
+        code0 = int(values[-1])
+        self.code0_ids.append(code0)
+        return values[:-1], (None if code0 == self.eos_id else code0)
 
     def complete_frame(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The code predictor's 15 residual codes for the pending frame; returns all 16 codes and
-        the sum of their embeddings (the Talker's next input, before the text embedding)."""
-        from transformers import DynamicCache
-
-        if self.last_hidden is None:
+        """The code predictor's 15 residual codes for the pending frame, on the device; returns all
+        16 codes and the sum of their embeddings (the Talker's next input, before the text embedding)."""
+        if self.last_hidden is None or self._code0 is None:
             raise RuntimeError("TalkerStream.prefill must run before step")
         start = time.perf_counter()
-        predictor = self.talker.code_predictor
-        embeddings = predictor.get_input_embeddings()
-        code0 = torch.tensor([[self.code0_ids[-1]]], device=self.talker.device)
-        parts = [self.talker.get_input_embeddings()(code0)]
-        cache = DynamicCache(config=predictor.config)
-        inputs = torch.cat((self.last_hidden, parts[0]), dim=1)
-        codes = [self.code0_ids[-1]]
-        residual_ids = torch.empty((1, 0), dtype=torch.long, device=self.talker.device)
-        for group in range(self.num_code_groups - 1):
-            hidden = predictor.model(
-                inputs_embeds=inputs, past_key_values=cache, use_cache=True
-            ).last_hidden_state
-            logits = predictor.lm_head[group](hidden[:, -1])
-            code = self._pick_residual(logits, residual_ids)
-            codes.append(code)
-            code_tensor = torch.tensor([[code]], device=self.talker.device)
-            residual_ids = torch.cat((residual_ids, code_tensor), dim=1)
-            inputs = embeddings[group](code_tensor)
-            parts.append(inputs)
+        codes, embed = self._predict(self.last_hidden, self._code0, self._predictor.noise())
         self.forward_s += time.perf_counter() - start
-        return torch.tensor(codes), torch.cat(parts, dim=1).sum(1, keepdim=True)
+        return codes, embed
 
-    def _forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> int:
+    def _forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> None:
         start = time.perf_counter()
         out = self.talker.model(
             inputs_embeds=inputs_embeds, position_ids=positions, past_key_values=self.cache, use_cache=True
         )
         self.last_hidden = out.last_hidden_state[:, -1:]
         logits = self.talker.codec_head(self.last_hidden[:, -1])
-        previous = torch.tensor([self.code0_ids], dtype=torch.long, device=logits.device)
-        code0 = self._pick(logits, previous if self.code0_ids else None)
-        self.code0_ids.append(code0)
+        noise = self._sampler.noise(1) if self._sampler.needs_noise else None
+        seen = self._seen if self._code0 is not None else None
+        self._code0 = self._sampler.choose(logits, noise, seen)
+        self._seen.scatter_(1, self._code0, True)
         self.forward_s += time.perf_counter() - start
-        return code0
