@@ -34,7 +34,8 @@ Stage = Callable[[torch.Tensor], torch.Tensor]
 
 
 class CausalConvState:
-    """A stride-1 causal convolution whose zero left padding is replaced by the inputs it saw last."""
+    """A stride-1 causal convolution whose zero left padding is replaced by the inputs it saw last,
+    kept in one preallocated buffer updated in place (a fixed address, as a captured graph needs)."""
 
     def __init__(self, layer: Qwen3OmniMoeCausalConvNet) -> None:
         if layer.stride != 1:
@@ -49,12 +50,13 @@ class CausalConvState:
         if self.history is None:
             self.history = x.new_zeros(*x.shape[:-1], padding)
         x = torch.cat([self.history, x], dim=-1)
-        self.history = x[..., x.shape[-1] - padding :]
+        self.history.copy_(x[..., x.shape[-1] - padding :])
         return self.layer.conv(x)
 
 
 class CausalTransConvState:
-    """A causal transposed convolution that keeps the last inputs whose outputs the next frame completes."""
+    """A causal transposed convolution that keeps the last inputs whose outputs the next frame completes
+    (in place in one buffer once it holds `context_frames` frames)."""
 
     def __init__(self, layer: Qwen3OmniMoeCausalTransConvNet) -> None:
         stride = layer.conv.stride[0]
@@ -68,7 +70,11 @@ class CausalTransConvState:
         if self.history is not None:
             x = torch.cat([self.history, x], dim=-1)
         if self.context_frames:
-            self.history = x[..., x.shape[-1] - self.context_frames :]
+            tail = x[..., max(0, x.shape[-1] - self.context_frames) :]
+            if self.history is None or self.history.shape != tail.shape:
+                self.history = tail.clone()
+            else:
+                self.history.copy_(tail)
         return self.layer(x)
 
 
