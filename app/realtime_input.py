@@ -42,7 +42,7 @@ class InputStream:
         """Events for more of the turn: its frames first (so the server knows the turn's rate before
         its audio), then the audio."""
         events: list[dict[str, Any]] = []
-        for frame in frames or ():
+        for frame in () if frames is None else frames:
             if fps <= 0:
                 break
             self.fps = fps

@@ -58,10 +58,14 @@ class Collector(QObject):
     def configured(self, speaker: str, prompt: str) -> None:
         self.events.append(("configured", (speaker, prompt)))
 
+    @Slot(str, str)
+    def connection(self, kind: str, message: str) -> None:
+        self.events.append(("connection", (kind, message)))
+
     def watch(self, worker: Any) -> None:
         for name in (
             "loaded", "load_failed", "load_cancelled", "status", "text_delta", "turn_finished",
-            "turn_failed", "truncated", "configured",
+            "turn_failed", "truncated", "configured", "connection",
         ):  # fmt: skip
             getattr(worker, name).connect(getattr(self, name))
 
