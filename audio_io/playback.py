@@ -17,6 +17,7 @@ canceller's reference.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
+from audio_io.stream_clock import StreamClock, device_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
 from events import AudioChunk
 
@@ -79,7 +81,8 @@ class Player:
         self._flush_ack = 0
         self._flush_pos = 0
         self._cut_pos = 0
-        self.far_end_clock_s = 0.0  # perf_counter time at which far_end position 0 is heard (smoothed)
+        self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
+        self._clock = StreamClock()
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
         self._keeper = StreamKeeper(
             "output",
@@ -285,11 +288,12 @@ class Player:
             callback=callback,
             finished_callback=finished,
         )
+        self._clock.reset()  # a new stream has its own timeline, whatever its rate
+        self.far_end_clock_s = math.inf
         if rate != self._rate_hz:  # first open, or a fallback device at another rate: queued audio is dropped
             with self._lock:
                 self._ring = SampleRing(int(rate * self.config.buffer_s), np.float32)
                 self.far_end = SampleRing(int(rate * self.config.far_end_s), np.float32)
-                self.far_end_clock_s = float("inf")
                 for turn in self._turns.values():
                     turn.start = turn.end = 0
                     turn.resampler = None
@@ -353,12 +357,15 @@ class Player:
                     self._audible = False
             out[got:] = 0.0
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
-            # When far_end sample 0 is heard; the earliest estimate is the least delayed callback.
-            clock = time.perf_counter() + self._latency_s - far_end.write_pos / self._rate_hz
+            # When far_end sample 0 is heard, from when this block will be (see StreamClock).
+            now = time.perf_counter()
+            delay = device_delay_s(time_info, True, self._latency_s)
+            anchor = self._clock.update(now, now + delay - far_end.write_pos / self._rate_hz)
             if far_end.write(out) == frames:
-                self.far_end_clock_s = min(self.far_end_clock_s + 1e-5, clock)
+                self.far_end_clock_s = anchor
             else:  # nobody read it for far_end_s: its positions stopped following time; estimate afresh
-                self.far_end_clock_s = float("inf")
+                self._clock.reset()
+                self.far_end_clock_s = math.inf
             self._callbacks += 1
 
         return callback

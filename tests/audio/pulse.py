@@ -382,14 +382,10 @@ class EchoPath:
     def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
         import sounddevice as sd
 
-        from audio_io.ring_buffer import SampleRing
-
         block = rate_hz // 100
-        self.gain = gain
-        self._delay_n = int(rate_hz * delay_ms / 1000)
+        self.rate_hz = rate_hz
         self._slack_n = 3 * block
-        self._ring = SampleRing(rate_hz * 4, np.float32)
-        self._ring.write(np.zeros(self._delay_n, dtype=np.float32))
+        self.set_path(delay_ms, gain)
         self._callbacks = 0
         self.late_samples = 0  # output samples played as silence because the input had not arrived
         self._input = sd.InputStream(
@@ -403,6 +399,15 @@ class EchoPath:
         self._input.start()
         self._output.start()
         wait_flowing(lambda: self._callbacks)
+
+    def set_path(self, delay_ms: float, gain: float) -> None:
+        """Change the path while it runs: a new ring primed with `delay_ms` of silence."""
+        from audio_io.ring_buffer import SampleRing
+
+        delay_n = int(self.rate_hz * delay_ms / 1000)
+        ring = SampleRing(self.rate_hz * 4, np.float32)
+        ring.write(np.zeros(delay_n, dtype=np.float32))
+        self._delay_n, self._ring, self.gain = delay_n, ring, gain
 
     def _record(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         self._ring.write(indata[:, 0] * self.gain)

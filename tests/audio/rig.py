@@ -103,6 +103,9 @@ class MeasuredEchoCanceller(EchoCanceller):
             self.energy_out += float(np.mean(out.astype(np.float64) ** 2))
         return out
 
+    def reset_measure(self) -> None:
+        self.energy_in = self.energy_out = 0.0
+
     def attenuation_db(self) -> float | None:
         if not self.energy_in:
             return None

@@ -1,0 +1,79 @@
+"""Where a stream's samples sit on `time.perf_counter()`, re-anchored on the stream's own timing.
+
+Each callback gives one estimate of the time of the stream's position 0: for an output stream, the
+time its block reaches the speaker (PortAudio's `outputBufferDacTime`, which the host computes from
+what is still queued in the device) less the position written so far; for an input stream, the
+capture time of its block (`inputBufferAdcTime`) less the position read so far. When the host gives
+no believable time, the stream's nominal latency stands in, and a late callback then only looks
+later, so the earliest estimate is the truest.
+
+Nothing is accumulated: the anchor follows an earlier estimate at once, and when every estimate of a
+`window_s` window is later than it by more than `slack_s` (the device played silence we never wrote,
+or dropped input we never read: an underrun, an overflow, a stall) it moves to that window's earliest.
+A callback gap longer than `gap_s` (a stall: the device certainly ran on without us) or a new stream
+starts afresh. `generation` counts re-anchorings, so a reader knows its alignment moved.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BELIEVABLE_EXCESS_S = 0.1  # a host's delay longer than the stream's latency by more is not believed
+
+
+class StreamClock:
+    """Called from one stream callback; read `anchor_s` (perf_counter time of position 0) anywhere."""
+
+    def __init__(self, window_s: float = 0.5, slack_s: float = 0.003, gap_s: float = 0.08) -> None:
+        self.window_s = window_s
+        self.slack_s = slack_s
+        self.gap_s = gap_s
+        self.anchor_s = math.inf
+        self.generation = 0
+        self._window_min = math.inf
+        self._window_end = -math.inf
+        self._last_s = -math.inf
+
+    def reset(self) -> None:
+        """A new stream: forget the old timeline (the next callback anchors it)."""
+        self.anchor_s = math.inf
+        self._window_min = math.inf
+        self._window_end = self._last_s = -math.inf
+        self.generation += 1
+
+    def update(self, now_s: float, estimate_s: float) -> float:
+        """One callback at `now_s` estimating position 0 at `estimate_s`; returns the anchor."""
+        if now_s - self._last_s > self.gap_s and math.isfinite(self._last_s):
+            self.reset()
+        self._last_s = now_s
+        if estimate_s < self._window_min:
+            self._window_min = estimate_s
+        if estimate_s < self.anchor_s:
+            if self.anchor_s - estimate_s > self.slack_s:
+                self.generation += 1
+            self.anchor_s = estimate_s
+        if now_s >= self._window_end:
+            if self._window_min > self.anchor_s + self.slack_s and math.isfinite(self._window_min):
+                self.anchor_s = self._window_min
+                self.generation += 1
+            self._window_min = math.inf
+            self._window_end = now_s + self.window_s
+        return self.anchor_s
+
+
+def device_delay_s(time_info: Any, output: bool, fallback_s: float) -> float:
+    """How long a block waits in the device (output) or waited before the callback (input).
+
+    `fallback_s` (from the stream's nominal latency) when the host gives no believable time: ALSA's
+    PulseAudio plugin reports a capture time hundreds of ms off that drifts, so it must be checked.
+    """
+    try:
+        current = float(time_info.currentTime)
+        stamp = float(time_info.outputBufferDacTime if output else time_info.inputBufferAdcTime)
+    except (AttributeError, TypeError, ValueError):
+        return fallback_s
+    delay = stamp - current if output else current - stamp
+    if current <= 0 or stamp <= 0 or not 0.0 <= delay <= fallback_s + BELIEVABLE_EXCESS_S:
+        return fallback_s
+    return delay

@@ -1,0 +1,205 @@
+"""The echo rig: the player's speech looped speaker → microphone, under any delay and gain, with faults.
+
+`EchoRig` holds one set of streams (player, echo path, microphone, a user voice, a monitor recorder)
+for a whole run; `condition(delay_ms, gain)` switches the path and starts a fresh echo canceller and
+barge-in monitor (as an app starting up would), plays a few replies, measures self-interruptions and
+attenuation after the first reply, then has the user talk over one more reply. Shared by the tests
+(`test_echo.py`) and the benchmark (`bench/audio.py`); all timing is read on the audio clocks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audio_io.barge_in import BargeInConfig, BargeInMonitor
+from audio_io.echo_canceller import EchoCancellerConfig
+from audio_io.formats import PLAYBACK_RATE_HZ
+from audio_io.microphone import MicrophoneConfig
+from audio_io.playback import Player, PlayerConfig
+from audio_io.turn_detector import TurnDetector
+from events import BargeIn
+from tests.audio.pulse import (
+    MIC,
+    MIC_FEED,
+    SINK_RATE_HZ,
+    SPEAKER,
+    SPEAKER_MONITOR,
+    EchoPath,
+    Feeder,
+    Recorder,
+    speech,
+    wait_flowing,
+)
+from tests.audio.rig import Listening, MeasuredEchoCanceller, play_reply
+
+GRID_DELAYS_MS = (20, 60, 150, 300, 500)
+GRID_GAINS = (0.25, 0.5, 1.0)
+REPLY_TEXTS = (
+    "Sure, here is a long answer about the weather tomorrow.",
+    "It will be sunny in the morning and rainy in the evening.",
+    "Take an umbrella if you go out after six.",
+)
+USER_TEXT = "Wait, stop please"
+REPLY_GAP_S = 0.4  # between replies, as a conversation leaves them
+USER_AFTER_S = 1.5  # into the last reply, the user talks over it
+SILENT = 1e-3  # monitor samples below this are silence
+ECHO_TAIL_S = 0.6  # the echo of a reply's end is still arriving this long after it played
+
+
+@dataclass
+class Condition:
+    """What one (delay, gain) condition measured."""
+
+    delay_ms: float
+    gain: float
+    replies: int = 0
+    echo_s: float = 0.0  # reply audio played over the echo path with no user talking
+    self_interruptions: int = 0
+    attenuation_db: float | None = None  # after the first reply
+    user_barge_in: bool = False
+    barge_in_ms: float | None = None  # user onset at the microphone → silence at the speaker monitor
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def self_interruptions_per_min(self) -> float:
+        return self.self_interruptions / max(self.echo_s, 1e-9) * 60
+
+
+def hold_gil(seconds: float) -> None:
+    """Stall every Python thread of this process: a C call that keeps the GIL (PyDLL does not release it)."""
+    ctypes.PyDLL(None).usleep(int(seconds * 1e6))
+
+
+def stop_process(seconds: float) -> None:
+    """Stall the whole process (every thread, PortAudio's included) with SIGSTOP, then SIGCONT."""
+    subprocess.Popen(
+        ["sh", "-c", f"kill -STOP {os.getpid()}; sleep {seconds}; kill -CONT {os.getpid()}"],
+        start_new_session=True,
+    ).wait()
+
+
+class EchoRig:
+    """Use as a context manager; the player's events (DeviceLost, ...) land in `player_events`."""
+
+    def __init__(self, player_config: PlayerConfig | None = None) -> None:
+        self.player_events: list[object] = []
+        self.player = Player(
+            player_config or PlayerConfig(device=SPEAKER), on_event=self.player_events.append
+        )
+        self.replies = [speech(text, PLAYBACK_RATE_HZ) for text in REPLY_TEXTS]
+        self.user = speech(USER_TEXT, SINK_RATE_HZ)
+        self._turn_id = 100
+        self.echo: MeasuredEchoCanceller | None = None
+
+    def __enter__(self) -> EchoRig:
+        self.player.start()
+        wait_flowing(self.player._progress)
+        self.path = EchoPath(delay_ms=GRID_DELAYS_MS[0], gain=GRID_GAINS[0])
+        self.feeder = Feeder(MIC_FEED)
+        self.monitor = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+        self.listening = Listening(
+            TurnDetector(), barge_in=self._monitor(), mic_config=MicrophoneConfig(device=MIC)
+        )
+        self.fresh_canceller()
+        self.listening.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listening.__exit__()
+        self.monitor.close()
+        self.feeder.close()
+        self.path.close()
+        self.player.stop()
+
+    def _monitor(self) -> BargeInMonitor:
+        return BargeInMonitor(self.player, BargeInConfig())
+
+    def fresh_canceller(self) -> MeasuredEchoCanceller:
+        """A new canceller and barge-in monitor in the running loop: the state of an app just started."""
+        mic_latency = self.listening.mic.latency_s
+        self.echo = MeasuredEchoCanceller(EchoCancellerConfig(), self.player, input_latency_s=mic_latency)
+        self.listening.loop.barge_in = self._monitor()
+        self.listening.loop.echo = self.echo
+        return self.echo
+
+    def next_turn(self) -> int:
+        self._turn_id += 1
+        return self._turn_id
+
+    def barge_ins(self, turns: range | list[int]) -> list[BargeIn]:
+        return [e for e in self.listening.of_type(BargeIn) if e.turn_id in turns]
+
+    def play(self, pcm: np.ndarray) -> int:
+        """One whole reply, then its echo tail; returns its turn id."""
+        turn_id = self.next_turn()
+        play_reply(self.player, turn_id, pcm, PLAYBACK_RATE_HZ)
+        self.player.wait_idle(len(pcm) / PLAYBACK_RATE_HZ + 30)
+        time.sleep(REPLY_GAP_S)
+        return turn_id
+
+    def condition(self, delay_ms: float, gain: float, replies: int = 3, user: bool = True) -> Condition:
+        """Fresh canceller at this path: `replies` replies alone, then one the user talks over."""
+        self.path.set_path(delay_ms, gain)
+        echo = self.fresh_canceller()
+        time.sleep(ECHO_TAIL_S)
+        result = Condition(delay_ms, gain)
+        first = self._turn_id + 1
+        for k in range(replies):
+            reply = self.replies[k % len(self.replies)]
+            self.play(reply)
+            if k == 0:
+                echo.reset_measure()
+            result.replies += 1
+            result.echo_s += len(reply) / PLAYBACK_RATE_HZ
+        result.attenuation_db = echo.attenuation_db()
+        result.self_interruptions = len(self.barge_ins(range(first, self._turn_id + 1)))
+        if user:
+            self.talk_over(result)
+        return result
+
+    def talk_over(self, result: Condition) -> None:
+        """A long reply; `USER_AFTER_S` into it the user speaks; it must stop, and soon."""
+        turn_id = self.next_turn()
+        play_reply(self.player, turn_id, np.concatenate(self.replies), PLAYBACK_RATE_HZ)
+        time.sleep(USER_AFTER_S)
+        result.echo_s += USER_AFTER_S
+        if self.barge_ins([turn_id]):
+            result.self_interruptions += 1
+            result.notes.append("interrupted itself before the user spoke")
+            return
+        onset = self.feeder.play(self.user)
+        deadline = time.monotonic() + 5
+        while not self.barge_ins([turn_id]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while self.feeder.busy():
+            time.sleep(0.02)
+        time.sleep(0.3)
+        result.user_barge_in = bool(self.barge_ins([turn_id]))
+        self.player.flush(turn_id)
+        if result.user_barge_in and onset:
+            result.barge_in_ms = self.silence_after(onset[0])
+        time.sleep(ECHO_TAIL_S)
+
+    def silence_after(self, onset_s: float) -> float | None:
+        """ms from `onset_s` to the end of the last loud stretch on the speaker monitor after it."""
+        recorded = self.monitor.samples()
+        start = self.monitor.index_at(onset_s - 1.0)
+        loud = np.flatnonzero(np.abs(recorded[start:]) > SILENT)
+        if not len(loud):
+            return None
+        return (self.monitor.time_of(start + int(loud[-1]) + 1) - onset_s) * 1000
+
+    def longest_gap_ms(self, since_s: float, until_s: float) -> float:
+        """The longest stretch of silence on the speaker monitor between two perf_counter times."""
+        recorded = self.monitor.samples()
+        a, b = self.monitor.index_at(since_s), self.monitor.index_at(until_s)
+        loud = np.flatnonzero(np.abs(recorded[a:b]) > SILENT)
+        if len(loud) < 2:
+            return (b - a) / PLAYBACK_RATE_HZ * 1000
+        return float(np.max(np.diff(loud))) / PLAYBACK_RATE_HZ * 1000
