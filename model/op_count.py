@@ -89,37 +89,64 @@ class OpCounter(TorchDispatchMode):
         self._syncs = _sync_ops()
         self._last_region: tuple[str, object] | None = None
 
+    def __enter__(self) -> OpCounter:
+        _ACTIVE.append(self)
+        return super().__enter__()  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.remove(self)
+        super().__exit__(*exc)
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        on_host = all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
+        sync = (func in self._syncs and not on_host) or _is_readback(func, args, kwargs)
+        self._tally(func, args, sync)
+        fake = _meta_stand_in(func, args, kwargs, sync)
+        if fake is _NOT_FAKED:
+            return func(*args, **kwargs)
+        # A stand-in never reaches the counters outside this one: count it there too.
+        for outer in _ACTIVE[: _ACTIVE.index(self)]:
+            outer._tally(func, args, sync)
+        return fake
+
+    def _tally(self, func: Any, args: Any, sync: bool) -> None:
         region = _REGION.get()
         count = self.count
         count.ops += 1
-        is_view = bool(getattr(func, "is_view", False))
         if region is not None and region is not self._last_region:
             count.region_calls += 1
         self._last_region = region
-        if not is_view:
+        if not getattr(func, "is_view", False):
             count.launches += 1
             if region is not None:
                 count.captured_launches += 1
             if self._record:
                 shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
                 count.signature.append((str(func), shapes))
-        sync = func in self._syncs or _is_readback(func, args, kwargs)
         if sync:
             count.syncs += 1
             count.sync_ops[str(func)] += 1
             if region is not None:
                 count.captured_syncs += 1
-        on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args)
-        if on_meta and sync:
-            return _fake_sync(func, args, kwargs)
-        if on_meta and func is torch.ops.aten.exponential_.default:  # no generator on the meta device
-            return args[0]
-        if on_meta and func is torch.ops.aten.multinomial.default:  # its meta kernel reads the values
-            x, samples = args[0], args[1]
-            return torch.zeros((*x.shape[:-1], samples), dtype=torch.long, device=x.device)
-        return func(*args, **kwargs)
+
+
+_ACTIVE: list[OpCounter] = []
+_NOT_FAKED = object()
+
+
+def _meta_stand_in(func: Any, args: Any, kwargs: Any, sync: bool) -> Any:
+    """On the meta device: a stand-in result for ops whose meta kernel cannot run, else `_NOT_FAKED`."""
+    if not any(isinstance(a, torch.Tensor) and a.is_meta for a in args):
+        return _NOT_FAKED
+    if sync:
+        return _fake_sync(func, args, kwargs)
+    if func is torch.ops.aten.exponential_.default:  # no generator on the meta device
+        return args[0]
+    if func is torch.ops.aten.multinomial.default:  # its meta kernel reads the values
+        x, samples = args[0], args[1]
+        return torch.zeros((*x.shape[:-1], samples), dtype=torch.long, device=x.device)
+    return _NOT_FAKED
 
 
 _COPIES = (torch.ops.aten._to_copy.default, torch.ops.aten.to.dtype_layout, torch.ops.aten.copy_.default)
