@@ -74,7 +74,8 @@ class Nf4Experts(nn.Module):
     """Drop-in for `Qwen3OmniMoe{Thinker,Talker}TextExperts` with every expert matrix in NF4.
 
     Same forward signature `(hidden_states, top_k_index, top_k_weights)`, so the sparse MoE block calls
-    it unchanged. Only experts present in `top_k_index` are computed, each with two `matmul_4bit` calls.
+    it unchanged. Only experts present in `top_k_index` are computed: for one token (a decode step)
+    in k fixed slots with static shapes (`forward_slots`), for several (a prefill) expert by expert.
     """
 
     nf4_code: torch.Tensor
@@ -194,6 +195,52 @@ class Nf4Experts(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
     ) -> torch.Tensor:
+        if hidden_states.shape[0] == 1:
+            return self.forward_slots(hidden_states, top_k_index, top_k_weights)
+        return self.forward_picked(hidden_states, top_k_index, top_k_weights)
+
+    def slot_weights(self, name: str, slots: torch.Tensor) -> torch.Tensor:
+        """The matrices `name` of experts `slots` (k,), gathered and dequantized in one call: (k, out, in).
+
+        The double-quantized absmax is expanded here (code lookup, times the per-256-block scale, plus
+        the expert's offset: `dequantize_blockwise` then `+= offset`, as bitsandbytes does per matrix),
+        so that the packed codes of the k experts form one 4-bit tensor with one fp32 absmax.
+        """
+        shape = self.shapes[name]
+        layout = Nf4Layout(shape.numel())
+        packed = getattr(self, f"{name}_packed")[slots]
+        absmax = self.absmax_code[getattr(self, f"{name}_absmax")[slots].long()]
+        groups = torch.arange(layout.blocks, device=slots.device) // ABSMAX_BLOCKSIZE
+        absmax = absmax * getattr(self, f"{name}_absmax2")[slots][:, groups]
+        absmax = absmax + getattr(self, f"{name}_offset")[slots].unsqueeze(1)
+        k = int(slots.shape[0])
+        weights = torch.ops.bitsandbytes.dequantize_4bit(
+            packed.view(-1, 1),
+            absmax.view(-1),
+            NF4_BLOCKSIZE,
+            "nf4",
+            [k * shape[0], shape[1]],
+            self.weight_dtype,
+        )
+        return weights.view(k, *shape)
+
+    def forward_slots(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """One token: its top-k experts' weights gathered into k fixed slots and computed with two
+        batched matmuls. Shapes do not depend on which experts the router picked, nothing is read back."""
+        slots = top_k_index.view(-1)
+        x = hidden_states.to(self.weight_dtype).view(1, -1, 1).expand(slots.shape[0], -1, 1)
+        gate, up = torch.bmm(self.slot_weights("gate_up_proj", slots), x).squeeze(-1).chunk(2, dim=-1)
+        h = (self.act_fn(gate) * up).unsqueeze(-1)
+        out = torch.bmm(self.slot_weights("down_proj", slots), h).squeeze(-1)
+        out = out * top_k_weights.view(-1, 1).to(out.dtype)
+        return out.sum(0, keepdim=True).to(hidden_states.dtype)
+
+    def forward_picked(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Several tokens (a prefill): each expert the router picked once, with `matmul_4bit`."""
         final_hidden_states = torch.zeros_like(hidden_states)
         for expert in torch.unique(top_k_index).tolist():
             if expert >= self.num_experts:
