@@ -90,11 +90,12 @@ class DeviceSampler:
     def choose(
         self, logits: torch.Tensor, noise: torch.Tensor | None = None, seen: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The chosen token (1, 1) long, on the device; `noise` (1, vocab) from `noise()` when sampling."""
+        """The chosen token (1, 1) long, on the device. When sampling, `noise` (1, vocab) from `noise()`;
+        without it the draw is made here (not inside a captured region: the generator must advance)."""
         scores = self.scores(logits, seen)
         if not self.needs_noise:
             return scores.argmax(dim=-1, keepdim=True)
         if noise is None:
-            raise ValueError("sampling needs Exp(1) noise from DeviceSampler.noise()")
+            noise = self.noise(1)
         probs = torch.softmax(scores, dim=-1)
         return (probs / noise.view(1, -1)).argmax(dim=-1, keepdim=True)

@@ -35,6 +35,7 @@ from model.context import (
     user_position_mask,
     without_frames,
 )
+from model.device_sampling import DeviceSampler
 from model.live_turn import (
     WINDOW_MARGIN_SAMPLES,
     LivePrefix,
@@ -55,7 +56,7 @@ from model.media_input import (
     prepare_image,
     prepare_video,
 )
-from model.sampling import SamplingPlan, TokenPicker
+from model.sampling import SamplingPlan
 from model.talker_stream import TalkerStream
 from model.text_stream import TextStream
 
@@ -562,10 +563,11 @@ class Engine:
         reply_start = self.context.length
         reply = _Reply(turn_id)
         text = TextStream(self.tokenizer)
-        pick = TokenPicker(self.plan.thinker, device=self.device, generator=self._generator)
+        vocab = int(self.thinker.config.text_config.vocab_size)
+        sampler = DeviceSampler(self.plan.thinker, vocab, device=self.device, generator=self._generator)
         # The ids the repetition penalty looks at (the whole conversation, as generate() sees it).
         penalized = self.plan.thinker.repetition_penalty != 1.0
-        seen = self.context.all_ids().to(self.device).view(1, -1) if penalized else None
+        seen = sampler.seen_mask(self.context.all_ids().view(1, -1)) if penalized else None
         thinker_s = prefill_s
         timing = {"code2wav_s": 0.0}
         talker: TalkerStream | None = None
@@ -579,10 +581,11 @@ class Engine:
                 reply.cancelled = True
                 break
             if not reply.text_done:
-                token = pick(logits[:, -1], seen)
+                chosen = sampler.choose(logits[:, -1], seen=seen)
+                token = int(chosen)  # the step's one read back: the text stream needs the token
                 reply.ids.append(token)
                 if seen is not None:
-                    seen = torch.cat((seen, torch.tensor([[token]], device=self.device)), dim=1)
+                    seen.scatter_(1, chosen, True)
                 if token in self.eos_ids or len(reply.ids) >= self.settings.max_text_tokens:
                     reply.text_done = True
                 if token not in self.eos_ids:
@@ -592,7 +595,7 @@ class Engine:
                         yield TextDelta(turn_id, delta)
                 if not reply.text_done:
                     start = time.perf_counter()
-                    logits = self._feed_token(token)
+                    logits = self._feed_token(chosen)
                     thinker_s += time.perf_counter() - start
             if talker_done:
                 continue
@@ -862,12 +865,14 @@ class Engine:
             embeds[~mm_user] = talker.text_projection(hidden_states[0][0][mask & ~mm_full]).to(talker.dtype)
         return ids[user_mask], embeds
 
-    def _feed_token(self, token: int) -> torch.Tensor:
+    def _feed_token(self, token: int | torch.Tensor) -> torch.Tensor:
+        """One Thinker decode step on `token` (an id, or the (1, 1) tensor chosen on the device)."""
+        ids = token.view(1, 1) if isinstance(token, torch.Tensor) else torch.tensor([[token]])
         position = self.context.cache.get_seq_length()
         delta = self._rope_delta
         positions = torch.tensor([position, position + delta, position + delta, position + delta])
         out = self.thinker.model(
-            input_ids=torch.tensor([[token]], device=self.device),
+            input_ids=ids.to(self.device),
             position_ids=positions.view(4, 1, 1).to(self.device),
             past_key_values=self.context.cache,
             use_cache=True,
