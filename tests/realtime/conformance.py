@@ -10,7 +10,9 @@ from realtime.wire import EXTENSION_EVENTS
 
 
 def _models(union: Any) -> dict[str, Any]:
-    members = typing.get_args(typing.get_args(union)[0]) if typing.get_origin(union) is typing.Annotated else ()
+    members = (
+        typing.get_args(typing.get_args(union)[0]) if typing.get_origin(union) is typing.Annotated else ()
+    )
     models: dict[str, Any] = {}
     for model in members:
         literal = model.model_fields["type"].annotation

@@ -34,7 +34,9 @@ def start_server(model_dir: Path, *extra: str, api_key: str | None = None, host:
     env = {**os.environ, "OMNIDESK_API_KEY": api_key or ""}
     command = [sys.executable, "-m", "main", "serve", "--model", str(model_dir), "--host", host, "--port", "0",
                "--engine-options", json.dumps(SMALL_REPLIES), *extra]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert process.stdout is not None
     seen = []
     for line in process.stdout:

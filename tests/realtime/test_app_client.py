@@ -55,7 +55,9 @@ def finished(qtbot: Any, collector: Collector, turn_id: int) -> Any:
 
 
 @pytest.fixture
-def remote(qtbot: Any, served: Served, traced: list[Any]) -> Iterator[tuple[RealtimeEngine, Collector, FakeSpeaker]]:
+def remote(
+    qtbot: Any, served: Served, traced: list[Any]
+) -> Iterator[tuple[RealtimeEngine, Collector, FakeSpeaker]]:
     client, collector, speaker = make_client(served.url, traced)
     loaded(qtbot, client, collector, LoadRequest(source="", system_prompt=SHORT_PROMPT))
     yield client, collector, speaker
@@ -75,12 +77,20 @@ def test_typed_and_spoken_turns_stream_text_and_audio(qtbot: Any, remote: Any, t
     assert speaker.on_gui_thread == {False}
     assert "".join(t for turn, t in collector.of("text_delta") if turn == 2).strip()
     history = client.history()
-    assert [(m.role, m.turn_id) for m in history] == [("user", 1), ("assistant", 1), ("user", 2), ("assistant", 2)]
+    assert [(m.role, m.turn_id) for m in history] == [
+        ("user", 1),
+        ("assistant", 1),
+        ("user", 2),
+        ("assistant", 2),
+    ]
     assert history[2].audio_s == pytest.approx(2.5)
     sent = [e for side, e in traced if side == "sent"]
-    assert {"session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "response.create"} <= {
-        e["type"] for e in sent
-    }
+    assert {
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "response.create",
+    } <= {e["type"] for e in sent}
     for side, event in traced:
         check(event, "client" if side == "sent" else "server")
 
@@ -111,7 +121,9 @@ def test_killed_engine_restarts_and_remembers(qtbot: Any, demo_dir: Path, traced
         assert client.local is not None
         old_pid = client.local.pid
         os.kill(old_pid, signal.SIGKILL)
-        qtbot.waitUntil(lambda: ("restored",) == tuple(k for k, _ in collector.of("connection"))[-1:], timeout=120_000)
+        qtbot.waitUntil(
+            lambda: tuple(k for k, _ in collector.of("connection"))[-1:] == ("restored",), timeout=120_000
+        )
         lost = [m for k, m in collector.of("connection") if k == "lost"]
         assert lost and "signal 9" in lost[0]
         assert client.local.pid != old_pid

@@ -56,7 +56,9 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
     piece = MODEL_AUDIO_RATE_HZ // 2
     with server_thread(host) as (url, state), connect(url) as ws:
         recv_until(ws, "session.created")
-        ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": SYSTEM}}))
+        ws.send(
+            json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": SYSTEM}})
+        )
         recv_until(ws, "session.updated")
         frames_sent = 0
         for start in range(0, audio.size, piece):
@@ -65,7 +67,9 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
             frames_sent = due
             for event in events:
                 if event["type"] == "input_audio_buffer.append":
-                    sent_audio.append(server_side.push(np.frombuffer(base64.b64decode(event["audio"]), "<i2")))
+                    sent_audio.append(
+                        server_side.push(np.frombuffer(base64.b64decode(event["audio"]), "<i2"))
+                    )
                 ws.send(json.dumps(event))
         turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
         for event in stream.turn(turn, 1):
@@ -105,11 +109,15 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
     assert engine.last_codes is not None and server_codes is not None
     assert np.array_equal(engine.last_codes.numpy(), server_codes.numpy())
     np.testing.assert_allclose(audio_of(served), pcm_of(events), atol=1e-4)
-    assert "".join(e["delta"] for e in served if e["type"] == "response.output_audio_transcript.delta") == text_of(events)
+    assert "".join(
+        e["delta"] for e in served if e["type"] == "response.output_audio_transcript.delta"
+    ) == text_of(events)
 
     assert engine.truncate_last_reply(heard_samples(200)) == truncated["transcript"]
     events = run(engine, UserTurn(text="go on"), 2)
-    assert engine.last_reply_ids == after_ids and np.array_equal(engine.last_codes.numpy(), after_codes.numpy())
+    assert engine.last_reply_ids == after_ids and np.array_equal(
+        engine.last_codes.numpy(), after_codes.numpy()
+    )
     np.testing.assert_allclose(audio_of(after), pcm_of(events), atol=1e-4)
 
 

@@ -45,7 +45,9 @@ def ready(connection: Any) -> dict[str, Any]:
 
 
 def pcm24(seconds: float) -> str:
-    samples = np.interp(np.arange(int(seconds * 24_000)) / 1.5, np.arange(int(seconds * 16_000)), tone(seconds))
+    samples = np.interp(
+        np.arange(int(seconds * 24_000)) / 1.5, np.arange(int(seconds * 16_000)), tone(seconds)
+    )
     return base64.b64encode((samples * 32767).astype("<i2").tobytes()).decode()
 
 

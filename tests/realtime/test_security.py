@@ -62,16 +62,36 @@ def bad_events() -> list[Any]:
         json.dumps({"type": "input_audio_buffer.append"}),
         json.dumps({"type": "input_audio_buffer.commit"}),  # nothing to commit
         json.dumps({"type": "conversation.item.create", "item": "a string"}),
-        json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": []}}),
-        json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": [
-            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}}),  # fmt: skip
-        json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": [
-            {"type": "input_image", "image_url": "https://example.invalid/cat.png"}]}}),  # fmt: skip
-        json.dumps({"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": -5}),
+        json.dumps(
+            {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": []}}
+        ),
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}],
+                },
+            }
+        ),  # fmt: skip
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": "https://example.invalid/cat.png"}],
+                },
+            }
+        ),  # fmt: skip
+        json.dumps(
+            {"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": -5}
+        ),
         json.dumps({"type": "response.cancel"}),  # nothing to cancel
         json.dumps({"type": "response.create"}),  # nothing to answer
         json.dumps({"type": "session.update", "session": {"audio": {"output": {"voice": "nobody"}}}}),
-        json.dumps({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}}}),
+        json.dumps(
+            {"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}}}
+        ),
         json.dumps({"type": "input_video_frame.append", "image": "xx", "timestamp_ms": 0, "fps": 99}),
         json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 200_001}),  # cut-off base64
     ]
