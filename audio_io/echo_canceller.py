@@ -33,6 +33,7 @@ _STALE_S = 0.5  # far end heard this long before a microphone frame is skipped, 
 _LEAD_S = 0.03  # the far end goes in this far ahead of the frame: jitter in the stamps never makes it late
 _MIC_FRAME_S = MIC_FRAME_SAMPLES / MIC_RATE_HZ
 _RESYNC_SAMPLES = 32  # 2 ms: the far end's place in time moved more than this, follow it (else keep going)
+_CLOCK_JUMP_S = 0.02  # consecutive microphone frames this far from 10 ms apart: its clock re-anchored
 _WAIT_S = 0.1  # far end not written this long after it is heard: the player stalled, feed silence
 
 
@@ -73,6 +74,7 @@ class EchoCanceller:
         self._chunk = np.zeros(0, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)  # far end at 16 kHz, read from the ring, not fed
         self._render_s = math.nan  # when the next reverse frame is heard
+        self._last_time_s = -math.inf
         self.meter = EchoMeter()
         if config.enabled:
             from livekit import rtc
@@ -105,6 +107,9 @@ class EchoCanceller:
         if time_s is None:
             self._feed_all(rtc)
         else:
+            if abs(time_s - self._last_time_s - _MIC_FRAME_S) > _CLOCK_JUMP_S:
+                self.meter.restart()  # the microphone's clock moved: the echo did too
+            self._last_time_s = time_s
             self._feed_until(rtc, time_s + _LEAD_S)
         self._apm.set_stream_delay_ms(self.delay_ms)
         raw = np.ascontiguousarray(frame, dtype=np.int16)

@@ -8,9 +8,11 @@ Three measures on 10 ms frames (mean squares of int16 samples):
   enhancement (ERLE), smoothed fast on frames that look like echo alone and slowly on frames that
   look like someone talking (double talk must not make a converged canceller look unconverged).
 
-The residual echo to expect is the bound less the ERLE; a frame whose residual is well above it is
-evidence of a voice in the room that is not the far end. A big move of the far end's clock (a
-reopened or stalled output stream) makes the ERLE start again: AEC3 must prove itself afresh.
+The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT_DB` less (even a
+converged AEC3 removes only about 20 dB in the first tens of ms of a new sound); a frame whose
+residual is well above it is evidence of a voice in the room that is not the far end. A big move
+of the far end's clock (a reopened or stalled output stream) makes the ERLE start again: AEC3 must
+prove itself afresh. The first second of far end after a silence never counts as converged.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ COUPLING_DECAY_DB_PER_S = 1.0
 ERLE_FAST = 0.1  # per frame, on frames that look like echo alone
 ERLE_SLOW = 0.005  # per frame, on frames with a voice above the expected residual
 ERLE_CONVERGED_DB = 15.0
+ERLE_CREDIT_DB = 20.0  # at most this much is taken off the bound: AEC3 leaks more at a reply's onsets
 MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
+ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
 CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
 _TINY = 1.0
@@ -67,6 +71,7 @@ class EchoMeter:
         self._decay = 10 ** (-COUPLING_DECAY_DB_PER_S / 10 * MIC_FRAME_MS / 1000)
         self._erle_db = 0.0
         self._active_frames = 0
+        self._onset_frames = 0  # frames since the far end last became able to echo
         self._clock_s = math.nan
         self.state = IDLE
 
@@ -86,11 +91,12 @@ class EchoMeter:
 
     def frame(self, raw_power: float, residual_power: float) -> EchoState:
         far = max(self._far, default=0.0)
+        self._onset_frames = self._onset_frames + 1 if far > FAR_ACTIVE_POWER else 0
         if far <= FAR_ACTIVE_POWER:
             self.state = EchoState(far, 0.0, 0.0, residual_power, self._erle_db, self.converged)
             return self.state
         bound = self._coupling * far
-        expected = bound / 10 ** (self._erle_db / 10)
+        expected = bound / 10 ** (min(self._erle_db, ERLE_CREDIT_DB) / 10)
         evidence = residual_power > expected * 10 ** (EVIDENCE_MARGIN_DB / 10)
         ratio = raw_power / far
         decayed = max(self._coupling * self._decay, 1e-6)
@@ -105,4 +111,8 @@ class EchoMeter:
 
     @property
     def converged(self) -> bool:
-        return self._active_frames >= MIN_ACTIVE_FRAMES and self._erle_db >= ERLE_CONVERGED_DB
+        return (
+            self._active_frames >= MIN_ACTIVE_FRAMES
+            and self._onset_frames >= ONSET_FRAMES
+            and self._erle_db >= ERLE_CONVERGED_DB
+        )

@@ -8,6 +8,12 @@ ring running dry inside an unfinished turn) are counted and faded, never fatal; 
 `DeviceLost` and is reopened. What the callback plays is also copied to `far_end`, the echo
 canceller's reference.
 
+A device lost in the middle of a reply cuts that reply where the user stopped hearing it and says so
+with `BargeIn(turn_id, heard_samples)` after the `DeviceLost`, the event the app already answers by
+cancelling generation and keeping in the history only what was heard, marked interrupted. Resuming
+instead would restart mid-sentence after a gap of seconds (or minutes, on a replugged headset) that
+the user did not choose; the cut keeps the history true, and asking again is one sentence away.
+
     player = Player(PlayerConfig(device=None), on_event=print)
     player.start()
     player.write(AudioChunk(turn_id=1, pcm=pcm, sample_rate=24_000, first_frame_index=0))
@@ -30,7 +36,7 @@ from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock, device_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
-from events import AudioChunk
+from events import AudioChunk, BargeIn, DeviceLost
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +249,15 @@ class Player:
         return self._callbacks
 
     def _emit(self, event: object) -> None:
+        turn_id = self.speaking_turn() if isinstance(event, DeviceLost) else None
+        heard_pos = self._heard_pos()
         self._on_event(event)
+        if turn_id is not None:
+            self.flush(turn_id)
+            turn = self._turns.get(turn_id)
+            if turn is not None and turn.cut is not None:
+                turn.cut = min(turn.cut, max(heard_pos, turn.start))
+            self._on_event(BargeIn(turn_id=turn_id, heard_samples=self.played_samples(turn_id)))
 
     def _heard_pos(self) -> int:
         """Ring position now leaving the device: what was read, less what is still in its buffer."""

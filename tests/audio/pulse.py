@@ -380,14 +380,23 @@ class EchoPath:
     """
 
     def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
-        import sounddevice as sd
-
         block = rate_hz // 100
         self.rate_hz = rate_hz
         self._slack_n = 3 * block
         self.set_path(delay_ms, gain)
         self._callbacks = 0
         self.late_samples = 0  # output samples played as silence because the input had not arrived
+        self._block = block
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Open (again) both streams: the speaker's monitor dies with its sink."""
+        import sounddevice as sd
+
+        for stream in (getattr(self, "_input", None), getattr(self, "_output", None)):
+            if stream is not None:
+                stream.close(ignore_errors=True)
+        rate_hz, block = self.rate_hz, self._block
         self._input = sd.InputStream(
             device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
             blocksize=block, callback=self._record,
