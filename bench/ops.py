@@ -98,24 +98,27 @@ def count_steps(model: Any, processor: Any, context: int, steps: int) -> dict[st
 
 
 def thinker_token(engine: Any, context: int, steps: int) -> Any:
-    """The decode loop's Thinker part: choose the next token, feed it."""
+    """The decode loop's Thinker part: choose the next token on the device, read it back for the
+    text stream, mark it seen for the repetition penalty, feed it."""
     import torch
     from transformers import DynamicCache
 
+    from model.device_sampling import DeviceSampler
     from model.op_count import counting
-    from model.sampling import TokenPicker
 
-    engine.context.cache = DynamicCache(config=engine.thinker.config.text_config)
-    fill_cache(engine.context.cache, engine.thinker.config.text_config, context)
-    pick = TokenPicker(engine.plan.thinker, device=engine.device, generator=engine._generator)
-    seen = torch.zeros((1, context), dtype=torch.long, device=engine.device)
-    vocab = int(engine.thinker.config.text_config.vocab_size)
+    text_config = engine.thinker.config.text_config
+    engine.context.cache = DynamicCache(config=text_config)
+    fill_cache(engine.context.cache, text_config, context)
+    vocab = int(text_config.vocab_size)
+    sampler = DeviceSampler(engine.plan.thinker, vocab, device=engine.device, generator=engine._generator)
+    seen = sampler.seen_mask()
     logits = torch.empty((1, 1, vocab), device=engine.device, dtype=torch.bfloat16)
     for _ in range(steps):
         with counting() as count:
-            token = pick(logits[:, -1], seen)
-            seen = torch.cat((seen, torch.tensor([[token]], device=engine.device)), dim=1)
-            logits = engine._feed_token(token)
+            chosen = sampler.choose(logits[:, -1], seen=seen)
+            int(chosen)
+            seen.scatter_(1, chosen, True)
+            logits = engine._feed_token(chosen)
     return count
 
 
@@ -135,8 +138,7 @@ def talker_frame(engine: Any, context: int, steps: int) -> dict[str, Any]:
     hidden = int(text_config.hidden_size)
     stream.last_hidden = torch.empty((1, 1, hidden), device=engine.device, dtype=torch.bfloat16)
     stream.code0_ids = [0] * (context // 4)
-    if hasattr(stream, "_code0"):
-        stream._code0 = torch.zeros((1, 1), dtype=torch.long, device=engine.device)
+    stream._code0 = torch.zeros((1, 1), dtype=torch.long, device=engine.device)
     complete = stream.complete_frame
     predictor = OpCount()
 
