@@ -91,13 +91,24 @@ class TalkerStream:
 
     def _forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> None:
         start = time.perf_counter()
+        noise = self._sampler.noise(1) if self._sampler.needs_noise else None
+        seen = self._seen if self._code0 is not None else None
+        self.last_hidden, self._code0 = self.decode(inputs_embeds, positions, noise, seen)
+        self._seen.scatter_(1, self._code0, True)
+        self.forward_s += time.perf_counter() - start
+
+    def decode(
+        self,
+        inputs_embeds: torch.Tensor,
+        positions: torch.Tensor,
+        noise: torch.Tensor | None,
+        seen: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Talker pass; returns its last hidden state (1, 1, d) and the code 0 chosen on the
+        device (1, 1), nothing read back."""
         out = self.talker.model(
             inputs_embeds=inputs_embeds, position_ids=positions, past_key_values=self.cache, use_cache=True
         )
-        self.last_hidden = out.last_hidden_state[:, -1:]
-        logits = self.talker.codec_head(self.last_hidden[:, -1])
-        noise = self._sampler.noise(1) if self._sampler.needs_noise else None
-        seen = self._seen if self._code0 is not None else None
-        self._code0 = self._sampler.choose(logits, noise, seen)
-        self._seen.scatter_(1, self._code0, True)
-        self.forward_s += time.perf_counter() - start
+        last_hidden = out.last_hidden_state[:, -1:]
+        logits = self.talker.codec_head(last_hidden[:, -1])
+        return last_hidden, self._sampler.choose(logits, noise, seen)

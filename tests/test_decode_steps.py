@@ -153,3 +153,26 @@ def test_step_functions_compile_without_graph_breaks(demo: Any) -> None:
         assert torch.equal(token, sampler.choose(logits, token_noise, seen))
     assert torch.equal(codes, expected_codes) and torch.equal(embed, expected_embed)
     torch.testing.assert_close(moe, experts.forward_slots(x, index, weights))
+
+
+def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: Any) -> None:
+    """On the NF4 model (4-bit linears, the slot MoE); their caches still grow (DynamicCache)."""
+    from model.loading import load_model
+    from model.media_input import UserTurn
+    from model.talker_stream import TalkerStream
+    from tests.engine_helpers import greedy_engine, run
+
+    loaded = load_model(str(demo_dir), quantization="nf4")
+    engine = greedy_engine(loaded, speak=False, max_text_tokens=2)
+    run(engine, UserTurn(text="hello"))
+    talker = loaded.model.talker
+    stream = TalkerStream(talker, engine.plan.talker, engine.plan.code_predictor)
+    hidden = int(talker.config.text_config.hidden_size)
+    with torch.inference_mode():
+        stream.prefill(torch.randn(1, 5, hidden), torch.arange(5).view(1, 1, 5).expand(4, 1, 5))
+        logits = torch.compile(engine._feed_token, fullgraph=True, backend="eager")(torch.tensor([[5]]))
+        assert logits.shape[-1] == int(loaded.model.thinker.config.text_config.vocab_size)
+        seen = stream._sampler.seen_mask(torch.tensor([[3]]))
+        decode = torch.compile(stream.decode, fullgraph=True, backend="eager")
+        last_hidden, code0 = decode(torch.randn(1, 1, hidden), torch.full((4, 1, 1), 5), None, seen)
+    assert last_hidden.shape == (1, 1, hidden) and code0.shape == (1, 1)
