@@ -4,6 +4,8 @@
 the GPU (compute time does not depend on the values; weights are drawn and quantized tensor by tensor,
 so the bf16 model is never held whole); `--config demo` loads the demo checkpoint, on the CPU unless
 `--device` says otherwise, so the script keeps working on machines without a GPU (CI).
+`--no-graphs` runs the decode steps eagerly on CUDA too (`model.step_graph`), to measure what the
+captured CUDA graphs save; off CUDA the steps always run eagerly and the switch changes nothing.
 """
 
 from __future__ import annotations
@@ -95,9 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantization", choices=("nf4", "none"), default="nf4")
     parser.add_argument("--device", default=None, help="default: cuda for real, cpu for demo")
     parser.add_argument("--reply-s", type=float, default=10.0)
+    parser.add_argument(
+        "--graphs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="replay the captured decode steps as CUDA graphs (CUDA only)",
+    )
     args = parser.parse_args(argv)
 
     import torch
+
+    from model.step_graph import set_cuda_graphs
+
+    set_cuda_graphs(args.graphs)
 
     device = args.device or ("cuda" if args.config == "real" else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -112,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": args.config,
         "quantization": args.quantization,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "cuda_graphs": args.graphs and device.startswith("cuda"),
         "load_s": time.perf_counter() - start,
         "weights_gb": loaded.weight_bytes / 2**30,
     }
