@@ -44,7 +44,9 @@ class ClientHistory:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def user(self, turn_id: int, text: str, audio: np.ndarray | None, images: tuple[Any, ...]) -> None:
+        """A new turn (a turn sent again to a new engine replaces its first record)."""
         with self._lock:
+            self.exchanges = [e for e in self.exchanges if e.turn_id != turn_id]
             self.exchanges.append(Exchange(turn_id, text, audio, images))
 
     def reply(self, turn_id: int, text: str, *, interrupted: bool = False) -> None:

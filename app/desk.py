@@ -23,6 +23,7 @@ from app.history_log import HistoryLog
 from app.launch import Launch
 from app.personas import Persona, PersonaLibrary
 from app.session import Session, TurnLatency
+from events import TurnStats
 from ui.first_run import DEMO_LABEL, FirstRunDialog
 from ui.main_window import MainWindow
 
@@ -337,6 +338,7 @@ class Desk(QObject):
         s.reply_interrupted.connect(self._log_interrupted)
         s.conversation_reset.connect(self._log_reset)
         s.error.connect(lambda message: self._journal("error", message=message))
+        self.engine.signals.connection.connect(self._log_connection)
 
     # -- the journal ---------------------------------------------------------------------------------
 
@@ -349,14 +351,19 @@ class Desk(QObject):
     def _log_user(self, turn_id: int, text: str, duration_s: float) -> None:
         self._journal("user", turn_id=turn_id, text=text, audio_s=round(duration_s, 3))
 
-    def _log_reply(self, turn_id: int, _stats: object) -> None:
+    def _log_reply(self, turn_id: int, stats: TurnStats) -> None:
         entry = self.window.transcript.reply(turn_id)
         self._journal("assistant", turn_id=turn_id, text=entry.text if entry else "", interrupted=False,
-                      **self._latency_fields(turn_id))  # fmt: skip
+                      context_tokens=stats.prompt_tokens, **self._latency_fields(turn_id))  # fmt: skip
 
     def _log_interrupted(self, turn_id: int, heard_text: str) -> None:
         self._journal("assistant", turn_id=turn_id, text=heard_text, interrupted=True,
                       **self._latency_fields(turn_id))  # fmt: skip
+
+    @Slot(str, str)
+    def _log_connection(self, state: str, message: str) -> None:
+        """The engine process died and came back (or the link did): the journal says so."""
+        self._journal("engine", state=state, message=message)
 
     def _log_reset(self, persona: Persona | None) -> None:
         self._journal("new_conversation", persona=persona.id if persona else "")

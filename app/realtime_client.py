@@ -45,6 +45,7 @@ class PendingReply:
     samples: int = 0
     first_text_s: float | None = None
     cancelled: bool = False
+    turn: Any = None  # the UserTurn, sent again if the engine died before it took the request
 
 
 def serve_args(request: LoadRequest) -> list[str]:

@@ -194,7 +194,7 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
             client.conversation.user(turn_id, turn.text, _model_audio(audio), tuple(turn.images))
             if audio is not None:
                 client.recording.user(turn_id, audio)
-            client.replies[turn_id] = PendingReply(turn_id, time.perf_counter(), client.speak)
+            client.replies[turn_id] = PendingReply(turn_id, time.perf_counter(), client.speak, turn=turn)
             if client.speak:
                 client.feeder.start_turn(turn_id)
         for event in client.input.turn(turn, turn_id):
@@ -287,8 +287,13 @@ def _why(client: RealtimeEngine) -> str:
 
 
 def _lost(client: RealtimeEngine, why: str, *, first: bool = False) -> None:
-    """The link is down: replies in flight end (what was heard of them stays), the window is told."""
-    for turn_id, reply in list(client.replies.items()):
+    """The link is down: replies in flight end (what was heard of them stays), turns the engine never
+    took are sent again to the next one, and the window is told."""
+    for turn_id, reply in sorted(client.replies.items(), reverse=True):
+        if reply.response_id is None and reply.turn is not None and not reply.cancelled:
+            with client.wake:
+                client.commands.appendleft(("respond", turn_id, reply.turn))
+            continue
         text = "".join(reply.text)
         if text:
             client.conversation.reply(turn_id, text, interrupted=True)

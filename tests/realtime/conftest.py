@@ -32,8 +32,21 @@ class Served:
 
 def start_server(model_dir: Path, *extra: str, api_key: str | None = None, host: str = "127.0.0.1") -> Served:
     env = {**os.environ, "OMNIDESK_API_KEY": api_key or ""}
-    command = [sys.executable, "-m", "main", "serve", "--model", str(model_dir), "--host", host, "--port", "0",
-               "--engine-options", json.dumps(SMALL_REPLIES), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "main",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--host",
+        host,
+        "--port",
+        "0",
+        "--engine-options",
+        json.dumps(SMALL_REPLIES),
+        *extra,
+    ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from realtime.host import LoadOptions, ModelHost
@@ -29,10 +29,8 @@ def server_thread(host: ModelHost, api_key: str | None = None) -> Iterator[tuple
     def run() -> None:
         asyncio.set_event_loop(loop)
         task.append(loop.create_task(run_server(state, "127.0.0.1", 0, ready)))
-        try:
+        with suppress(asyncio.CancelledError):
             loop.run_until_complete(task[0])
-        except asyncio.CancelledError:
-            pass
 
     thread = threading.Thread(target=run, name="test-server", daemon=True)
     thread.start()

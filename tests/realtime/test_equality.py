@@ -83,11 +83,29 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
         server_engine = conversation.engine
         server_ids, server_codes = server_engine.last_reply_ids, server_engine.last_codes
         item_id = served[-1]["response"]["output"][0]["id"]
-        ws.send(json.dumps({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
-                            "audio_end_ms": 200}))  # fmt: skip
+        ws.send(
+            json.dumps(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "audio_end_ms": 200,
+                }
+            )
+        )
         truncated = recv_until(ws, "conversation.item.truncated")[-1]
-        ws.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "go on"}]}}))  # fmt: skip
+        ws.send(
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "go on"}],
+                    },
+                }
+            )
+        )
         ws.send(json.dumps({"type": "response.create"}))
         after = recv_until(ws, "response.done")
         after_ids, after_codes = server_engine.last_reply_ids, server_engine.last_codes

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.timeout(300)
 
 def test_off_loopback_without_a_key_does_not_start() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OMNIDESK_API_KEY"}
-    done = subprocess.run([sys.executable, "-m", "main", "serve", "--demo", "--host", "0.0.0.0", "--port", "0"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "main", "serve", "--demo", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a key" in done.stderr and "OMNIDESK_API_KEY" in done.stderr
 
@@ -73,7 +79,7 @@ def bad_events() -> list[Any]:
                     "content": [{"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}],
                 },
             }
-        ),  # fmt: skip
+        ),
         json.dumps(
             {
                 "type": "conversation.item.create",
@@ -82,7 +88,7 @@ def bad_events() -> list[Any]:
                     "content": [{"type": "input_image", "image_url": "https://example.invalid/cat.png"}],
                 },
             }
-        ),  # fmt: skip
+        ),
         json.dumps(
             {"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": -5}
         ),
@@ -116,8 +122,18 @@ def test_a_thousand_bad_events_leave_the_server_up_with_flat_memory(served: Serv
             errors += 1
         rss_after = server.memory_info().rss
         assert errors == 1000
-        ws.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "still there?"}]}}))  # fmt: skip
+        ws.send(
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "still there?"}],
+                    },
+                }
+            )
+        )
         ws.send(json.dumps({"type": "response.create"}))
         while (event := json.loads(ws.recv(timeout=120)))["type"] != "response.done":
             assert event["type"] != "error", event

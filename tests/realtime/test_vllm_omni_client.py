@@ -114,8 +114,10 @@ def test_a_wrong_key_or_no_server_says_which_and_why(qtbot: Any, fake: FakeVllmO
     client.stop()
 
 
-@pytest.mark.skipif(not os.environ.get("OMNIDESK_TEST_VLLM_OMNI_URL"),
-                    reason="no vLLM-Omni server: set OMNIDESK_TEST_VLLM_OMNI_URL (e.g. http://gpu-box:8000/v1)")  # fmt: skip
+@pytest.mark.skipif(
+    not os.environ.get("OMNIDESK_TEST_VLLM_OMNI_URL"),
+    reason="no vLLM-Omni server: set OMNIDESK_TEST_VLLM_OMNI_URL (e.g. http://gpu-box:8000/v1)",
+)
 def test_a_real_vllm_omni_server(qtbot: Any) -> None:
     url = os.environ["OMNIDESK_TEST_VLLM_OMNI_URL"]
     client, collector, speaker = connect(qtbot, url, os.environ.get("OMNIDESK_API_KEY"))

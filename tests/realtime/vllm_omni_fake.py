@@ -72,8 +72,17 @@ class FakeVllmOmni:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 problem = fake.check(body)
                 if problem:
-                    self._json(400, {"error": {"message": problem, "type": "BadRequestError", "param": None,
-                                               "code": 400}})  # fmt: skip
+                    self._json(
+                        400,
+                        {
+                            "error": {
+                                "message": problem,
+                                "type": "BadRequestError",
+                                "param": None,
+                                "code": 400,
+                            }
+                        },
+                    )
                     return
                 fake.requests.append(body)
                 self.send_response(200)
@@ -133,8 +142,19 @@ class FakeVllmOmni:
             }
         ]
         if self.fail_with:
-            return [json.dumps(out[0]), json.dumps({"error": {"message": self.fail_with, "type": "BadRequestError",
-                                                              "param": None, "code": 400}})]  # fmt: skip
+            return [
+                json.dumps(out[0]),
+                json.dumps(
+                    {
+                        "error": {
+                            "message": self.fail_with,
+                            "type": "BadRequestError",
+                            "param": None,
+                            "code": 400,
+                        }
+                    }
+                ),
+            ]
         for word in self.reply_words:
             out.append(
                 {**base, "choices": [{"index": 0, "delta": {"content": word + " "}}], "modality": "text"}
@@ -144,10 +164,30 @@ class FakeVllmOmni:
                 pcm = (3000 * np.sin(np.arange(1920 * 2) * 0.05 + k)).astype("<i2")
                 delta = base64.b64encode(pcm.tobytes()).decode()
                 meta = {"format": "pcm", "sample_rate_hz": 24000, "frame_count": pcm.size, "channels": 1}
-                out.append({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": delta},
-                            "audio_metadata": meta}], "modality": "audio",
-                            "usage": {"prompt_tokens": 50, "completion_tokens": 0, "total_tokens": 50}})  # fmt: skip
+                out.append(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": delta},
+                                "audio_metadata": meta,
+                            }
+                        ],
+                        "modality": "audio",
+                        "usage": {"prompt_tokens": 50, "completion_tokens": 0, "total_tokens": 50},
+                    }
+                )
         out[-1]["choices"][0]["finish_reason"] = "stop"
-        out.append({**base, "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": len(self.reply_words),
-                                                      "total_tokens": 55}})  # fmt: skip
+        out.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 50,
+                    "completion_tokens": len(self.reply_words),
+                    "total_tokens": 55,
+                },
+            }
+        )
         return [json.dumps(c) for c in out]
