@@ -123,7 +123,8 @@ def thinker_token(engine: Any, context: int, steps: int) -> Any:
 
 
 def talker_frame(engine: Any, context: int, steps: int) -> dict[str, Any]:
-    """`TalkerStream.step`: the code predictor's 15 codes, then the Talker's next code 0."""
+    """`TalkerStream.step` as it runs where graphs capture (on static keys and values): the code
+    predictor's 15 codes, then the Talker's next code 0."""
     import torch
     from transformers import DynamicCache
 
@@ -131,13 +132,20 @@ def talker_frame(engine: Any, context: int, steps: int) -> dict[str, Any]:
     from model.talker_stream import TalkerStream
 
     talker = engine.talker
-    stream = TalkerStream(talker, engine.plan.talker, engine.plan.code_predictor, generator=engine._generator)
+    stream = TalkerStream(
+        talker,
+        engine.plan.talker,
+        engine.plan.code_predictor,
+        generator=engine._generator,
+        static_decode=True,
+    )
     text_config = talker.config.text_config
     stream.cache = DynamicCache(config=text_config)
     fill_cache(stream.cache, text_config, context)
     hidden = int(text_config.hidden_size)
     stream.last_hidden = torch.empty((1, 1, hidden), device=engine.device, dtype=torch.bfloat16)
     stream.code0_ids = [0] * (context // 4)
+    stream._length = context
     stream._code0 = torch.zeros((1, 1), dtype=torch.long, device=engine.device)
     complete = stream.complete_frame
     predictor = OpCount()

@@ -1,6 +1,7 @@
 """A decode step with static shapes, replayed as a CUDA graph on a GPU and run eagerly elsewhere.
 
-`StepGraph(name, fn)` calls `fn(*tensors)`. On CUDA (unless graphs are switched off) the first call
+`StepGraph(name, fn, device)` calls `fn(*tensors)` with the tensors on `device` (small inputs such as
+positions may come from the host). On CUDA (unless graphs are switched off) the first call
 warms `fn` up on a side stream and captures it; later calls copy their inputs into the captured
 inputs, replay the graph (one launch from Python) and return copies of its outputs. A call whose
 input shapes differ captures again (the code predictor's region never does). Elsewhere `fn` runs
@@ -40,6 +41,7 @@ class StepGraph:
     def __init__(self, name: str, fn: Callable[..., Outputs], device: torch.device) -> None:
         self.name = name
         self.fn = fn
+        self.device = device
         self.capture = device.type == "cuda" and _graphs_enabled
         self._graph: torch.cuda.CUDAGraph | None = None
         self._inputs: list[torch.Tensor] = []
@@ -49,7 +51,7 @@ class StepGraph:
     def __call__(self, *inputs: torch.Tensor) -> Outputs:
         if not self.capture:
             with captured_region(self.name):
-                return self.fn(*inputs)
+                return self.fn(*(t.to(self.device) for t in inputs))
         if self._graph is None or [t.shape for t in inputs] != self._shapes:
             self._record(inputs)
         for static, value in zip(self._inputs, inputs, strict=True):
@@ -60,7 +62,7 @@ class StepGraph:
 
     def _record(self, inputs: Sequence[torch.Tensor]) -> None:
         """Warm up on a side stream, then capture `fn` on static copies of `inputs`."""
-        self._inputs = [t.clone() for t in inputs]
+        self._inputs = [t.to(self.device, copy=True) for t in inputs]
         self._shapes = [t.shape for t in inputs]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())

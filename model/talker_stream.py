@@ -17,6 +17,7 @@ import torch
 from model.code_predictor import FramePredictor
 from model.device_sampling import DeviceSampler
 from model.sampling import Sampling
+from model.static_kv import StaticKV
 from model.step_graph import StepGraph
 
 
@@ -34,6 +35,7 @@ class TalkerStream:
     last_hidden: torch.Tensor | None = None
     finished: bool = False
     forward_s: float = 0.0  # in the Talker's and the code predictor's forward passes and sampling
+    static_decode: bool | None = None  # steps on preallocated keys and values; None: where graphs capture
 
     def __post_init__(self) -> None:
         config = self.talker.config
@@ -48,6 +50,11 @@ class TalkerStream:
         self._predictor = FramePredictor(self.talker, self.code_predictor_sampling, self.generator)
         self._predict = StepGraph("code_predictor", self._predictor.run, torch.device(device))
         self.num_code_groups = int(config.num_code_groups)
+        if self.static_decode is None:
+            self.static_decode = self._predict.capture
+        self._kv: StaticKV | None = None
+        self._decode_graph = StepGraph("talker", self._decode_static, torch.device(device))
+        self._length = 0  # positions in the Talker's cache
 
     def prefill(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, cache: Any = None) -> int:
         """Feed the prompt (user turns and the assistant start) after what `cache` already holds
@@ -59,7 +66,8 @@ class TalkerStream:
         assert self._code0 is not None
         code0 = int(self._code0)
         self.code0_ids.append(code0)
-        self.rope_delta = int(positions[1:].max()) + 1 - self.cache.get_seq_length()
+        self._length = self.cache.get_seq_length()
+        self.rope_delta = int(positions[1:].max()) + 1 - self._length
         return code0
 
     def step(self, text_embed: torch.Tensor) -> tuple[torch.Tensor, int | None]:
@@ -68,9 +76,13 @@ class TalkerStream:
         code 0, or None when the Talker said EOS. The frame's codes and the next code 0 are read
         back together, the step's one host sync."""
         codes, codec_embed = self.complete_frame()
-        position = self.cache.get_seq_length()
-        positions = torch.tensor([position, *(position + self.rope_delta,) * 3], device=self.talker.device)
-        self._forward(codec_embed + text_embed, positions.view(4, 1, 1))
+        position = self._length
+        positions = torch.tensor([position, *(position + self.rope_delta,) * 3]).view(4, 1, 1)
+        if self.static_decode:
+            self._forward_static(codec_embed + text_embed, positions, position)
+        else:
+            self._forward(codec_embed + text_embed, positions.to(self.talker.device))
+        self._length += 1
         assert self._code0 is not None
         start = time.perf_counter()
         values = torch.cat((codes, self._code0.view(1))).cpu()
@@ -112,3 +124,45 @@ class TalkerStream:
         last_hidden = out.last_hidden_state[:, -1:]
         logits = self.talker.codec_head(last_hidden[:, -1])
         return last_hidden, self._sampler.choose(logits, noise, seen)
+
+    def _forward_static(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, position: int) -> None:
+        """A decode step on preallocated keys and values, as one captured region (the prefilled cache
+        is copied in at the first step and whenever the buffers must grow)."""
+        start = time.perf_counter()
+        if self._kv is None or position >= self._kv.capacity:
+            text_config = self.talker.config.text_config
+            source = self._kv if self._kv is not None else self.cache
+            self._kv = StaticKV.holding(
+                source, text_config, position + 1, self.talker.device, self.talker.dtype
+            )
+        noise = self._sampler.noise(1)
+        write = torch.tensor([position])
+        outputs = self._decode_graph(
+            inputs_embeds, positions, write, self._kv.mask(position), noise, self._seen
+        )
+        self.last_hidden, self._code0 = outputs
+        self._seen.scatter_(1, self._code0, True)
+        self.forward_s += time.perf_counter() - start
+
+    def _decode_static(
+        self,
+        inputs_embeds: torch.Tensor,
+        positions: torch.Tensor,
+        write: torch.Tensor,
+        mask: torch.Tensor,
+        noise: torch.Tensor,
+        seen: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self._kv
+        assert kv is not None
+        kv.write = write
+        out = self.talker.model(
+            inputs_embeds=inputs_embeds,
+            position_ids=positions,
+            attention_mask=mask,
+            past_key_values=kv,
+            use_cache=True,
+        )
+        last_hidden = out.last_hidden_state[:, -1:]
+        logits = self.talker.codec_head(last_hidden[:, -1])
+        return last_hidden, self._sampler.choose(logits, noise if self._sampler.needs_noise else None, seen)

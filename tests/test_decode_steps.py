@@ -176,3 +176,40 @@ def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: 
         decode = torch.compile(stream.decode, fullgraph=True, backend="eager")
         last_hidden, code0 = decode(torch.randn(1, 1, hidden), torch.full((4, 1, 1), 5), None, seen)
     assert last_hidden.shape == (1, 1, hidden) and code0.shape == (1, 1)
+
+
+def test_static_talker_steps_equal_the_growing_cache_with_fixed_shapes(demo: Any) -> None:
+    """Where graphs capture (CUDA) the Talker steps on preallocated keys and values; here both
+    forms run on the same inputs and make the same codes."""
+    from model.talker_stream import TalkerStream
+
+    talker = demo.model.talker
+    hidden = int(talker.config.text_config.hidden_size)
+    data = torch.Generator().manual_seed(4)
+    prompt = torch.randn(1, 7, hidden, generator=data)
+    texts = [torch.randn(1, 1, hidden, generator=data) for _ in range(6)]
+    positions = torch.arange(7).view(1, 1, 7).expand(4, 1, 7)
+    codes: dict[bool, list[torch.Tensor]] = {}
+    signatures: list[Any] = []
+    with torch.inference_mode():
+        for static in (False, True):
+            stream = TalkerStream(
+                talker, TALKER_DEFAULT.greedy(), CODE_PREDICTOR_DEFAULT.greedy(), static_decode=static
+            )
+            stream.prefill(prompt, positions)
+            codes[static] = []
+            for text in texts:
+                with counting(signature=True) as count:
+                    frame, _ = stream.step(text)
+                codes[static].append(frame)
+                assert count.captured_syncs == 0
+                if static:
+                    signatures.append(count.signature)
+        assert stream._kv is not None
+        kv = stream._kv
+        compiled = torch.compile(stream._decode_static, fullgraph=True, backend="eager")
+        position = stream._length
+        step_inputs = (texts[0], torch.full((4, 1, 1), position), torch.tensor([position]), kv.mask(position))
+        compiled(*step_inputs, stream._sampler.noise(1), stream._seen)
+    assert all(torch.equal(a, b) for a, b in zip(codes[False], codes[True], strict=True))
+    assert signatures[1] == signatures[-1]
