@@ -88,7 +88,7 @@ class App:
             if self.process.poll() is not None:
                 break
             time.sleep(0.1)
-        tail = self.log.read_text(errors="replace")[-3000:]
+        tail = self.log.read_text(errors="replace")[-12000:]
         raise AssertionError(f"no {what}; journal {self.journal()}; app log:\n{tail}")
 
 
@@ -147,7 +147,7 @@ def test_talk_to_the_app_and_barge_in(
         samples = recorder.samples()
         # The margin covers the monitor's stamps, which lag when a loaded machine delays callbacks.
         start, end = recorder.index_at(cut_s + CUT_MARGIN_S), recorder.index_at(next_audio_s)
-        assert barge_in and end > start, "no quiet span between the cut and the next turn"
+        assert barge_in and end > start, f"no quiet span between the cut and the next turn: {records}"
         quiet = np.abs(samples[start:end])
         loud_at = [
             round(recorder.time_of(start + int(i)) - cut_s, 3) for i in np.flatnonzero(quiet > SILENT)[::4800]
@@ -205,3 +205,62 @@ def test_quitting_while_the_model_loads_is_clean(tmp_path: Path) -> None:
     assert code == 0, text
     assert "Traceback" not in text and "Destroyed while thread" not in text, text
     assert (tmp_path / "config" / "config.toml").is_file()
+
+
+def engine_process(app: App) -> Any:
+    """The app's own engine: its `omnidesk serve` child."""
+    import psutil
+
+    children = psutil.Process(app.process.pid).children(recursive=True)
+    serving = [c for c in children if "serve" in c.cmdline()]
+    assert len(serving) == 1, [c.cmdline() for c in children]
+    return serving[0]
+
+
+def test_the_engine_killed_mid_reply_comes_back_with_the_conversation(
+    virtual_audio: VirtualAudio, display: str, demo_dir: Path, tmp_path: Path
+) -> None:
+    recorder, feeder = Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED)
+    app = App(tmp_path, demo_dir, display)
+    try:
+        app.wait_for(lambda r: bool(kinds(r, "model_ready")), "model loaded")
+        feeder.play(speech("Hello there, my name is Alex.", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(lambda r: bool(kinds(r, "assistant", turn_id=1)), "first reply")
+        (first,) = kinds(records, "assistant", turn_id=1)
+        engine = engine_process(app)
+        feeder.play(speech("Tell me a long story please.", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(lambda r: bool(kinds(r, "user", turn_id=2)), "second user turn")
+        asked_s = kinds(records, "user", turn_id=2)[0]["perf_s"]
+        deadline = time.monotonic() + 60
+        while not loud_after(recorder, asked_s) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        engine.kill()  # SIGKILL while the reply plays
+        records = app.wait_for(lambda r: bool(kinds(r, "engine", state="restored")), "the engine back", 180)
+        assert app.process.poll() is None  # the window stayed
+        (lost,) = kinds(records, "engine", state="lost")
+        assert "killed by signal 9" in lost["message"]
+        assert any(
+            "killed by signal 9" in r["message"] for r in kinds(records, "error")
+        )  # shown in the window
+        assert engine_process(app).pid != engine.pid
+        feeder.play(speech("What is my name?", SINK_RATE_HZ), wait=True)
+        records = app.wait_for(
+            lambda r: any(t["turn_id"] >= 3 and not t["interrupted"] for t in kinds(r, "assistant")),
+            "a reply after",
+        )
+        after = next(t for t in kinds(records, "assistant") if t["turn_id"] >= 3)
+        asked = next(u for u in kinds(records, "user") if u["turn_id"] == after["turn_id"])
+        spoken = kinds(records, "user", turn_id=2)[0]
+        # Checked on the engine's side: the new engine read the conversation so far for this reply, the
+        # first exchange and the second turn included. A fresh one would read about as much as turn 1 did,
+        # less turn 1's audio plus this turn's (12.5 audio tokens a second).
+        fresh = first["context_tokens"] + 12.5 * (
+            asked["audio_s"] - kinds(records, "user", turn_id=1)[0]["audio_s"]
+        )
+        assert after["context_tokens"] > fresh + 12.5 * spoken["audio_s"] * 0.8, (first, after, records)
+    finally:
+        if app.process.poll() is None:
+            app.process.terminate()
+            app.process.wait(20)
+        recorder.close()
+        feeder.close()
