@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.recording import Recording
 from app.export import GAP_S, OUT_RATE_HZ, stereo
+from app.recording import Recording
 
 
 def test_the_recording_keeps_the_latest_turns_within_its_bound() -> None:
