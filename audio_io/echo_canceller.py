@@ -13,6 +13,9 @@ Only time decides what is fed, never how much is waiting: when the audio thread 
 end it has not read yet is still the reference for the frames it has not processed yet. Far end heard
 more than `_STALE_S` before a frame is skipped. With headphones there is no echo: turn it off.
 
+The path itself is measured too (`echo_delay`): a long one (a Bluetooth speaker's few hundred ms) is
+taken off by feeding the far end that much later, so AEC3 only ever has to find a short delay.
+
 `state` says what the canceller knows, for barge-in (`EchoState`): how loud an echo of what was just
 played could be at most, and how much AEC3 has been seen to remove from it.
 """
@@ -25,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audio_io.echo_delay import EchoDelay
 from audio_io.echo_state import IDLE, EchoMeter, EchoState
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
@@ -74,8 +78,10 @@ class EchoCanceller:
         self._chunk = np.zeros(0, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)  # far end at 16 kHz, read from the ring, not fed
         self._render_s = math.nan  # when the next reverse frame is heard
-        self._last_time_s = -math.inf
+        self._frames = 0
+        self._time_base_s = math.nan
         self.meter = EchoMeter()
+        self.delay = EchoDelay()
         if config.enabled:
             from livekit import rtc
 
@@ -107,16 +113,22 @@ class EchoCanceller:
         if time_s is None:
             self._feed_all(rtc)
         else:
-            if abs(time_s - self._last_time_s - _MIC_FRAME_S) > _CLOCK_JUMP_S:
-                self.meter.restart()  # the microphone's clock moved: the echo did too
-            self._last_time_s = time_s
-            self._feed_until(rtc, time_s + _LEAD_S)
+            self._frames += 1
+            base = time_s - self._frames * _MIC_FRAME_S  # steady while the microphone's clock is
+            if not math.isfinite(self._time_base_s):
+                self._time_base_s = base
+            elif abs(base - self._time_base_s) > _CLOCK_JUMP_S:
+                self.meter.restart()  # it moved (at once or step by step): the echo did too
+                self._time_base_s = base
+            self._feed_until(rtc, time_s + _LEAD_S - self.delay.shift_s)
         self._apm.set_stream_delay_ms(self.delay_ms)
         raw = np.ascontiguousarray(frame, dtype=np.int16)
         near = rtc.AudioFrame(bytearray(raw.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_stream(near)
         cleaned = np.frombuffer(bytes(near.data), dtype=np.int16).copy()
         self.meter.frame(_power(raw), _power(cleaned))
+        if time_s is not None:
+            self.delay.mic(time_s, raw)
         return cleaned
 
     def _read_ring(self) -> float:
@@ -173,7 +185,7 @@ class EchoCanceller:
             self._pending = self._pending[MIC_FRAME_SAMPLES:]
             if len(frame) < MIC_FRAME_SAMPLES:  # the player stalled
                 frame = np.concatenate([frame, np.zeros(MIC_FRAME_SAMPLES - len(frame), np.float32)])
-            self._reverse(rtc, frame)
+            self.delay.far(self._render_s, self._reverse(rtc, frame))
             self._render_s += _MIC_FRAME_S
             pending_s += _MIC_FRAME_S
 
@@ -184,11 +196,12 @@ class EchoCanceller:
             self._reverse(rtc, self._pending[:MIC_FRAME_SAMPLES])
             self._pending = self._pending[MIC_FRAME_SAMPLES:]
 
-    def _reverse(self, rtc: Any, frame: np.ndarray) -> None:
+    def _reverse(self, rtc: Any, frame: np.ndarray) -> np.ndarray:
         pcm = np.clip(frame * 32768.0, -32768, 32767).astype(np.int16)
         self.meter.far_frame(_power(pcm))
         far = rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_reverse_stream(far)
+        return pcm
 
 
 def _power(pcm: np.ndarray) -> float:

@@ -9,7 +9,7 @@ Three measures on 10 ms frames (mean squares of int16 samples):
   look like someone talking (double talk must not make a converged canceller look unconverged).
 
 The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT_DB` less (even a
-converged AEC3 removes only about 20 dB in the first tens of ms of a new sound); a frame whose
+converged AEC3 can leak to within 13 dB of the echo at a new sound's onset); a frame whose
 residual is well above it is evidence of a voice in the room that is not the far end. A big move
 of the far end's clock (a reopened or stalled output stream) makes the ERLE start again: AEC3 must
 prove itself afresh. The first second of far end after a silence never counts as converged.
@@ -29,7 +29,7 @@ COUPLING_DECAY_DB_PER_S = 1.0
 ERLE_FAST = 0.1  # per frame, on frames that look like echo alone
 ERLE_SLOW = 0.005  # per frame, on frames with a voice above the expected residual
 ERLE_CONVERGED_DB = 15.0
-ERLE_CREDIT_DB = 20.0  # at most this much is taken off the bound: AEC3 leaks more at a reply's onsets
+ERLE_CREDIT_DB = 15.0  # at most this much is taken off the bound: AEC3 leaks more at onsets, stalls
 MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
 ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
@@ -79,11 +79,13 @@ class EchoMeter:
         self._far.append(power)
 
     def clock(self, clock_s: float) -> None:
-        """The far end's clock; a jump means the echo moved and the canceller is no longer proven."""
+        """The far end's clock; moving (at once or step by step) means the echo moved and the
+        canceller is no longer proven."""
         moved = abs(clock_s - self._clock_s)
-        if math.isfinite(moved) and moved > CLOCK_JUMP_S:
-            self.restart()
-        self._clock_s = clock_s
+        if not math.isfinite(self._clock_s) or (math.isfinite(moved) and moved > CLOCK_JUMP_S):
+            if math.isfinite(self._clock_s):
+                self.restart()
+            self._clock_s = clock_s
 
     def restart(self) -> None:
         self._erle_db = 0.0

@@ -22,7 +22,7 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
-from audio_io.stream_clock import StreamClock, device_delay_s
+from audio_io.stream_clock import StreamClock
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
 
 
@@ -42,7 +42,7 @@ class MicrophoneConfig:
     latency: str | float = "low"  # PortAudio's suggested latency
     ring_ms: int = 2_000
     queue_frames: int = 1_000  # 10 s; when nobody reads, the oldest frames are dropped
-    retry: RetryConfig = field(default_factory=RetryConfig)
+    retry: RetryConfig = field(default_factory=lambda: RetryConfig(restart_gap_s=None))
 
 
 class Microphone:
@@ -127,7 +127,7 @@ class Microphone:
                 self.overflows += 1
             # perf_counter time of ring position 0, from when this block was captured (see StreamClock).
             now = time.perf_counter()
-            captured = now - device_delay_s(time_info, False, self._latency_s + frames / rate)
+            captured = now - self._latency_s - frames / rate
             anchor = clock.update(now, captured - ring.write_pos / rate)
             if ring.write(indata[:, 0]) < frames:  # the worker fell 2 s behind: positions left time
                 clock.reset()

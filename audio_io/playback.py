@@ -34,7 +34,7 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
-from audio_io.stream_clock import StreamClock, device_delay_s
+from audio_io.stream_clock import StreamClock, output_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
 from events import AudioChunk, BargeIn, DeviceLost
 
@@ -373,7 +373,7 @@ class Player:
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
             # When far_end sample 0 is heard, from when this block will be (see StreamClock).
             now = time.perf_counter()
-            delay = device_delay_s(time_info, True, self._latency_s)
+            delay = output_delay_s(time_info, self._latency_s)
             anchor = self._clock.update(now, now + delay - far_end.write_pos / self._rate_hz)
             if far_end.write(out) == frames:
                 self.far_end_clock_s = anchor

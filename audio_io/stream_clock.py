@@ -2,10 +2,9 @@
 
 Each callback gives one estimate of the time of the stream's position 0: for an output stream, the
 time its block reaches the speaker (PortAudio's `outputBufferDacTime`, which the host computes from
-what is still queued in the device) less the position written so far; for an input stream, the
-capture time of its block (`inputBufferAdcTime`) less the position read so far. When the host gives
-no believable time, the stream's nominal latency stands in, and a late callback then only looks
-later, so the earliest estimate is the truest.
+what is still queued in the device) less the position written so far; for an input stream, the time
+its block was captured (now, less the nominal latency and the block) less the position read so far.
+A late callback only looks later, so the earliest estimate is the truest.
 
 Nothing is accumulated: the anchor follows an earlier estimate at once, and when every estimate of a
 `window_s` window is later than it by more than `slack_s` (the device played silence we never wrote,
@@ -19,13 +18,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-BELIEVABLE_EXCESS_S = 0.1  # a host's delay longer than the stream's latency by more is not believed
+MAX_DEVICE_DELAY_S = 2.0  # a host's output delay beyond this is not believed
 
 
 class StreamClock:
     """Called from one stream callback; read `anchor_s` (perf_counter time of position 0) anywhere."""
 
-    def __init__(self, window_s: float = 0.5, slack_s: float = 0.003, gap_s: float = 0.08) -> None:
+    def __init__(self, window_s: float = 2.0, slack_s: float = 0.012, gap_s: float = 0.08) -> None:
         self.window_s = window_s
         self.slack_s = slack_s
         self.gap_s = gap_s
@@ -62,18 +61,18 @@ class StreamClock:
         return self.anchor_s
 
 
-def device_delay_s(time_info: Any, output: bool, fallback_s: float) -> float:
-    """How long a block waits in the device (output) or waited before the callback (input).
+def output_delay_s(time_info: Any, fallback_s: float) -> float:
+    """How long an output block waits in the device: PortAudio's `outputBufferDacTime` less its
+    `currentTime`, which counts what the host really holds (after an underrun ALSA's PulseAudio plugin
+    takes a second or more at once), or `fallback_s` (the nominal latency) when the host gives none.
 
-    `fallback_s` (from the stream's nominal latency) when the host gives no believable time: ALSA's
-    PulseAudio plugin reports a capture time hundreds of ms off that drifts, so it must be checked.
+    Input streams get no such help: the same plugin reports capture times hundreds of ms off, drifting.
     """
     try:
-        current = float(time_info.currentTime)
-        stamp = float(time_info.outputBufferDacTime if output else time_info.inputBufferAdcTime)
+        current, stamp = float(time_info.currentTime), float(time_info.outputBufferDacTime)
     except (AttributeError, TypeError, ValueError):
         return fallback_s
-    delay = stamp - current if output else current - stamp
-    if current <= 0 or stamp <= 0 or not 0.0 <= delay <= fallback_s + BELIEVABLE_EXCESS_S:
+    delay = stamp - current
+    if current <= 0 or stamp <= 0 or not 0.0 <= delay <= MAX_DEVICE_DELAY_S:
         return fallback_s
     return delay

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import soxr
 
 from audio_io.barge_in import BargeInConfig, BargeInMonitor
 from audio_io.echo_canceller import EchoCancellerConfig
-from audio_io.formats import PLAYBACK_RATE_HZ
+from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.microphone import MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
 from audio_io.turn_detector import TurnDetector
@@ -33,6 +34,8 @@ from tests.audio.pulse import (
     EchoPath,
     Feeder,
     Recorder,
+    VirtualAudio,
+    find_offset,
     speech,
     wait_flowing,
 )
@@ -50,6 +53,7 @@ REPLY_GAP_S = 0.4  # between replies, as a conversation leaves them
 USER_AFTER_S = 1.5  # into the last reply, the user talks over it
 SILENT = 1e-3  # monitor samples below this are silence
 ECHO_TAIL_S = 0.6  # the echo of a reply's end is still arriving this long after it played
+MIN_ONSET_MATCH = 0.5  # the user's voice found in the cleaned microphone signal (double talk blurs it)
 
 
 @dataclass
@@ -96,6 +100,7 @@ class EchoRig:
         self.user = speech(USER_TEXT, SINK_RATE_HZ)
         self._turn_id = 100
         self.echo: MeasuredEchoCanceller | None = None
+        self.virtual_audio: VirtualAudio | None = None  # set by whoever started it, for unplugging
 
     def __enter__(self) -> EchoRig:
         self.player.start()
@@ -183,8 +188,23 @@ class EchoRig:
         result.user_barge_in = bool(self.barge_ins([turn_id]))
         self.player.flush(turn_id)
         if result.user_barge_in and onset:
-            result.barge_in_ms = self.silence_after(onset[0])
+            result.barge_in_ms = self.silence_after(self.heard_onset(onset[0]))
         time.sleep(ECHO_TAIL_S)
+
+    def heard_onset(self, played_s: float) -> float:
+        """When the microphone captured the user's first sample (found in its cleaned recording by
+        cross-correlation): the time the feeder claims can be off by the sink's buffering."""
+        audio, _, times = self.listening.recording()
+        start = max(0, int(np.searchsorted(times, played_s - 1.0)))
+        tail = audio[start * MIC_FRAME_SAMPLES :].astype(np.float32) / 32768
+        user = np.asarray(soxr.resample(self.user, SINK_RATE_HZ, MIC_RATE_HZ), dtype=np.float32)
+        if len(tail) <= len(user):
+            return played_s
+        offset, quality = find_offset(tail, user)
+        if quality < MIN_ONSET_MATCH:
+            return played_s
+        k = start + offset // MIC_FRAME_SAMPLES
+        return float(times[k]) + (offset % MIC_FRAME_SAMPLES) / MIC_RATE_HZ
 
     def silence_after(self, onset_s: float) -> float | None:
         """ms from `onset_s` to the end of the last loud stretch on the speaker monitor after it."""
