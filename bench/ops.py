@@ -98,13 +98,14 @@ def count_steps(model: Any, processor: Any, context: int, steps: int) -> dict[st
 
 
 def thinker_token(engine: Any, context: int, steps: int) -> Any:
-    """The decode loop's Thinker part: choose the next token on the device, read it back for the
-    text stream, mark it seen for the repetition penalty, feed it."""
+    """The decode loop's Thinker part as it runs where graphs capture: choose the next token on the
+    device, read it back for the text stream, mark it seen for the repetition penalty, feed it."""
     import torch
     from transformers import DynamicCache
 
     from model.device_sampling import DeviceSampler
     from model.op_count import counting
+    from model.thinker_decode import ThinkerDecoder
 
     text_config = engine.thinker.config.text_config
     engine.context.cache = DynamicCache(config=text_config)
@@ -112,13 +113,14 @@ def thinker_token(engine: Any, context: int, steps: int) -> Any:
     vocab = int(text_config.vocab_size)
     sampler = DeviceSampler(engine.plan.thinker, vocab, device=engine.device, generator=engine._generator)
     seen = sampler.seen_mask()
+    decoder = ThinkerDecoder(engine.thinker, engine.context.cache, 0, static=True)
     logits = torch.empty((1, 1, vocab), device=engine.device, dtype=torch.bfloat16)
     for _ in range(steps):
         with counting() as count:
             chosen = sampler.choose(logits[:, -1], seen=seen)
             int(chosen)
             seen.scatter_(1, chosen, True)
-            logits = engine._feed_token(chosen)
+            logits = decoder.step(chosen)
     return count
 
 

@@ -59,6 +59,7 @@ from model.media_input import (
 from model.sampling import SamplingPlan
 from model.talker_stream import TalkerStream
 from model.text_stream import TextStream
+from model.thinker_decode import ThinkerDecoder
 
 log = logging.getLogger(__name__)
 
@@ -568,6 +569,7 @@ class Engine:
         # The ids the repetition penalty looks at (the whole conversation, as generate() sees it).
         penalized = self.plan.thinker.repetition_penalty != 1.0
         seen = sampler.seen_mask(self.context.all_ids().view(1, -1)) if penalized else None
+        decoder = ThinkerDecoder(self.thinker, self.context.cache, self._rope_delta)
         thinker_s = prefill_s
         timing = {"code2wav_s": 0.0}
         talker: TalkerStream | None = None
@@ -595,7 +597,7 @@ class Engine:
                         yield TextDelta(turn_id, delta)
                 if not reply.text_done:
                     start = time.perf_counter()
-                    logits = self._feed_token(chosen)
+                    logits = decoder.step(chosen)
                     thinker_s += time.perf_counter() - start
             if talker_done:
                 continue
@@ -627,6 +629,7 @@ class Engine:
                 yield from self._emit_audio(c2w, pending_frames, reply, stats, timing, final=talker_done)  # type: ignore[arg-type]
                 pending_frames = []
 
+        decoder.finish()
         self._finish_reply(reply, reply_start, text.text)
         stats.update(
             finished_s=time.perf_counter(),
@@ -864,20 +867,6 @@ class Engine:
         if bool((~mm_user).any()):
             embeds[~mm_user] = talker.text_projection(hidden_states[0][0][mask & ~mm_full]).to(talker.dtype)
         return ids[user_mask], embeds
-
-    def _feed_token(self, token: int | torch.Tensor) -> torch.Tensor:
-        """One Thinker decode step on `token` (an id, or the (1, 1) tensor chosen on the device)."""
-        ids = token.view(1, 1) if isinstance(token, torch.Tensor) else torch.tensor([[token]])
-        position = self.context.cache.get_seq_length()
-        delta = self._rope_delta
-        positions = torch.tensor([position, position + delta, position + delta, position + delta])
-        out = self.thinker.model(
-            input_ids=ids.to(self.device),
-            position_ids=positions.view(4, 1, 1).to(self.device),
-            past_key_values=self.context.cache,
-            use_cache=True,
-        )
-        return self.thinker.lm_head(out.last_hidden_state[:, -1:])
 
     # -- Talker inputs --------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ step to step, and no graph break under `torch.compile(fullgraph=True)`."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -90,21 +91,43 @@ def test_a_step_graph_is_one_captured_region_off_the_gpu(demo: Any) -> None:
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
-def test_thinker_decode_step_has_no_sync(demo: Any) -> None:
+def test_thinker_decode_steps_have_no_sync_and_static_ones_equal_the_growing_cache(demo: Any) -> None:
+    """Where graphs capture (CUDA) the Thinker decodes on preallocated keys and values and hands the
+    reply's positions back to the conversation's cache at the end; here both forms run side by side."""
     from model.media_input import UserTurn
+    from model.thinker_decode import ThinkerDecoder
     from tests.engine_helpers import greedy_engine, run
 
     engine = greedy_engine(demo, speak=False, max_text_tokens=2)
     run(engine, UserTurn(text="hello"))
+    cache = engine.context.cache
     thinker = demo.model.thinker
-    sampler = DeviceSampler(Sampling(repetition_penalty=1.05), int(thinker.config.text_config.vocab_size))
+    vocab = int(thinker.config.text_config.vocab_size)
+    sampler = DeviceSampler(Sampling(do_sample=False, repetition_penalty=1.05), vocab)
     seen = sampler.seen_mask(engine.context.all_ids().view(1, -1))
-    logits = torch.randn(1, int(thinker.config.text_config.vocab_size))
-    with torch.inference_mode(), counting() as count:
-        chosen = sampler.choose(logits, seen=seen)
-        seen.scatter_(1, chosen, True)
-        engine._feed_token(chosen)
-    assert count.syncs == 0
+    logits = torch.randn(1, 1, vocab, generator=torch.Generator().manual_seed(6))
+    length = int(cache.get_seq_length())
+    growing = copy.deepcopy(cache)
+    dynamic = ThinkerDecoder(thinker, growing, engine._rope_delta, static=False)
+    static = ThinkerDecoder(thinker, cache, engine._rope_delta, static=True)
+    signatures, static_logits = [], logits
+    with torch.inference_mode():
+        for _ in range(4):
+            with counting() as count:
+                chosen = sampler.choose(logits[:, -1], seen=seen)
+                seen.scatter_(1, chosen, True)
+                logits = dynamic.step(chosen)
+            assert count.syncs == 0
+            with counting(signature=True) as count:
+                static_logits = static.step(chosen)
+            assert count.syncs == 0 and count.region_calls == 1
+            signatures.append(count.signature)
+            torch.testing.assert_close(static_logits, logits, rtol=1e-4, atol=1e-5)
+        static.finish()
+    assert signatures[1] == signatures[-1]
+    assert cache.get_seq_length() == growing.get_seq_length() == length + 4
+    for mine, theirs in zip(cache.layers, growing.layers, strict=True):
+        torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-4, atol=1e-5)
 
 
 def _nf4_experts(dtype: torch.dtype = torch.float32) -> Nf4Experts:
@@ -156,10 +179,12 @@ def test_step_functions_compile_without_graph_breaks(demo: Any) -> None:
 
 
 def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: Any) -> None:
-    """On the NF4 model (4-bit linears, the slot MoE); their caches still grow (DynamicCache)."""
+    """On the NF4 model (4-bit linears, the slot MoE): the static Thinker step and both steps on the
+    growing cache (the CPU path)."""
     from model.loading import load_model
     from model.media_input import UserTurn
     from model.talker_stream import TalkerStream
+    from model.thinker_decode import ThinkerDecoder
     from tests.engine_helpers import greedy_engine, run
 
     loaded = load_model(str(demo_dir), quantization="nf4")
@@ -170,8 +195,18 @@ def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: 
     hidden = int(talker.config.text_config.hidden_size)
     with torch.inference_mode():
         stream.prefill(torch.randn(1, 5, hidden), torch.arange(5).view(1, 1, 5).expand(4, 1, 5))
-        logits = torch.compile(engine._feed_token, fullgraph=True, backend="eager")(torch.tensor([[5]]))
+        decoder = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=True)
+        decoder.step(torch.tensor([[5]]))  # builds the static buffers
+        kv = decoder._kv
+        assert kv is not None
+        position = decoder.length
+        step = torch.compile(decoder._step_static, fullgraph=True, backend="eager")
+        (logits,) = step(
+            torch.tensor([[5]]), torch.full((4, 1, 1), position), torch.tensor([position]), kv.mask(position)
+        )
         assert logits.shape[-1] == int(loaded.model.thinker.config.text_config.vocab_size)
+        dynamic = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=False)
+        torch.compile(dynamic.step, fullgraph=True, backend="eager")(torch.tensor([[5]]))
         seen = stream._sampler.seen_mask(torch.tensor([[3]]))
         decode = torch.compile(stream.decode, fullgraph=True, backend="eager")
         last_hidden, code0 = decode(torch.randn(1, 1, hidden), torch.full((4, 1, 1), 5), None, seen)
