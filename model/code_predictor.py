@@ -9,12 +9,14 @@ transformers' `DynamicCache` would hold them.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 
 from model.device_sampling import DeviceSampler
 from model.sampling import Sampling
+from model.step_graph import StepGraph
 
 
 class FrameCache:
@@ -89,3 +91,20 @@ class FramePredictor:
             inputs = embeddings[group](code)
             parts.append(inputs)
         return torch.cat(codes), torch.cat(parts, dim=1).sum(1, keepdim=True)
+
+
+_captured: weakref.WeakKeyDictionary[Any, dict[tuple[Sampling, int], tuple[FramePredictor, StepGraph]]]
+_captured = weakref.WeakKeyDictionary()
+
+
+def frame_step(
+    talker: Any, sampling: Sampling, generator: torch.Generator | None = None
+) -> tuple[FramePredictor, StepGraph]:
+    """A `FramePredictor` and its region. Where the region is captured (CUDA), one per Talker,
+    sampling and generator, so every turn replays the graph recorded once instead of recording its own."""
+    predictor = FramePredictor(talker, sampling, generator)
+    step = StepGraph("code_predictor", predictor.run, torch.device(talker.device))
+    if not step.capture:
+        return predictor, step
+    shared = _captured.setdefault(talker, {})
+    return shared.setdefault((sampling, id(generator)), (predictor, step))

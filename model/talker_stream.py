@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from model.code_predictor import FramePredictor
+from model.code_predictor import frame_step
 from model.device_sampling import DeviceSampler
 from model.sampling import Sampling
 from model.static_kv import StaticKV
@@ -47,8 +47,7 @@ class TalkerStream:
         self._sampler = DeviceSampler(self.sampling, vocab, suppress, device=device, generator=self.generator)
         self._seen = self._sampler.seen_mask()
         self._code0: torch.Tensor | None = None  # (1, 1) on the device
-        self._predictor = FramePredictor(self.talker, self.code_predictor_sampling, self.generator)
-        self._predict = StepGraph("code_predictor", self._predictor.run, torch.device(device))
+        self._predictor, self._predict = frame_step(self.talker, self.code_predictor_sampling, self.generator)
         self.num_code_groups = int(config.num_code_groups)
         if self.static_decode is None:
             self.static_decode = self._predict.capture
