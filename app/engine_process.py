@@ -3,6 +3,7 @@ random key, so the model's work, memory and crashes stay out of the window's pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -25,14 +26,20 @@ class EngineStartError(RuntimeError):
     """The child did not start; the message carries the end of what it printed."""
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM when the app dies, even by kill -9 (no orphaned GPU memory)."""
+ENGINE_NICENESS = 5  # the app's audio and window win the CPU over the model when the machine is busy
+
+
+def _in_child() -> None:
+    """Linux: the child gets SIGTERM when the app dies, even by kill -9 (no orphaned GPU memory), and
+    yields the CPU to the app, whose audio path must never wait on the model."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    with contextlib.suppress(OSError):
+        os.nice(ENGINE_NICENESS)
 
 
 class LocalEngine:
@@ -46,7 +53,8 @@ class LocalEngine:
         self._output: deque[str] = deque(maxlen=40)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        env = {**os.environ, API_KEY_ENV: self.api_key}
+        # OpenMP threads that spin between operations would take the CPU the app's audio needs.
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, API_KEY_ENV: self.api_key}
         command = [sys.executable, "-m", "main", "serve", "--host", "127.0.0.1", "--port", "0",
                    "--log-level", "warning", *self.serve_args]  # fmt: skip
         self.process = subprocess.Popen(
@@ -57,7 +65,7 @@ class LocalEngine:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_in_child if sys.platform.startswith("linux") else None,
         )
         found: list[str] = []
         ready = threading.Event()

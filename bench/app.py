@@ -11,9 +11,15 @@ into the virtual microphone. Prints:
 - `event_loop_max_stall_ms`: the Qt event loop's longest lateness (a 5 ms timer), while loading and
   while talking (goal <= 50);
 - `barge_in_ms`: speech onset at the microphone to the last loud sample at the monitor, median over
-  `--trials` barge-ins (goal <= 150), each on a reply that is playing.
+  `--trials` barge-ins (goal <= 150), each on a reply that is playing;
+- the same stalls and barge-ins with two CPU-bound processes running beside the app (`_under_load`);
+- `protocol_overhead_ms`: first audio of a typed turn through the app's own engine process (the
+  Realtime protocol over loopback) minus first audio of the same turn in this process, same seed,
+  median over `--trials` pairs;
+- `engine_restart_s`: SIGKILL of the engine process to the first audio of the next (typed) turn.
 
-Run it from the repository root (it reuses the test rigs in `tests/audio/`).
+The app runs as the user gets it: the engine in its own process (`omnidesk serve`). Run it from the
+repository root (it reuses the test rigs in `tests/audio/`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,12 +98,126 @@ def pump(condition: Callable[[], bool], timeout_s: float) -> bool:
     return condition()
 
 
+class Rig:
+    """The app on virtual devices, with what the benchmark watches."""
+
+    def __init__(self, desk: Any, probe: StallProbe, monitor: Any, feeder: Any, rate_hz: int) -> None:
+        self.desk, self.probe, self.monitor, self.feeder, self.rate_hz = desk, probe, monitor, feeder, rate_hz
+        self.seen: dict[str, Any] = {"user": {}, "stats": {}, "interrupted": [], "first_audio": {}}
+        session = desk.session
+        session.user_turn.connect(lambda t, _text, _s: self.seen["user"].__setitem__(t, time.perf_counter()))
+        session.reply_finished.connect(lambda t, stats: self.seen["stats"].__setitem__(t, stats))
+        session.reply_interrupted.connect(lambda t, _text: self.seen["interrupted"].append(t))
+        desk.engine.signals.first_audio.connect(lambda t, s: self.seen["first_audio"].__setitem__(t, s))
+
+    def loud_since(self, time_s: float) -> float | None:
+        samples = self.monitor.samples()
+        start = max(0, self.monitor.index_at(time_s))
+        loud = np.flatnonzero(np.abs(samples[start:]) > LOUD)
+        return self.monitor.time_of(start + int(loud[0])) if loud.size else None
+
+    def say(self, signal_: np.ndarray) -> tuple[float, float]:
+        started = self.feeder.play(signal_)
+        pump(lambda: bool(started) and not self.feeder.busy(), 30)
+        return started[0], started[0] + len(signal_) / self.rate_hz
+
+
+def first_audio(rig: Rig, sentence: np.ndarray, turns: int) -> dict[str, Any]:
+    """End of speech to the reply at the loudspeaker, with the stages the app sees."""
+    seen, rows = rig.seen, []
+    for _ in range(turns):
+        before = len(seen["user"])
+        _, end_s = rig.say(sentence)
+        pump(lambda: len(seen["user"]) > before, 30)  # noqa: B023
+        turn_id = max(seen["user"])
+        pump(lambda: turn_id in seen["stats"] and rig.loud_since(end_s) is not None, 120)  # noqa: B023
+        heard_s, stats = rig.loud_since(end_s), seen["stats"].get(turn_id)
+        written_s = seen["first_audio"].get(turn_id)
+        if heard_s is None or stats is None or written_s is None or stats.first_text_s is None:
+            continue
+        user_s = seen["user"][turn_id]
+        rows.append(
+            {
+                "end_of_turn_wait": user_s - end_s,
+                "to_engine": stats.started_s - user_s,
+                "first_text": stats.first_text_s - stats.started_s,
+                "first_audio_written": written_s - stats.first_text_s,
+                "playback_to_monitor": heard_s - written_s,
+                "total": heard_s - end_s,
+            }
+        )
+        pump(lambda: rig.desk.session.state.value == "listening", 120)
+    if not rows:
+        return {}
+    best = min(rows, key=lambda row: row["total"])
+    return {
+        "first_audio_ms": round(statistics.median(r["total"] for r in rows) * 1000, 1),
+        "first_audio_stages_ms": {k: round(v * 1000, 1) for k, v in best.items() if k != "total"},
+        "first_audio_turns": len(rows),
+    }
+
+
+def barge_ins(rig: Rig, sentences: list[np.ndarray], trials: int, screenshot: Path | None) -> dict[str, Any]:
+    """Each interruption becomes the next turn, whose reply the next one interrupts."""
+    seen, latencies = rig.seen, []
+    rig.say(sentences[0])
+    result: dict[str, Any] = {}
+    for trial in range(trials):
+        turn_id = max(seen["user"]) if seen["user"] else 0
+        asked_s = seen["user"].get(turn_id, time.perf_counter())
+        if not pump(lambda: rig.loud_since(asked_s + 0.05) is not None, 60):  # noqa: B023
+            continue
+        pump(lambda: False, 0.3 + 0.1 * (trial % 4))
+        if screenshot is not None and trial == trials - 1:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            worst = rig.probe.max_stall_s
+            rig.desk.window.grab().save(str(screenshot))  # the bench's own work: not the app's stall
+            rig.probe.max_stall_s = worst
+            rig.probe.restart()
+            result["screenshot"] = str(screenshot)
+        onset_s, _ = rig.say(sentences[1])
+        pump(lambda: False, 0.3)
+        samples = rig.monitor.samples()
+        start = max(0, rig.monitor.index_at(onset_s - 1.0))
+        loud = np.flatnonzero(np.abs(samples[start:]) > LOUD)
+        if loud.size:
+            latencies.append((rig.monitor.time_of(start + int(loud[-1]) + 1) - onset_s) * 1000)
+        pump(lambda: bool(seen["user"]) and max(seen["user"]) > turn_id, 10)  # noqa: B023
+    result["barge_in_trials"] = len(latencies)
+    result["barge_in_interrupted_replies"] = len(set(seen["interrupted"]))
+    result["barge_in_ms"] = round(float(np.median(latencies)), 1) if latencies else None
+    result["barge_in_ms_max"] = round(float(np.max(latencies)), 1) if latencies else None
+    return result
+
+
+def load_and_talk(
+    rig: Rig, sentences: list[np.ndarray], trials: int, screenshot: Path | None, *, reload: bool
+) -> dict[str, Any]:
+    """(Re)load the demo in the app's engine process, then talk and barge in; stalls of each phase."""
+    session = rig.desk.session
+    rig.probe.reset()
+    if reload:
+        rig.desk.load_model("", demo=True)
+    if not pump(lambda: session.model_info is not None and not session.loading, 240):
+        raise RuntimeError("the demo model did not load")
+    result: dict[str, Any] = {"event_loop_max_stall_ms_loading": round(rig.probe.reset() * 1000, 1)}
+    result |= first_audio(rig, sentences[0], 2)
+    result |= barge_ins(rig, sentences, trials, screenshot)
+    result["event_loop_max_stall_ms_talking"] = round(rig.probe.reset() * 1000, 1)
+    return result
+
+
+def cpu_hogs(count: int) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
 def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(tempfile.mkdtemp(prefix="omnidesk-bench-"))
     os.environ["OMNIDESK_CONFIG_DIR"] = str(work / "config")
     os.environ["OMNIDESK_DATA_DIR"] = str(work / "data")
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the engine process finds the demo model here
     from PySide6.QtWidgets import QApplication
 
     from app import config as cfg
@@ -113,122 +237,131 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     )
 
     demo_dir = build_demo_checkpoint(work / "demo")
+    shutil.copytree(demo_dir, work / "cache" / "omnidesk" / "demo-model")
     sentences = [speech(text, SINK_RATE_HZ) for text in ("Hello, how are you today?", "Wait, stop please.")]
-    result: dict[str, Any] = {"device": "cpu", "model": "demo"}
+    result: dict[str, Any] = {"device": "cpu", "model": "demo", "engine": "child process"}
     with VirtualAudio():
         qapp = QApplication.instance() or QApplication([])
         config = cfg.with_changes(cfg.Config(), audio={"input_device": MIC, "output_device": SPEAKER})
         launch = Launch(cfg.LoadedConfig(config, work / "config" / "config.toml"), demo=True)
-        monitor, feeder = Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED)
         probe = StallProbe()
         probe.start()
-        t0 = time.perf_counter()
-        desk = Desk(launch, demo_dir=lambda: demo_dir)
-        t1 = time.perf_counter()
+        built_s = time.perf_counter()
+        desk = Desk(launch)
         desk.start()
-        if os.environ.get("BENCH_DEBUG"):
-            print(f"desk built {t0:.3f} in {t1 - t0:.3f} s, started in {time.perf_counter() - t1:.3f} s")
-        session = desk.session
-        seen: dict[str, Any] = {"user": {}, "stats": {}, "interrupted": []}
-        session.user_turn.connect(lambda t, _text, _s: seen["user"].__setitem__(t, time.perf_counter()))
-        session.reply_finished.connect(lambda t, stats: seen["stats"].__setitem__(t, stats))
-        session.reply_interrupted.connect(lambda t, _text: seen["interrupted"].append(t))
-        if not pump(lambda: session.model_info is not None, 180):
-            raise RuntimeError("the demo model did not load")
-        result["event_loop_max_stall_ms_loading"] = round(probe.reset() * 1000, 1)
-
-        def loud_since(time_s: float) -> float | None:
-            samples = monitor.samples()
-            start = max(0, monitor.index_at(time_s))
-            loud = np.flatnonzero(np.abs(samples[start:]) > LOUD)
-            return monitor.time_of(start + int(loud[0])) if loud.size else None
-
-        def new_turn_after(count: int) -> Callable[[], bool]:
-            return lambda: len(seen["user"]) > count
-
-        def turn_beyond(turn_id: int) -> Callable[[], bool]:
-            return lambda: bool(seen["user"]) and max(seen["user"]) > turn_id
-
-        def reply_heard(turn_id: int, since_s: float) -> Callable[[], bool]:
-            return lambda: turn_id in seen["stats"] and loud_since(since_s) is not None
-
-        def heard_since(time_s: float) -> Callable[[], bool]:
-            return lambda: loud_since(time_s) is not None
-
-        def say(signal: np.ndarray) -> tuple[float, float]:
-            started = feeder.play(signal)
-            pump(lambda: bool(started) and not feeder.busy(), 30)
-            return started[0], started[0] + len(signal) / SINK_RATE_HZ
-
-        # First audio: one full turn, heard to its end.
-        first_audio: list[dict[str, float]] = []
-        for _ in range(2):
-            turns_before = len(seen["user"])
-            _, end_s = say(sentences[0])
-            pump(new_turn_after(turns_before), 30)
-            turn_id = max(seen["user"])
-            pump(reply_heard(turn_id, end_s), 120)
-            heard_s = loud_since(end_s)
-            stats = seen["stats"].get(turn_id)
-            if heard_s is None or stats is None:
-                continue
-            user_s = seen["user"][turn_id]
-            first_audio.append(
-                {
-                    "end_of_turn_wait": user_s - end_s,
-                    "to_worker": stats.started_s - user_s,
-                    "prefill": stats.prefill_done_s - stats.started_s,
-                    "first_text_token": stats.first_text_s - stats.prefill_done_s,
-                    "first_codec_frame": stats.first_frame_s - stats.first_text_s,
-                    "first_code2wav_chunk": stats.first_audio_s - stats.first_frame_s,
-                    "playback_to_monitor": heard_s - stats.first_audio_s,
-                    "total": heard_s - end_s,
-                }
-            )
-            pump(lambda: session.state.value == "listening", 120)
-        if first_audio:
-            best = min(first_audio, key=lambda row: row["total"])
-            result["first_audio_ms"] = round(statistics.median(r["total"] for r in first_audio) * 1000, 1)
-            result["first_audio_stages_ms"] = {k: round(v * 1000, 1) for k, v in best.items() if k != "total"}
-            result["first_audio_turns"] = len(first_audio)
-
-        # Barge-in: each interruption becomes the next turn, whose reply the next one interrupts.
-        latencies: list[float] = []
-        say(sentences[0])
-        for trial in range(trials):
-            turn_id = max(seen["user"]) if seen["user"] else 0
-            asked_s = seen["user"].get(turn_id, time.perf_counter())
-            if not pump(heard_since(asked_s + 0.05), 60):
-                continue
-            pump(lambda: False, 0.3 + 0.1 * (trial % 4))
-            if screenshot is not None and trial == trials - 1:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                worst = probe.max_stall_s
-                desk.window.grab().save(str(screenshot))  # the bench's own work: not the app's stall
-                probe.max_stall_s = worst
-                probe.restart()
-                result["screenshot"] = str(screenshot)
-            onset_s, _ = say(sentences[1])
-            pump(lambda: False, 0.3)
-            samples = monitor.samples()
-            start = max(0, monitor.index_at(onset_s - 1.0))
-            loud = np.flatnonzero(np.abs(samples[start:]) > LOUD)
-            if loud.size:
-                latencies.append((monitor.time_of(start + int(loud[-1]) + 1) - onset_s) * 1000)
-            pump(turn_beyond(turn_id), 10)
-        result["barge_in_trials"] = len(latencies)
-        result["barge_in_interrupted_replies"] = len(set(seen["interrupted"]))
-        result["barge_in_ms"] = round(float(np.median(latencies)), 1) if latencies else None
-        result["barge_in_ms_max"] = round(float(np.max(latencies)), 1) if latencies else None
-        result["event_loop_max_stall_ms_talking"] = round(probe.reset() * 1000, 1)
+        qapp.processEvents()
+        result["window_shown_ms"] = round((time.perf_counter() - built_s) * 1000, 1)
+        probe.reset()  # from here the window is up: what the user waits on is the event loop
+        probe.restart()
+        rig = Rig(desk, probe, Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED), SINK_RATE_HZ)
+        result |= load_and_talk(rig, sentences, trials, screenshot, reload=False)
+        hogs = cpu_hogs(2)
+        try:
+            loaded = load_and_talk(rig, sentences, trials, None, reload=True)
+        finally:
+            for hog in hogs:
+                hog.kill()
+        result |= {f"{key}_under_load": value for key, value in loaded.items() if not isinstance(value, dict)}
+        result["engine_restart_s"] = engine_restart(rig)
         result["event_loop_max_stall_ms"] = max(
             result["event_loop_max_stall_ms_loading"], result["event_loop_max_stall_ms_talking"]
         )
         desk.window.close()
         qapp.processEvents()
-        monitor.close()
-        feeder.close()
+        rig.monitor.close()
+        rig.feeder.close()
+    result |= protocol_overhead(demo_dir, trials)
     return result
+
+
+def engine_restart(rig: Rig) -> float | None:
+    """SIGKILL of the engine process to the first audio written of a turn typed right after it."""
+    engine = rig.desk.engine
+    local = getattr(engine, "local", None)
+    if local is None or local.pid is None:
+        return None
+    pump(lambda: rig.desk.session.state.value == "listening", 60)
+    killed_s = time.perf_counter()
+    os.kill(local.pid, signal.SIGKILL)
+    turn_id = rig.desk.session.send_text("Are you back?")
+    if turn_id is None or not pump(lambda: turn_id in rig.seen["first_audio"], 240):
+        return None
+    return round(rig.seen["first_audio"][turn_id] - killed_s, 2)
+
+
+def protocol_overhead(demo_dir: Path, pairs: int) -> dict[str, Any]:
+    """First audio of one typed turn, same seed: in this process, and through the engine process."""
+    from PySide6.QtCore import QCoreApplication
+
+    from app.engine_client import LoadRequest
+    from app.realtime_client import RealtimeEngine
+    from model.engine import Engine, EngineSettings
+    from model.loading import load_model
+    from model.media_input import UserTurn
+
+    options: dict[str, Any] = {"seed": 7, "max_text_tokens": 8, "max_codec_frames": 8}
+    loaded = load_model(str(demo_dir), device="cpu")
+    remote = RealtimeEngine(None)
+    first: dict[int, float] = {}
+    remote.signals.text_delta.connect(lambda t, _text: first.setdefault(t, time.perf_counter()))
+    remote.feeder.speech = _FirstWrite(first)
+    remote.load(LoadRequest(str(demo_dir), system_prompt="You are a test assistant.", engine_options=options))
+    if not pump(lambda: remote.announced, 240):
+        return {"protocol_overhead_ms": None}
+    here: list[float] = []
+    there: list[float] = []
+    for turn_id in range(1, pairs + 1):
+        engine = Engine(
+            loaded.model,
+            loaded.processor,
+            EngineSettings(system_prompt="You are a test assistant.", **options),
+        )
+        worker = threading.Thread(target=_first_audio_in_process, args=(engine, turn_id, here))
+        worker.start()  # on a worker thread, as the engine always runs (the main thread runs torch slower)
+        worker.join()
+        remote.new_conversation()
+        pump(lambda: False, 0.5)
+        first.pop(-turn_id, None)
+        started = time.perf_counter()
+        remote.respond(turn_id, UserTurn(text="hello"))
+        if pump(lambda: -turn_id in first, 60):  # noqa: B023
+            there.append(first[-turn_id] - started)
+        QCoreApplication.processEvents()
+    remote.stop()
+    if not here or not there:
+        return {"protocol_overhead_ms": None}
+    return {
+        "first_audio_ms_in_process": round(statistics.median(here) * 1000, 1),
+        "first_audio_ms_through_server": round(statistics.median(there) * 1000, 1),
+        "protocol_overhead_ms": round((statistics.median(there) - statistics.median(here)) * 1000, 1),
+    }
+
+
+def _first_audio_in_process(engine: Any, turn_id: int, out: list[float]) -> None:
+    from model.media_input import UserTurn
+
+    started = time.perf_counter()
+    for event in engine.respond(UserTurn(text="hello"), turn_id):
+        if type(event).__name__ == "AudioChunk":
+            out.append(time.perf_counter() - started)
+            return
+
+
+class _FirstWrite:
+    """A speech output that only notes when each turn's first audio arrives (as turn id -n)."""
+
+    def __init__(self, first: dict[int, float]) -> None:
+        self.first = first
+
+    def start_turn(self, turn_id: int) -> None:
+        pass
+
+    def write(self, chunk: Any) -> bool:
+        self.first.setdefault(-chunk.turn_id, time.perf_counter())
+        return True
+
+    def finish_turn(self, turn_id: int) -> None:
+        pass
 
 
 def main() -> None:

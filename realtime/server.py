@@ -15,6 +15,7 @@ import hmac
 import http
 import json
 import logging
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,34 +119,42 @@ def checker(state: ServerState) -> Any:
 
 
 class Outbox:
-    """Server events for one client, bounded: the engine thread waits (up to SEND_TIMEOUT_S) when
-    the client reads slowly; a client that stops reading is disconnected, never buffered for."""
+    """Server events for one client, bounded. The engine thread hands events over without waiting
+    for the event loop (a round trip per event cost a GIL hand-over each); it waits only when the
+    queue is full, up to SEND_TIMEOUT_S, and a client that stops reading is disconnected."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTGOING_EVENTS)
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(OUTGOING_EVENTS)
+        self.ready = asyncio.Event()
         self.stalled = asyncio.Event()
         self._loop_thread = threading.get_ident()
 
     def send(self, event: dict[str, Any]) -> None:
-        if threading.get_ident() == self._loop_thread:
-            try:
-                self.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self.stalled.set()
-            return
-        future = asyncio.run_coroutine_threadsafe(self.queue.put(event), self.loop)
+        on_loop = threading.get_ident() == self._loop_thread
         try:
-            future.result(timeout=SEND_TIMEOUT_S)
-        except TimeoutError:
-            future.cancel()
+            self.queue.put(event, block=not on_loop, timeout=None if on_loop else SEND_TIMEOUT_S)
+        except queue.Full:
+            if on_loop:
+                self.stalled.set()
+                return
             self.loop.call_soon_threadsafe(self.stalled.set)
             raise ConnectionError("the client stopped reading") from None
+        if on_loop:
+            self.ready.set()
+        else:
+            self.loop.call_soon_threadsafe(self.ready.set)
 
     async def pump(self, ws: Any) -> None:
         while True:
-            event = await self.queue.get()
-            await asyncio.wait_for(ws.send(json.dumps(event)), SEND_TIMEOUT_S)
+            await self.ready.wait()
+            self.ready.clear()
+            while True:
+                try:
+                    event = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                await asyncio.wait_for(ws.send(json.dumps(event)), SEND_TIMEOUT_S)
 
 
 async def wait_until_loaded(state: ServerState, ws: Any) -> ModelHost | None:
