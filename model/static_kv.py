@@ -9,9 +9,13 @@ written. Its `update` duck-types the one method transformers' attention layers c
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from model.step_graph import StepGraph
 
 CAPACITY_STEP = 256
 
@@ -46,11 +50,15 @@ class StaticKV:
             kv.keys[:, :, :, :n].copy_(cache.keys[:, :, :, :n])
             kv.values[:, :, :, :n].copy_(cache.values[:, :, :, :n])
             return kv
+        kv.load(cache)
+        return kv
+
+    def load(self, cache: Any) -> None:
+        """Copy a DynamicCache's positions into the first positions of these buffers."""
         for index, layer in enumerate(cache.layers):
             n = int(layer.keys.shape[-2])
-            kv.keys[index, :, :, :n].copy_(layer.keys)
-            kv.values[index, :, :, :n].copy_(layer.values)
-        return kv
+            self.keys[index, :, :, :n].copy_(layer.keys)
+            self.values[index, :, :, :n].copy_(layer.values)
 
     def mask(self, position: int) -> torch.Tensor:
         """The attention mask (1, 1, 1, capacity) of a step at `position`, built on the host."""
@@ -62,3 +70,50 @@ class StaticKV:
         self.keys[layer_idx].index_copy_(2, self.write, key)
         self.values[layer_idx].index_copy_(2, self.write, value)
         return self.keys[layer_idx], self.values[layer_idx]
+
+
+StepFn = Callable[..., tuple[torch.Tensor, ...]]
+
+
+class StaticDecodeStep:
+    """A decoder's step on `StaticKV` as one `StepGraph`, kept for a whole conversation: each reply
+    copies the conversation's cache into the same buffers, so a captured graph is recorded again
+    only when the buffers must grow. `fn(kv, *inputs, write, mask)` is the step."""
+
+    def __init__(self, name: str, fn: StepFn, config: Any, device: torch.device, dtype: torch.dtype) -> None:
+        self.fn = fn
+        self.config = config
+        self.device = device
+        self.dtype = dtype
+        self.kv: StaticKV | None = None
+        self.graph = StepGraph(name, self._run, device)
+
+    def begin(self, cache: Any, length: int) -> None:
+        """At a reply's first step: the buffers hold `cache`'s first `length` positions."""
+        if self.kv is None or length >= self.kv.capacity:
+            self.kv = StaticKV.holding(cache, self.config, length + 1, self.device, self.dtype)
+        else:
+            self.kv.load(cache)
+
+    def __call__(self, position: int, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The step at `position` (after `begin`); inputs may come from the host."""
+        assert self.kv is not None
+        if position >= self.kv.capacity:
+            self.kv = StaticKV.holding(self.kv, self.config, position + 1, self.device, self.dtype)
+        return self.graph(*inputs, torch.tensor([position]), self.kv.mask(position))
+
+    def _run(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.kv is not None
+        self.kv.write = inputs[-2]
+        return self.fn(self.kv, *inputs)
+
+
+_steps: weakref.WeakKeyDictionary[Any, dict[Any, StaticDecodeStep]] = weakref.WeakKeyDictionary()
+
+
+def decode_step_for(cache: Any, key: Any, make: Callable[[], StaticDecodeStep]) -> StaticDecodeStep:
+    """The `StaticDecodeStep` kept with the conversation's `cache` under `key` (made on first use)."""
+    steps = _steps.setdefault(cache, {})
+    if key not in steps:
+        steps[key] = make()
+    return steps[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,8 +18,7 @@ import torch
 from model.code_predictor import frame_step
 from model.device_sampling import DeviceSampler
 from model.sampling import Sampling
-from model.static_kv import StaticKV
-from model.step_graph import StepGraph
+from model.static_kv import StaticDecodeStep, StaticKV, decode_step_for
 
 
 @dataclass
@@ -51,8 +51,7 @@ class TalkerStream:
         self.num_code_groups = int(config.num_code_groups)
         if self.static_decode is None:
             self.static_decode = self._predict.capture
-        self._kv: StaticKV | None = None
-        self._decode_graph = StepGraph("talker", self._decode_static, torch.device(device))
+        self._static_step: StaticDecodeStep | None = None
         self._length = 0  # positions in the Talker's cache
 
     def prefill(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, cache: Any = None) -> int:
@@ -125,43 +124,45 @@ class TalkerStream:
         return last_hidden, self._sampler.choose(logits, noise, seen)
 
     def _forward_static(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, position: int) -> None:
-        """A decode step on preallocated keys and values, as one captured region (the prefilled cache
-        is copied in at the first step and whenever the buffers must grow)."""
+        """A decode step on preallocated keys and values, as one captured region: the buffers and
+        graph kept with the Talker's cache across turns get its contents at a turn's first step."""
         start = time.perf_counter()
-        if self._kv is None or position >= self._kv.capacity:
-            text_config = self.talker.config.text_config
-            source = self._kv if self._kv is not None else self.cache
-            self._kv = StaticKV.holding(
-                source, text_config, position + 1, self.talker.device, self.talker.dtype
+        if self._static_step is None:
+            config, sampler, talker = self.talker.config.text_config, self._sampler, self.talker
+            self._static_step = decode_step_for(
+                self.cache,
+                ("talker", self.sampling),
+                lambda: StaticDecodeStep(
+                    "talker", partial(talker_step, talker, sampler), config, talker.device, talker.dtype
+                ),
             )
+            self._static_step.begin(self.cache, position)
         noise = self._sampler.noise(1)
-        write = torch.tensor([position])
-        outputs = self._decode_graph(
-            inputs_embeds, positions, write, self._kv.mask(position), noise, self._seen
-        )
+        outputs = self._static_step(position, inputs_embeds, positions, noise, self._seen)
         self.last_hidden, self._code0 = outputs
         self._seen.scatter_(1, self._code0, True)
         self.forward_s += time.perf_counter() - start
 
-    def _decode_static(
-        self,
-        inputs_embeds: torch.Tensor,
-        positions: torch.Tensor,
-        write: torch.Tensor,
-        mask: torch.Tensor,
-        noise: torch.Tensor,
-        seen: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        kv = self._kv
-        assert kv is not None
-        kv.write = write
-        out = self.talker.model(
-            inputs_embeds=inputs_embeds,
-            position_ids=positions,
-            attention_mask=mask,
-            past_key_values=kv,
-            use_cache=True,
-        )
-        last_hidden = out.last_hidden_state[:, -1:]
-        logits = self.talker.codec_head(last_hidden[:, -1])
-        return last_hidden, self._sampler.choose(logits, noise if self._sampler.needs_noise else None, seen)
+
+def talker_step(
+    talker: Any,
+    sampler: DeviceSampler,
+    kv: StaticKV,
+    inputs_embeds: torch.Tensor,
+    positions: torch.Tensor,
+    noise: torch.Tensor,
+    seen: torch.Tensor,
+    write: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Talker pass on static keys and values: its last hidden state and code 0 chosen on the device."""
+    out = talker.model(
+        inputs_embeds=inputs_embeds,
+        position_ids=positions,
+        attention_mask=mask,
+        past_key_values=kv,
+        use_cache=True,
+    )
+    last_hidden = out.last_hidden_state[:, -1:]
+    logits = talker.codec_head(last_hidden[:, -1])
+    return last_hidden, sampler.choose(logits, noise if sampler.needs_noise else None, seen)

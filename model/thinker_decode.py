@@ -8,12 +8,28 @@ prefill, truncation and rebuilding keep working on the cache they know.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 
-from model.static_kv import StaticKV
-from model.step_graph import StepGraph
+from model.static_kv import StaticDecodeStep, StaticKV, decode_step_for
+from model.step_graph import cuda_graphs_enabled
+
+
+def thinker_step(
+    thinker: Any,
+    kv: StaticKV,
+    token: torch.Tensor,
+    positions: torch.Tensor,
+    write: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor]:
+    """One Thinker pass on static keys and values: the next position's logits (1, 1, vocab)."""
+    out = thinker.model(
+        input_ids=token, position_ids=positions, attention_mask=mask, past_key_values=kv, use_cache=True
+    )
+    return (thinker.lm_head(out.last_hidden_state[:, -1:]),)
 
 
 class ThinkerDecoder:
@@ -24,16 +40,29 @@ class ThinkerDecoder:
         self.cache = cache
         self.rope_delta = rope_delta
         self.start = self.length = int(cache.get_seq_length())
-        self._graph = StepGraph("thinker", self._step_static, torch.device(thinker.device))
-        self.static = self._graph.capture if static is None else static
-        self._kv: StaticKV | None = None
+        device = torch.device(thinker.device)
+        self.static = (device.type == "cuda" and cuda_graphs_enabled()) if static is None else static
+        self._step: StaticDecodeStep | None = None
+        if self.static:
+            config = thinker.config.text_config
+            self._step = decode_step_for(
+                cache,
+                "thinker",
+                lambda: StaticDecodeStep(
+                    "thinker", partial(thinker_step, thinker), config, device, thinker.dtype
+                ),
+            )
+        self._begun = False
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         """Feed `token` (1, 1) on the device; returns the next position's logits (1, 1, vocab)."""
         position = self.length
         positions = torch.tensor([position, *(position + self.rope_delta,) * 3]).view(4, 1, 1)
-        if self.static:
-            logits = self._step_on_static(token, positions, position)
+        if self._step is not None:
+            if not self._begun:
+                self._step.begin(self.cache, position)
+                self._begun = True
+            (logits,) = self._step(position, token.view(1, 1), positions)
         else:
             out = self.thinker.model(
                 input_ids=token.view(1, 1),
@@ -47,9 +76,9 @@ class ThinkerDecoder:
 
     def finish(self) -> None:
         """Append the positions decoded on the static buffers to the conversation's cache."""
-        if self._kv is None or self.length == self.start:
+        if self._step is None or self._step.kv is None or self.length == self.start or not self._begun:
             return
-        kv, self._kv = self._kv, None
+        kv = self._step.kv
         for layer in range(kv.keys.shape[0]):
             self.cache.update(
                 kv.keys[layer, :, :, self.start : self.length].clone(),
@@ -57,23 +86,3 @@ class ThinkerDecoder:
                 layer,
             )
         self.start = self.length
-
-    def _step_on_static(self, token: torch.Tensor, positions: torch.Tensor, position: int) -> torch.Tensor:
-        if self._kv is None or position >= self._kv.capacity:
-            source = self._kv if self._kv is not None else self.cache
-            config = self.thinker.config.text_config
-            self._kv = StaticKV.holding(source, config, position + 1, self.thinker.device, self.thinker.dtype)
-        write = torch.tensor([position])
-        (logits,) = self._graph(token.view(1, 1), positions, write, self._kv.mask(position))
-        return logits
-
-    def _step_static(
-        self, token: torch.Tensor, positions: torch.Tensor, write: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor]:
-        kv = self._kv
-        assert kv is not None
-        kv.write = write
-        out = self.thinker.model(
-            input_ids=token, position_ids=positions, attention_mask=mask, past_key_values=kv, use_cache=True
-        )
-        return (self.thinker.lm_head(out.last_hidden_state[:, -1:]),)

@@ -124,10 +124,16 @@ def test_thinker_decode_steps_have_no_sync_and_static_ones_equal_the_growing_cac
             signatures.append(count.signature)
             torch.testing.assert_close(static_logits, logits, rtol=1e-4, atol=1e-5)
         static.finish()
-    assert signatures[1] == signatures[-1]
-    assert cache.get_seq_length() == growing.get_seq_length() == length + 4
-    for mine, theirs in zip(cache.layers, growing.layers, strict=True):
-        torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-4, atol=1e-5)
+        assert signatures[1] == signatures[-1]
+        assert cache.get_seq_length() == growing.get_seq_length() == length + 4
+        for mine, theirs in zip(cache.layers, growing.layers, strict=True):
+            torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-4, atol=1e-5)
+        # The next reply reuses the buffers (and, on CUDA, the recorded graph) kept with the cache.
+        again = ThinkerDecoder(thinker, cache, engine._rope_delta, static=True)
+        assert again._step is static._step and again._step is not None and again._step.kv is not None
+        buffer = again._step.kv.keys.data_ptr()
+        torch.testing.assert_close(again.step(chosen), dynamic.step(chosen), rtol=1e-4, atol=1e-5)
+        assert again._step.kv.keys.data_ptr() == buffer
 
 
 def _nf4_experts(dtype: torch.dtype = torch.float32) -> Nf4Experts:
@@ -197,13 +203,12 @@ def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: 
         stream.prefill(torch.randn(1, 5, hidden), torch.arange(5).view(1, 1, 5).expand(4, 1, 5))
         decoder = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=True)
         decoder.step(torch.tensor([[5]]))  # builds the static buffers
-        kv = decoder._kv
-        assert kv is not None
+        static_step = decoder._step
+        assert static_step is not None and static_step.kv is not None
         position = decoder.length
-        step = torch.compile(decoder._step_static, fullgraph=True, backend="eager")
-        (logits,) = step(
-            torch.tensor([[5]]), torch.full((4, 1, 1), position), torch.tensor([position]), kv.mask(position)
-        )
+        step = torch.compile(static_step._run, fullgraph=True, backend="eager")
+        mask = static_step.kv.mask(position)
+        (logits,) = step(torch.tensor([[5]]), torch.full((4, 1, 1), position), torch.tensor([position]), mask)
         assert logits.shape[-1] == int(loaded.model.thinker.config.text_config.vocab_size)
         dynamic = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=False)
         torch.compile(dynamic.step, fullgraph=True, backend="eager")(torch.tensor([[5]]))
@@ -240,11 +245,11 @@ def test_static_talker_steps_equal_the_growing_cache_with_fixed_shapes(demo: Any
                 assert count.captured_syncs == 0
                 if static:
                     signatures.append(count.signature)
-        assert stream._kv is not None
-        kv = stream._kv
-        compiled = torch.compile(stream._decode_static, fullgraph=True, backend="eager")
+        static_step = stream._static_step
+        assert static_step is not None and static_step.kv is not None
+        compiled = torch.compile(static_step._run, fullgraph=True, backend="eager")
         position = stream._length
-        step_inputs = (texts[0], torch.full((4, 1, 1), position), torch.tensor([position]), kv.mask(position))
-        compiled(*step_inputs, stream._sampler.noise(1), stream._seen)
+        step_inputs = (texts[0], torch.full((4, 1, 1), position), stream._sampler.noise(1), stream._seen)
+        compiled(*step_inputs, torch.tensor([position]), static_step.kv.mask(position))
     assert all(torch.equal(a, b) for a, b in zip(codes[False], codes[True], strict=True))
     assert signatures[1] == signatures[-1]
