@@ -17,14 +17,15 @@ import torch
 
 from model.step_graph import StepGraph
 
-CAPACITY_STEP = 256
+HEADROOM = 256
+CAPACITY_BLOCK = 1024
 
 
 def capacity_for(length: int) -> int:
-    """Buffer positions for a cache of `length`: the next power of two with room for 256 more steps,
-    so that a reply re-records its graph only a few times as it grows."""
-    need = length + CAPACITY_STEP
-    return 1 << (need - 1).bit_length()
+    """Buffer positions for a cache of `length` with room for at least 256 more steps, rounded up to
+    blocks of 1024: a graph is recorded again about once per 1024 tokens, and the buffers exceed the
+    conversation by at most 1280 positions (they are a copy of its cache, not a replacement)."""
+    return -(-(length + HEADROOM) // CAPACITY_BLOCK) * CAPACITY_BLOCK
 
 
 class StaticKV:
