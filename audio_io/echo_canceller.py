@@ -119,6 +119,7 @@ class EchoCanceller:
                 self._time_base_s = base
             elif abs(base - self._time_base_s) > _CLOCK_JUMP_S:
                 self.meter.restart()  # it moved (at once or step by step): the echo did too
+                self.delay.reset()
                 self._time_base_s = base
             self._feed_until(rtc, time_s + _LEAD_S - self.delay.shift_s)
         self._apm.set_stream_delay_ms(self.delay_ms)
@@ -143,7 +144,8 @@ class EchoCanceller:
             self._chunk = np.zeros(max(1, rate // 10), dtype=np.float32)
             self._restart_resampler(ring.read_pos)
         clock_s = self._source.far_end_clock_s
-        self.meter.clock(clock_s)
+        if self.meter.clock(clock_s):
+            self.delay.reset()
         if not math.isfinite(clock_s):  # not playing yet, or the far end overflowed: its past is unknown
             ring.skip_to(ring.write_pos)
             self._restart_resampler(ring.read_pos)

@@ -44,6 +44,12 @@ class EchoDelay:
         self.shift_s = 0.0
         self.measures = 0
 
+    def reset(self) -> None:
+        """The clocks moved: the measure no longer holds; feed as heard until a new one does (the
+        echo then lands after its far end, where barge-in's echo bound looks for it)."""
+        self._candidate = self.delay_s = math.nan
+        self.shift_s = 0.0
+
     def far(self, time_s: float, pcm: np.ndarray) -> None:
         self._far.append((time_s, pcm))
 

@@ -78,14 +78,17 @@ class EchoMeter:
     def far_frame(self, power: float) -> None:
         self._far.append(power)
 
-    def clock(self, clock_s: float) -> None:
+    def clock(self, clock_s: float) -> bool:
         """The far end's clock; moving (at once or step by step) means the echo moved and the
-        canceller is no longer proven."""
+        canceller is no longer proven. True when it moved."""
         moved = abs(clock_s - self._clock_s)
-        if not math.isfinite(self._clock_s) or (math.isfinite(moved) and moved > CLOCK_JUMP_S):
-            if math.isfinite(self._clock_s):
-                self.restart()
-            self._clock_s = clock_s
+        if math.isfinite(self._clock_s) and not (math.isfinite(moved) and moved > CLOCK_JUMP_S):
+            return False
+        restarted = math.isfinite(self._clock_s)
+        if restarted:
+            self.restart()
+        self._clock_s = clock_s
+        return restarted
 
     def restart(self) -> None:
         self._erle_db = 0.0

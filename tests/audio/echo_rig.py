@@ -189,6 +189,10 @@ class EchoRig:
         self.player.flush(turn_id)
         if result.user_barge_in and onset:
             result.barge_in_ms = self.silence_after(self.heard_onset(onset[0]))
+            if result.barge_in_ms is not None and result.barge_in_ms <= 0:  # its own echo stopped it
+                result.notes.append("interrupted itself just before the user was heard")
+                result.self_interruptions += 1
+                result.user_barge_in, result.barge_in_ms = False, None
         time.sleep(ECHO_TAIL_S)
 
     def heard_onset(self, played_s: float) -> float:

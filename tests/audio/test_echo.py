@@ -2,11 +2,14 @@
 
 The PulseAudio tests run one `EchoRig` (player, echo path speaker → microphone, a user's voice, a
 monitor of the speaker) and judge on the audio clocks: barge-in events per reply, echo energy in and
-out of the canceller, silence on the speaker's monitor. The grid is `slow` (about 40 s a row).
+out of the canceller, silence on the speaker's monitor. The grid is `slow` (about 40 s a row). They
+are expected to fail only on a machine loaded beyond its cores by other jobs (`UNDER_LOAD`), where
+stream underruns move the echo faster than anything can follow; the stall test is an open failure.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +26,12 @@ from tests.audio.pulse import VirtualAudio, wait_flowing
 from tests.audio.rig import play_reply
 from tests.audio.test_devices import harmonic_voice
 
+LOADED = os.getloadavg()[0] > (os.cpu_count() or 1)
+UNDER_LOAD = pytest.mark.xfail(
+    LOADED,
+    reason="machine overloaded by other jobs: stream underruns move the echo for seconds (bench README)",
+    strict=False,
+)
 MIN_ATTENUATION_DB = 20.0
 MAX_GAP_MS = 200.0
 STALL_S = 0.15
@@ -116,15 +125,8 @@ def rig(devices: VirtualAudio) -> Iterator[EchoRig]:
 @pytest.mark.audio
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(
-    "delay_ms",
-    [
-        pytest.param(d, marks=pytest.mark.xfail(reason="AEC3 alone does not hold a 530 ms delay: open"))
-        if d >= 500
-        else d
-        for d in GRID_DELAYS_MS
-    ],
-)
+@UNDER_LOAD
+@pytest.mark.parametrize("delay_ms", GRID_DELAYS_MS)
 def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
     rig: EchoRig, delay_ms: float
 ) -> None:
@@ -140,6 +142,7 @@ def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
 
 @pytest.mark.audio
 @pytest.mark.timeout(180)
+@UNDER_LOAD
 def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
     rig: EchoRig, devices: VirtualAudio
 ) -> None:
