@@ -105,6 +105,7 @@ class Desk(QObject):
     audio_started = Signal(list, list)  # input and output device names
     audio_failed = Signal(str)
     device_failed = Signal(str)  # a device change that did not work (audio stays on)
+    journal_failed = Signal(str)  # the journal could not be written (from its thread)
     model_found = Signal(str)
     model_missing = Signal(str, str)  # source, why
 
@@ -129,7 +130,7 @@ class Desk(QObject):
         self.closed_cleanly = True
         self._shut_down = False
         self.problems: list[str] = []
-        self.history_log = HistoryLog()
+        self.history_log = HistoryLog(on_error=self.journal_failed.emit)
         self._latencies: dict[int, TurnLatency] = {}
         self._loading_demo = False
         if launch.loaded.error is not None:
@@ -339,14 +340,12 @@ class Desk(QObject):
         s.conversation_reset.connect(self._log_reset)
         s.error.connect(lambda message: self._journal("error", message=message))
         self.engine.signals.connection.connect(self._log_connection)
+        self.journal_failed.connect(w.show_error)
 
     # -- the journal ---------------------------------------------------------------------------------
 
     def _journal(self, kind: str, **fields: Any) -> None:
-        try:
-            self.history_log.write(kind, **fields)
-        except OSError as error:
-            self.window.show_error(f"The conversation could not be saved to {self.history_log.path}: {error}")
+        self.history_log.write(kind, **fields)
 
     def _log_user(self, turn_id: int, text: str, duration_s: float) -> None:
         self._journal("user", turn_id=turn_id, text=text, audio_s=round(duration_s, 3))

@@ -26,7 +26,7 @@ class EngineStartError(RuntimeError):
     """The child did not start; the message carries the end of what it printed."""
 
 
-ENGINE_NICENESS = 5  # the app's audio and window win the CPU over the model when the machine is busy
+NICENESS_ENV = "OMNIDESK_ENGINE_NICENESS"  # how much the engine yields the CPU to the app (default 5)
 
 
 def _in_child() -> None:
@@ -38,8 +38,8 @@ def _in_child() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    with contextlib.suppress(OSError):
-        os.nice(ENGINE_NICENESS)
+    with contextlib.suppress(OSError, ValueError):
+        os.nice(int(os.environ.get(NICENESS_ENV, "5")))
 
 
 class LocalEngine:

@@ -150,17 +150,15 @@ class RealtimeEngine:
         self.queue_command("new_conversation")
 
     def cancel(self, turn_id: int) -> None:
-        """Stop reply `turn_id` now: its audio is dropped here and the server is told at once."""
+        """Stop reply `turn_id`: its audio is dropped here at once, and `response.cancel` goes out
+        ahead of every queued command (the truncation that follows must find the reply stopped)."""
         self.feeder.drop(turn_id)
         reply = self.replies.get(turn_id)
-        if reply is None:
-            self.queue_command("cancelled_before_start", turn_id)
-            return
-        reply.cancelled = True
-        if reply.response_id is not None:
-            self.send(
-                {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
-            )
+        if reply is not None:
+            reply.cancelled = True
+        with self.wake:
+            self.commands.appendleft(("cancel", turn_id))
+            self.wake.notify_all()
 
     def cancel_all(self) -> None:
         for turn_id in list(self.replies):
@@ -208,12 +206,10 @@ class RealtimeEngine:
             ws.send(json.dumps(event))
 
     def close_link(self) -> None:
+        """Close the connection without waiting for the server's answer (never blocks the caller)."""
         ws = self.ws
         if ws is not None:
-            try:
-                ws.close()
-            except Exception:
-                log.debug("closing the engine link", exc_info=True)
+            threading.Thread(target=_close_quietly, args=(ws,), name="engine-close", daemon=True).start()
 
     def connect(self, url: str, api_key: str | None) -> Any:
         from websockets.sync.client import connect
@@ -342,3 +338,10 @@ class RealtimeEngine:
         kept = str(event.get("transcript", self.conversation.reply_text(turn_id)))
         self.conversation.cut(turn_id, kept)
         self.signals.truncated.emit(turn_id, kept)
+
+
+def _close_quietly(ws: Any) -> None:
+    try:
+        ws.close()
+    except Exception:
+        log.debug("closing the engine link", exc_info=True)

@@ -199,8 +199,14 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
                 client.feeder.start_turn(turn_id)
         for event in client.input.turn(turn, turn_id):
             client.send(event)
-    elif kind == "cancelled_before_start":
-        client.cancelled_early.add(args[0])
+    elif kind == "cancel":
+        reply = client.replies.get(args[0])
+        if reply is None:
+            client.cancelled_early.add(args[0])  # not sent yet: it will not be
+        elif reply.response_id is not None:
+            client.send(
+                {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
+            )
     elif kind == "truncate":
         _truncate(client, *args)
     elif kind == "configure":

@@ -60,6 +60,21 @@ class StallProbe:
     def start(self) -> None:
         self._last = time.perf_counter()
         self._timer.start()
+        if os.environ.get("BENCH_DEBUG"):
+            threading.Thread(target=self._watch, args=(threading.get_ident(),), daemon=True).start()
+
+    def _watch(self, qt_thread: int) -> None:
+        """BENCH_DEBUG: print where the Qt thread is while it is late, to find what stalls it."""
+        import traceback
+
+        while True:
+            time.sleep(0.02)
+            late = time.perf_counter() - self._last
+            frame = sys._current_frames().get(qt_thread)
+            if late > 0.08 and frame is not None:
+                stack = "".join(traceback.format_stack(frame)[-6:])
+                print(f"--- Qt thread late {late * 1000:.0f} ms:\n{stack}", file=sys.stderr, flush=True)
+                time.sleep(0.1)
 
     def restart(self) -> None:
         self._last = time.perf_counter()
@@ -180,8 +195,9 @@ def barge_ins(rig: Rig, sentences: list[np.ndarray], trials: int, screenshot: Pa
         samples = rig.monitor.samples()
         start = max(0, rig.monitor.index_at(onset_s - 1.0))
         loud = np.flatnonzero(np.abs(samples[start:]) > LOUD)
-        if loud.size:
-            latencies.append((rig.monitor.time_of(start + int(loud[-1]) + 1) - onset_s) * 1000)
+        last_loud_s = rig.monitor.time_of(start + int(loud[-1]) + 1) if loud.size else None
+        if last_loud_s is not None and last_loud_s > onset_s:  # the reply was still playing at the onset
+            latencies.append((last_loud_s - onset_s) * 1000)
         pump(lambda: bool(seen["user"]) and max(seen["user"]) > turn_id, 10)  # noqa: B023
     result["barge_in_trials"] = len(latencies)
     result["barge_in_interrupted_replies"] = len(set(seen["interrupted"]))
@@ -244,16 +260,17 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         qapp = QApplication.instance() or QApplication([])
         config = cfg.with_changes(cfg.Config(), audio={"input_device": MIC, "output_device": SPEAKER})
         launch = Launch(cfg.LoadedConfig(config, work / "config" / "config.toml"), demo=True)
+        monitor, feeder = Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED)
         probe = StallProbe()
         probe.start()
         built_s = time.perf_counter()
         desk = Desk(launch)
         desk.start()
+        rig = Rig(desk, probe, monitor, feeder, SINK_RATE_HZ)
         qapp.processEvents()
         result["window_shown_ms"] = round((time.perf_counter() - built_s) * 1000, 1)
         probe.reset()  # from here the window is up: what the user waits on is the event loop
         probe.restart()
-        rig = Rig(desk, probe, Recorder(SPEAKER_MONITOR), Feeder(MIC_FEED), SINK_RATE_HZ)
         result |= load_and_talk(rig, sentences, trials, screenshot, reload=False)
         hogs = cpu_hogs(2)
         try:
@@ -261,6 +278,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         finally:
             for hog in hogs:
                 hog.kill()
+                hog.wait()
         result |= {f"{key}_under_load": value for key, value in loaded.items() if not isinstance(value, dict)}
         result["engine_restart_s"] = engine_restart(rig)
         result["event_loop_max_stall_ms"] = max(
@@ -300,6 +318,9 @@ def protocol_overhead(demo_dir: Path, pairs: int) -> dict[str, Any]:
     from model.media_input import UserTurn
 
     options: dict[str, Any] = {"seed": 7, "max_text_tokens": 8, "max_codec_frames": 8}
+    os.environ["OMNIDESK_ENGINE_NICENESS"] = (
+        "0"  # the same CPU share as this process: only the protocol differs
+    )
     loaded = load_model(str(demo_dir), device="cpu")
     remote = RealtimeEngine(None)
     first: dict[int, float] = {}

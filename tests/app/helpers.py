@@ -170,3 +170,8 @@ class FakePlayer(FakeSpeaker):
 
     def stop(self) -> None:
         self._playing = None
+
+
+def engine_of(client: Any) -> Any:
+    """The `model.engine.Engine` behind an in-process engine client (tests that bring a loader)."""
+    return client.worker.engine

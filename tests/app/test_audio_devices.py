@@ -44,7 +44,7 @@ def test_the_speaker_can_change_while_the_app_runs(
     listener = Recorder(MIC)  # what the new "speaker" (the microphone's sink) plays
     try:
         desk.session.send_text("hello")
-        qtbot.waitUntil(lambda: len(desk.worker.history()) == 2, timeout=60_000)
+        qtbot.waitUntil(lambda: len(desk.engine.history()) == 2, timeout=60_000)
         qtbot.waitUntil(lambda: np.abs(listener.samples()).max(initial=0.0) > 1e-3, timeout=30_000)
     finally:
         listener.close()

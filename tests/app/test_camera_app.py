@@ -22,7 +22,7 @@ from app.history_log import DATA_DIR_ENV
 from app.launch import Launch
 from app.session import Session, State
 from events import SpeechEnded, SpeechStarted
-from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput
+from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput, engine_of
 from tests.test_camera import write_video
 
 SIZE = (320, 240)
@@ -57,7 +57,7 @@ def two_colour_video(path: Path, seconds: float = 20.0, fps: int = 10) -> Path:
 
 
 def segments_with(session: Session, key: str) -> int:
-    return sum(key in s.media for s in session.engine.worker.engine.context.segments)
+    return sum(key in s.media for s in engine_of(session.engine).context.segments)
 
 
 @pytest.fixture
@@ -134,9 +134,10 @@ def test_a_bad_camera_index_gives_a_message_and_the_spoken_turn_is_answered(
     qtbot.waitUntil(lambda: "cannot be opened" in window.camera_view.status_label.text(), timeout=10_000)
     assert window.camera_view.toggle_button.isChecked()
     speak(desk.audio_input, 1.5)
-    qtbot.waitUntil(lambda: len(desk.worker.history()) == 2, timeout=60_000)
-    assert desk.worker.history()[1].text.strip()
+    qtbot.waitUntil(lambda: len(desk.engine.history()) == 2, timeout=60_000)
+    assert desk.engine.history()[1].text.strip()
     assert segments_with(desk.session, "video_grid_thw") == 0
+    desk.history_log.flush()
     errors = [e for e in desk.history_log.path.read_text().splitlines() if '"error"' in e]
     assert len(errors) == 1  # one message per outage, not one per retry
     desk.window.close()
@@ -162,11 +163,11 @@ def test_a_snapshot_goes_with_the_next_typed_message(qtbot: Any, video_desk: Des
     window.snapshot_box.setChecked(True)
     qtbot.keyClicks(window.text_box, "what do you see")
     qtbot.keyClick(window.text_box, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: len(video_desk.worker.history()) == 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(video_desk.engine.history()) == 2, timeout=60_000)
     assert segments_with(session, "image_grid_thw") == 1 and not window.snapshot_box.isChecked()
     qtbot.keyClicks(window.text_box, "and now")
     qtbot.keyClick(window.text_box, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: len(video_desk.worker.history()) == 4, timeout=60_000)
+    qtbot.waitUntil(lambda: len(video_desk.engine.history()) == 4, timeout=60_000)
     assert segments_with(session, "image_grid_thw") == 1  # only the message it was checked for
 
 

@@ -75,7 +75,8 @@ def test_a_hundred_barge_ins_in_quick_succession(
 
     audio = ScriptedInput()
     worker = EngineWorker(player, loader=slow_loader)
-    session = Session(EngineThread(worker), audio_input=audio, playback=player, persona=PERSONA)
+    engine_thread = EngineThread(worker)
+    session = Session(engine_thread, audio_input=audio, playback=player, persona=PERSONA)
     closing.append(session)
     resolved = Resolved(session)
     session.load(LoadRequest("demo", system_prompt=SHORT_PROMPT, engine_options=FAST))
@@ -135,7 +136,7 @@ def test_a_hundred_barge_ins_in_quick_succession(
     history = worker.history()
     assert all(m.role in ("user", "assistant") for m in history)
     assert session.close()
-    assert session.engine.qthread.isFinished()
+    assert engine_thread.qthread.isFinished()
     leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
     assert leaked == []
 

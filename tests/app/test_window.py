@@ -18,7 +18,7 @@ from app.desk import Desk
 from app.history_log import DATA_DIR_ENV, read_history
 from app.launch import Launch
 from app.session import State
-from tests.app.helpers import FAST
+from tests.app.helpers import FAST, engine_of
 from ui.first_run import DEMO_LABEL, FirstRunDialog
 from ui.main_window import MainWindow
 
@@ -100,6 +100,7 @@ def test_a_typed_message_streams_a_reply_into_the_transcript(qtbot: Any, desk: D
     assert "You: hello" in text and reply.text.strip()[:10] in text
     qtbot.waitUntil(lambda: "→ text" in window.latency_label.text(), timeout=10_000)
     assert desk.session.state == State.IDLE  # text mode: no microphone
+    desk.history_log.flush()
     journal = read_history(desk.history_log.path)
     journal = [r for r in journal if r["kind"] != "model_ready"]
     assert [(r["kind"], r["text"]) for r in journal] == [("user", "hello"), ("assistant", reply.text)]
@@ -107,7 +108,7 @@ def test_a_typed_message_streams_a_reply_into_the_transcript(qtbot: Any, desk: D
 
 
 def test_persona_and_voice_pickers_reach_the_engine(qtbot: Any, desk: Desk) -> None:
-    window, engine = desk.window, desk.worker.engine
+    window, engine = desk.window, engine_of(desk.engine)
     index = window.persona_box.findData("storyteller")
     window.persona_box.setCurrentIndex(index)
     window.persona_box.activated.emit(index)
@@ -162,7 +163,7 @@ def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     info = desk.session.model_info
     assert info is not None and info.is_demo and DEMO_LABEL in desk.window.model_label.text()
     loads: list[str] = []
-    desk.session.engine.worker.status.connect(loads.append)
+    desk.session.engine.signals.status.connect(loads.append)
     qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
     assert desk.first_run is None and not desk.session.loading and not loads  # no second load
     desk.window.close()
@@ -213,9 +214,9 @@ def test_export_writes_markdown_and_both_sides_wav(qtbot: Any, desk: Desk, tmp_p
     from events import SpeechEnded
 
     desk.session.send_text("hello")
-    qtbot.waitUntil(lambda: len(desk.worker.history()) == 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(desk.engine.history()) == 2, timeout=60_000)
     desk.session.on_audio_event(SpeechEnded((3000 * np.ones(8000)).astype(np.int16)))
-    qtbot.waitUntil(lambda: len(desk.worker.history()) == 4, timeout=60_000)
+    qtbot.waitUntil(lambda: len(desk.engine.history()) == 4, timeout=60_000)
     exported = desk.export_to(tmp_path / "out")
     text = exported.markdown.read_text()
     assert (
@@ -303,6 +304,6 @@ def test_no_sound_devices_leaves_a_typing_app(qtbot: Any, demo: Any, config_dir:
     assert not desk.window.mute_button.isEnabled() and desk.session.playback is None
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
     desk.session.send_text("hello")
-    qtbot.waitUntil(lambda: len(desk.worker.history()) == 2, timeout=60_000)
-    assert desk.worker.history()[1].text.strip()
+    qtbot.waitUntil(lambda: len(desk.engine.history()) == 2, timeout=60_000)
+    assert desk.engine.history()[1].text.strip()
     desk.window.close()

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,17 @@ from realtime.cli import LISTENING
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_REPLIES = {"max_text_tokens": 8, "max_codec_frames": 8}
+
+
+def text_item(text: str) -> dict[str, Any]:
+    """A typed user message, as `conversation.item.create` carries it."""
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def ask(ws: Any, text: str) -> None:
+    """Send a typed turn and ask for the reply, on a raw websocket."""
+    ws.send(json.dumps({"type": "conversation.item.create", "item": text_item(text)}))
+    ws.send(json.dumps({"type": "response.create"}))
 
 
 @dataclass

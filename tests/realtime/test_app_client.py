@@ -120,6 +120,7 @@ def test_killed_engine_restarts_and_remembers(qtbot: Any, demo_dir: Path, traced
         assert second.prompt_tokens > first.prompt_tokens
         assert client.local is not None
         old_pid = client.local.pid
+        assert old_pid is not None
         os.kill(old_pid, signal.SIGKILL)
         client.respond(3, UserTurn(text="which word?"))  # typed while the engine comes back
         third = finished(qtbot, collector, 3)

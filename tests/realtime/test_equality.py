@@ -17,6 +17,7 @@ from realtime.host import ModelHost
 from realtime.wire import decode_image, from_wire, heard_samples
 from tests.engine_helpers import SYSTEM, greedy_engine, pcm_of, run, text_of
 from tests.realtime.conformance import check
+from tests.realtime.conftest import ask
 from tests.realtime.inproc import server_thread
 from tests.test_live_turn import camera, speech_like
 
@@ -94,19 +95,7 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
             )
         )
         truncated = recv_until(ws, "conversation.item.truncated")[-1]
-        ws.send(
-            json.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "go on"}],
-                    },
-                }
-            )
-        )
-        ws.send(json.dumps({"type": "response.create"}))
+        ask(ws, "go on")
         after = recv_until(ws, "response.done")
         after_ids, after_codes = server_engine.last_reply_ids, server_engine.last_codes
 
@@ -122,21 +111,21 @@ def test_live_camera_turn_and_truncation_equal_the_in_process_engine(demo: Any) 
         due = min(len(decoded), int(fed / MODEL_AUDIO_RATE_HZ * FPS))
         engine.listen(piece_audio, list(decoded[frames_fed:due]), FPS)
         frames_fed = due
-    events = run(engine, UserTurn(audio=heard, video=VideoClip(decoded[:frames_fed], FPS)))
+    local = run(engine, UserTurn(audio=heard, video=VideoClip(decoded[:frames_fed], FPS)))
     assert engine.last_reply_ids == server_ids
     assert engine.last_codes is not None and server_codes is not None
     assert np.array_equal(engine.last_codes.numpy(), server_codes.numpy())
-    np.testing.assert_allclose(audio_of(served), pcm_of(events), atol=1e-4)
+    np.testing.assert_allclose(audio_of(served), pcm_of(local), atol=1e-4)
     assert "".join(
         e["delta"] for e in served if e["type"] == "response.output_audio_transcript.delta"
-    ) == text_of(events)
+    ) == text_of(local)
 
     assert engine.truncate_last_reply(heard_samples(200)) == truncated["transcript"]
-    events = run(engine, UserTurn(text="go on"), 2)
+    local = run(engine, UserTurn(text="go on"), 2)
     assert engine.last_reply_ids == after_ids and np.array_equal(
         engine.last_codes.numpy(), after_codes.numpy()
     )
-    np.testing.assert_allclose(audio_of(after), pcm_of(events), atol=1e-4)
+    np.testing.assert_allclose(audio_of(after), pcm_of(local), atol=1e-4)
 
 
 def _png_frames(frames: np.ndarray) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.engine_helpers import tone
 from tests.realtime.conformance import check
-from tests.realtime.conftest import Served
+from tests.realtime.conftest import Served, text_item
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -87,17 +87,13 @@ def test_spoken_turn_gets_speech_and_its_transcript(served: Served) -> None:
 def test_typed_turn_and_text_only_replies(served: Served) -> None:
     with openai_connection(served) as connection:
         ready(connection)
-        connection.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello!"}]}
-        )
+        connection.conversation.item.create(item=text_item("Hello!"))
         connection.response.create()
         spoken = events_until(connection, "response.done")
         assert reply_audio(spoken).size > 0
         connection.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         assert events_until(connection, "session.updated")[-1]["session"]["output_modalities"] == ["text"]
-        connection.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "And now?"}]}
-        )
+        connection.conversation.item.create(item=text_item("And now?"))
         connection.response.create()
         written = events_until(connection, "response.done")
     assert "response.output_text.delta" in types(written)
@@ -108,9 +104,7 @@ def test_typed_turn_and_text_only_replies(served: Served) -> None:
 def test_cancel_then_truncate_keep_what_was_heard(served: Served) -> None:
     with openai_connection(served) as connection:
         ready(connection)
-        connection.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Talk."}]}
-        )
+        connection.conversation.item.create(item=text_item("Talk."))
         connection.response.create()
         created = events_until(connection, "response.created")[-1]["response"]
         connection.response.cancel(response_id=created["id"])
@@ -121,8 +115,31 @@ def test_cancel_then_truncate_keep_what_was_heard(served: Served) -> None:
         truncated = events_until(connection, "conversation.item.truncated")[-1]
         assert truncated["item_id"] == item_id and truncated["audio_end_ms"] == 0
         assert truncated["transcript"] == ""  # nothing was heard, so nothing of the reply stays
-        connection.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Again."}]}
-        )
+        connection.conversation.item.create(item=text_item("Again."))
         connection.response.create()
         assert events_until(connection, "response.done")[-1]["response"]["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def served_text_only(demo_text_dir: Any) -> Iterator[Served]:
+    from tests.realtime.conftest import start_server, stop_server
+
+    server = start_server(demo_text_dir)
+    yield server
+    stop_server(server)
+
+
+def test_a_text_only_checkpoint_answers_in_text(served_text_only: Served) -> None:
+    """Thinking and Captioner have no Talker: the session says text, and asking for audio is refused."""
+    with openai_connection(served_text_only) as connection:
+        session = ready(connection)["session"]
+        assert session["output_modalities"] == ["text"]
+        connection.session.update(session={"type": "realtime", "output_modalities": ["audio"]})
+        event = json.loads(connection.recv_bytes())
+        check(event, "server")
+        assert event["type"] == "error" and "text only" in event["error"]["message"]
+        connection.conversation.item.create(item=text_item("Hi"))
+        connection.response.create()
+        events = events_until(connection, "response.done")
+    assert "response.output_text.delta" in types(events) and reply_audio(events).size == 0
+    assert events[-1]["response"]["output"][0]["content"][0]["type"] == "output_text"

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.realtime.conftest import ROOT, Served, start_server, stop_server
+from tests.realtime.conftest import ROOT, Served, ask, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -122,19 +122,7 @@ def test_a_thousand_bad_events_leave_the_server_up_with_flat_memory(served: Serv
             errors += 1
         rss_after = server.memory_info().rss
         assert errors == 1000
-        ws.send(
-            json.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "still there?"}],
-                    },
-                }
-            )
-        )
-        ws.send(json.dumps({"type": "response.create"}))
+        ask(ws, "still there?")
         while (event := json.loads(ws.recv(timeout=120)))["type"] != "response.done":
             assert event["type"] != "error", event
         assert event["response"]["status"] == "completed"

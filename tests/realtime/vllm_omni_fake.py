@@ -134,7 +134,7 @@ class FakeVllmOmni:
 
     def chunks(self, body: dict[str, Any]) -> list[str]:
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": MODEL}
-        out = [
+        out: list[dict[str, Any]] = [
             {
                 **base,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
