@@ -38,8 +38,6 @@ from audio_io.stream_clock import StreamClock, output_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
 from events import AudioChunk, BargeIn, DeviceLost
 
-RUNAWAY_FACTOR = 2.5  # callbacks this many times faster than real time: the stream ran away
-
 
 @dataclass(frozen=True, slots=True)
 class PlayerConfig:
@@ -99,7 +97,6 @@ class Player:
             lambda: self._callbacks,
             self._emit,
             self.config.retry,
-            max_callbacks_per_s=RUNAWAY_FACTOR * 1000 / self.config.block_ms,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------

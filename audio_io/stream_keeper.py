@@ -8,9 +8,7 @@ A watchdog catches the smaller failure: a stream that flowed, then stops calling
 `restart_gap_s` while this process runs (a host's underrun recovery can leave it silent for seconds)
 is restarted on the same device at once, reported as `StreamRestarted` and logged, not as a lost
 device. Time this process itself was stopped (SIGSTOP, a call holding the GIL) is not counted: the
-watchdog's own late wake-ups say when that was. With `max_callbacks_per_s`, a stream calling back
-much faster than its block size allows for `RUNAWAY_S` is restarted too: after an underrun, ALSA's
-PulseAudio plugin can run a stream several times faster than real time, its audio never heard.
+watchdog's own late wake-ups say when that was.
 """
 
 from __future__ import annotations
@@ -30,13 +28,11 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[object], None]
 FLOWING_CALLBACKS = 20  # callbacks after an open before the stream counts as flowing (starts come in fits)
-RUNAWAY_S = 0.5  # running time over which the callback rate is judged
 
 
 @dataclass(frozen=True, slots=True)
 class StreamRestarted:
-    """The watchdog restarted a stream whose callbacks had stopped for `gap_ms` (of running time), or
-    (`gap_ms` 0) that called back far faster than real time."""
+    """The watchdog restarted a stream whose callbacks had stopped for `gap_ms` (of running time)."""
 
     kind: DeviceKind
     name: str
@@ -66,7 +62,6 @@ class StreamKeeper:
         progress: Callable[[], int],
         on_event: EventSink,
         retry: RetryConfig,
-        max_callbacks_per_s: float | None = None,
     ) -> None:
         self.kind = kind
         self.device_name = device_name
@@ -78,7 +73,6 @@ class StreamKeeper:
         self.device: AudioDevice | None = None
         self.losses = 0
         self.restarts = 0
-        self._max_rate = max_callbacks_per_s
         self._finished = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,22 +117,10 @@ class StreamKeeper:
         poll = self._retry.poll_s
         last_progress, last_change, tick = self._progress(), time.monotonic(), time.monotonic()
         opened_at, silent_s = last_progress, 0.0
-        rate_from, rate_s = last_progress, 0.0
         while not self._stopping.wait(poll):
             progress, now = self._progress(), time.monotonic()
             awake = now - tick < 3 * poll  # else this process was stopped: that time is not the stream's
-            rate_s = rate_s + (now - tick) if awake else 0.0
-            if not awake:
-                rate_from = progress
             tick = now
-            if rate_s >= RUNAWAY_S:
-                runaway = self._max_rate is not None and progress - rate_from > self._max_rate * rate_s
-                rate_from, rate_s = progress, 0.0
-                if runaway and progress - opened_at >= FLOWING_CALLBACKS:
-                    self._restart(0.0, "ran faster than real time")
-                    last_progress, last_change, silent_s = self._progress(), time.monotonic(), 0.0
-                    opened_at = rate_from = last_progress
-                    continue
             if progress != last_progress:
                 last_progress, last_change, silent_s = progress, now, 0.0
             elif awake:
@@ -146,20 +128,20 @@ class StreamKeeper:
             if self._finished.is_set() or now - last_change > self._retry.stall_timeout_s:
                 self._lost()
             elif self._gap_too_long(silent_s, progress - opened_at):
-                self._restart(silent_s, "stopped calling back")
+                self._restart(silent_s)
             elif self._on_fallback() and now - last_change < poll * 4:
                 self._probe_preferred(now)
                 continue
             else:
                 continue
             last_progress, last_change, silent_s = self._progress(), time.monotonic(), 0.0
-            opened_at, rate_from, rate_s = last_progress, last_progress, 0.0
+            opened_at = last_progress
 
     def _gap_too_long(self, silent_s: float, callbacks_since_open: int) -> bool:
         gap = self._retry.restart_gap_s
         return gap is not None and silent_s > gap and callbacks_since_open >= FLOWING_CALLBACKS
 
-    def _restart(self, silent_s: float, why: str) -> None:
+    def _restart(self, silent_s: float) -> None:
         """Close the silent stream and open the same device afresh (closing first: a stream's
         callback may resume, and two would share the player's ring); on failure it is a lost device."""
         name = self.device.name if self.device else str(self.device_name)
@@ -171,7 +153,7 @@ class StreamKeeper:
             return
         self.restarts += 1
         gap_ms = silent_s * 1e3
-        log.warning("%s stream %r %s (silent %.0f ms); restarted", self.kind, name, why, gap_ms)
+        log.warning("%s stream %r stopped calling back for %.0f ms; restarted", self.kind, name, gap_ms)
         self._on_event(StreamRestarted(kind=self.kind, name=name, gap_ms=gap_ms))
 
     def _lost(self) -> None:
