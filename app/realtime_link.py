@@ -39,6 +39,8 @@ def run_link(client: RealtimeEngine) -> None:
             _wait(client, moved)
             failures = 0
             continue
+        if outcome == "fresh":
+            continue
         failures = 0 if outcome == "was_up" else failures + 1
         _wait(client, moved, BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
 
@@ -79,7 +81,8 @@ def _args(client: RealtimeEngine) -> list[str]:
 
 
 def _one_link(client: RealtimeEngine, generation: int) -> str:
-    """One connection's life: "stop" (nothing to retry), "was_up" or "failed" (retry)."""
+    """One connection's life: "stop" (nothing to retry), "fresh" (reconnect now for a new
+    conversation), "was_up" or "failed" (retry after a back-off)."""
     try:
         url, key = _endpoint(client)
         ws = client.connect(url, key)
@@ -116,6 +119,9 @@ def _one_link(client: RealtimeEngine, generation: int) -> str:
     _close(client, ws)
     if client.generation != generation or client.stopping:
         return "stop"
+    if client.fresh:
+        _forget(client)
+        return "fresh"  # closed on purpose for a new conversation: reconnect at once, nothing lost
     _lost(client, _why(client))
     return "was_up"
 
@@ -284,7 +290,7 @@ def _why(client: RealtimeEngine) -> str:
     local = client.local
     if local is not None and local.process is not None:
         with contextlib.suppress(Exception):
-            local.process.wait(1.0)
+            local.process.wait(0.3)  # the socket can close a moment before the exit is reaped
         code = local.exit_code
         if code is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -314,6 +320,20 @@ def _lost(client: RealtimeEngine, why: str, *, first: bool = False) -> None:
         client.signals.connection.emit("lost", why)
     elif client.url:
         client.signals.status.emit(why)
+
+
+def _forget(client: RealtimeEngine) -> None:
+    """The conversation was dropped on purpose: what was in flight ends as cancelled, quietly."""
+    now = time.perf_counter()
+    for turn_id, reply in sorted(client.replies.items()):
+        if reply.speak:
+            client.feeder.finish_turn(turn_id)
+        client.signals.turn_finished.emit(turn_id, _cancelled_stats(now))
+    for turn_id in client.truncating.values():
+        client.signals.truncated.emit(turn_id, "")
+    client.replies.clear()
+    client.truncating.clear()
+    client.input.reset()
 
 
 def _cancelled_stats(now: float) -> Any:

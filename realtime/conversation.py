@@ -240,6 +240,8 @@ class Conversation:
         def run() -> None:
             try:
                 run_response(self.engine, response, self.send)
+            except ConnectionError as error:
+                log.info("response %s stopped: %s", response.id, error)
             finally:
                 if self.active is response:
                     self.active = None

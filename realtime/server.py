@@ -128,10 +128,25 @@ class Outbox:
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(OUTGOING_EVENTS)
         self.ready = asyncio.Event()
         self.stalled = asyncio.Event()
+        self.closed = False
         self._loop_thread = threading.get_ident()
+
+    def close(self) -> None:
+        """The connection is gone: a waiting engine thread is released and later sends fail at once
+        (so a reply for nobody stops at its next event instead of holding the model's lock)."""
+        self.closed = True
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                return
 
     def send(self, event: dict[str, Any]) -> None:
         on_loop = threading.get_ident() == self._loop_thread
+        if self.closed:
+            if on_loop:
+                return
+            raise ConnectionError("the client is gone")
         try:
             self.queue.put(event, block=not on_loop, timeout=None if on_loop else SEND_TIMEOUT_S)
         except queue.Full:
@@ -198,6 +213,7 @@ async def converse(state: ServerState, ws: Any) -> None:
         for task in (pump, stalled, reader):
             task.cancel()
         state.conversations.discard(conversation)
+        outbox.close()
         conversation.close()
 
 

@@ -19,6 +19,7 @@ Also here: `Feeder` (plays queued signals), `Recorder` (records with perf_counte
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import subprocess
@@ -351,18 +352,25 @@ class Recorder:
         blocks = list(self._blocks)
         return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
+    def samples_from(self, index: int) -> np.ndarray:
+        """The recording from sample `index` on, without copying what came before (cheap to poll)."""
+        stamps, blocks = self._stamps[: len(self._blocks)], self._blocks
+        k = max(0, bisect.bisect_right(stamps, index, key=lambda s: s[0]) - 1)
+        tail = blocks[k : len(stamps)]
+        if not tail:
+            return np.zeros(0, np.float32)
+        return np.concatenate(tail)[max(0, index - stamps[k][0]) :]
+
     def time_of(self, index: int) -> float:
         """perf_counter capture time of sample `index`, from the nearest block stamp."""
-        stamps = list(self._stamps)
-        starts = np.array([s for s, _ in stamps])
-        k = max(0, int(np.searchsorted(starts, index, side="right")) - 1)
+        stamps = self._stamps
+        k = max(0, bisect.bisect_right(stamps, index, key=lambda s: s[0]) - 1)
         first, t = stamps[k]
         return t + (index - first) / self.rate_hz
 
     def index_at(self, time_s: float) -> int:
-        stamps = list(self._stamps)
-        times = np.array([t for _, t in stamps])
-        k = max(0, int(np.searchsorted(times, time_s, side="right")) - 1)
+        stamps = self._stamps
+        k = max(0, bisect.bisect_right(stamps, time_s, key=lambda s: s[1]) - 1)
         first, t = stamps[k]
         return first + round((time_s - t) * self.rate_hz)
 
