@@ -23,6 +23,7 @@ played could be at most, and how much AEC3 has been seen to remove from it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +39,8 @@ _LEAD_S = 0.03  # the far end goes in this far ahead of the frame: jitter in the
 _MIC_FRAME_S = MIC_FRAME_SAMPLES / MIC_RATE_HZ
 _RESYNC_SAMPLES = 32  # 2 ms: the far end's place in time moved more than this, follow it (else keep going)
 _CLOCK_JUMP_S = 0.02  # consecutive microphone frames this far from 10 ms apart: its clock re-anchored
+_SHIFT_TRIAL_FRAMES = 200  # 2 s of far end
+_SHIFT_MIN_ERLE_DB = 10.0
 _WAIT_S = 0.1  # far end not written this long after it is heard: the player stalled, feed silence
 
 
@@ -82,6 +85,7 @@ class EchoCanceller:
         self._time_base_s = math.nan
         self.meter = EchoMeter()
         self.delay = EchoDelay()
+        self._shift_s, self._shift_frames = 0.0, 0
         if config.enabled:
             from livekit import rtc
 
@@ -127,10 +131,22 @@ class EchoCanceller:
         near = rtc.AudioFrame(bytearray(raw.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_stream(near)
         cleaned = np.frombuffer(bytes(near.data), dtype=np.int16).copy()
-        self.meter.frame(_power(raw), _power(cleaned))
+        state = self.meter.frame(_power(raw), _power(cleaned))
         if time_s is not None:
             self.delay.mic(time_s, raw)
+            self._check_shift(state)
         return cleaned
+
+    def _check_shift(self, state: EchoState) -> None:
+        """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end was a wrong
+        measure (or the clocks moved since): back to feeding as heard, AEC3 searching alone."""
+        if self.delay.shift_s != self._shift_s:
+            self._shift_s, self._shift_frames = self.delay.shift_s, 0
+        if self._shift_s == 0.0 or not state.far_active:
+            return
+        self._shift_frames += 1
+        if self._shift_frames >= _SHIFT_TRIAL_FRAMES and state.erle_db < _SHIFT_MIN_ERLE_DB:
+            self.delay.reset()
 
     def _read_ring(self) -> float:
         """Move what the player wrote into `_pending`; return when `_pending[0]` is heard (or nan).
@@ -157,6 +173,8 @@ class EchoCanceller:
                 self._restart_resampler(ring.read_pos)
         while (n := ring.read_into(self._chunk)) > 0:
             resampled = self._resampler.resample_chunk(self._chunk[:n])
+            if len(resampled) >= MIC_FRAME_SAMPLES:
+                self.meter.played(time.perf_counter(), _loudest_frame(resampled))
             self._resampled += len(resampled)
             self._pending = np.concatenate([self._pending, resampled])
         return clock_s + self._resampled_from / rate + (self._resampled - len(self._pending)) / MIC_RATE_HZ
@@ -204,6 +222,13 @@ class EchoCanceller:
         far = rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_reverse_stream(far)
         return pcm
+
+
+def _loudest_frame(far: np.ndarray) -> float:
+    """Mean square (int16 scale) of the loudest 10 ms frame of float far end samples."""
+    n = len(far) // MIC_FRAME_SAMPLES * MIC_FRAME_SAMPLES
+    frames = far[:n].reshape(-1, MIC_FRAME_SAMPLES) * 32768.0
+    return float(np.max(np.mean(frames * frames, axis=1)))
 
 
 def _power(pcm: np.ndarray) -> float:

@@ -1,18 +1,20 @@
 """What the echo canceller knows about the echo, frame by frame, for barge-in to weigh speech with.
 
 Three measures on 10 ms frames (mean squares of int16 samples):
-- the far end's loudest frame over the last `MAX_PATH_S` (an echo of it can still be arriving),
+- the far end's loudest frame over the last `MAX_PATH_S` (an echo of it can still be arriving), as
+  fed to AEC3 and as played by wall clock (so a clock that is off cannot hide an echo's source),
 - the coupling: how loud the microphone gets relative to that, at most (a peak that decays slowly,
   starting at 0 dB: an echo as loud as what was played), so an echo bound = coupling × loudest,
 - the attenuation AEC3 has been seen to achieve while the far end played: its echo return loss
   enhancement (ERLE), smoothed fast on frames that look like echo alone and slowly on frames that
   look like someone talking (double talk must not make a converged canceller look unconverged).
 
-The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT_DB` less (even a
-converged AEC3 can leak to within 13 dB of the echo at a new sound's onset); a frame whose
-residual is well above it is evidence of a voice in the room that is not the far end. A big move
-of the far end's clock (a reopened or stalled output stream) makes the ERLE start again: AEC3 must
-prove itself afresh. The first second of far end after a silence never counts as converged.
+The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT_DB` less; a frame
+whose residual is well above it is evidence of a voice in the room that is not the far end. Where
+AEC3 leaks most, it is not counted as converged (so barge-in also wants the residual above the
+whole bound): the first second of far end after a silence (a converged AEC3 leaked to within 8 dB
+of the echo at a reply's onset), and after any move of either stream's clock (a reopened or
+stalled stream), which makes the ERLE start again.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 from audio_io.formats import MIC_FRAME_MS
 
 MAX_PATH_S = 0.7  # the longest echo path (and lead) a far end frame is remembered for
+PLAYED_SLACK_S = 0.2  # how late the canceller may read what the player played
 FAR_ACTIVE_POWER = 1e4  # -50 dBFS: quieter far end frames cannot echo audibly
 COUPLING_DECAY_DB_PER_S = 1.0
 ERLE_FAST = 0.1  # per frame, on frames that look like echo alone
 ERLE_SLOW = 0.005  # per frame, on frames with a voice above the expected residual
 ERLE_CONVERGED_DB = 15.0
-ERLE_CREDIT_DB = 15.0  # at most this much is taken off the bound: AEC3 leaks more at onsets, stalls
+ERLE_CREDIT_DB = 25.0  # at most this much is taken off the bound once converged
 MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
 ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
@@ -67,6 +70,7 @@ class EchoMeter:
     def __init__(self) -> None:
         frames = round(MAX_PATH_S * 1000 / MIC_FRAME_MS)
         self._far: collections.deque[float] = collections.deque(maxlen=frames)
+        self._played: collections.deque[tuple[float, float]] = collections.deque()
         self._coupling = 1.0
         self._decay = 10 ** (-COUPLING_DECAY_DB_PER_S / 10 * MIC_FRAME_MS / 1000)
         self._erle_db = 0.0
@@ -74,6 +78,13 @@ class EchoMeter:
         self._onset_frames = 0  # frames since the far end last became able to echo
         self._clock_s = math.nan
         self.state = IDLE
+
+    def played(self, now_s: float, power: float) -> None:
+        """Far end the player has played by `now_s` (wall clock), fed to AEC3 yet or not: an echo
+        cannot come before its sound, whatever the clocks say, so the bound never misses it."""
+        self._played.append((now_s, power))
+        while self._played and self._played[0][0] < now_s - MAX_PATH_S - PLAYED_SLACK_S:
+            self._played.popleft()
 
     def far_frame(self, power: float) -> None:
         self._far.append(power)
@@ -95,7 +106,7 @@ class EchoMeter:
         self._active_frames = 0
 
     def frame(self, raw_power: float, residual_power: float) -> EchoState:
-        far = max(self._far, default=0.0)
+        far = max(max(self._far, default=0.0), max((p for _, p in self._played), default=0.0))
         self._onset_frames = self._onset_frames + 1 if far > FAR_ACTIVE_POWER else 0
         if far <= FAR_ACTIVE_POWER:
             self.state = EchoState(far, 0.0, 0.0, residual_power, self._erle_db, self.converged)

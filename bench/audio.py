@@ -182,7 +182,9 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["barge_in_ms_max_double_talk"] = _round(max(talked_over)) if talked_over else None
         result["user_barge_ins_missed"] = sum(not c.user_barge_in for c in grid)
         result["aec_recovered_s_after_reopen"] = _reopen(rig)
-        result["output_gap_ms_max_after_stall"] = _stalls(rig)
+        gap_ms, interrupted = _stalls(rig)
+        result["output_gap_ms_max_after_stall"] = gap_ms
+        result["self_interruptions_after_stall"] = interrupted
         result["output_stream_restarts"] = getattr(rig.player._keeper, "restarts", None)
     return result
 
@@ -211,19 +213,20 @@ def _reopen(rig: Any) -> float | None:
     return _round(recovered)
 
 
-def _stalls(rig: Any) -> float:
-    """Longest silence on the speaker inside replies with a 150 ms stall (GIL held, then SIGSTOP)."""
+def _stalls(rig: Any) -> tuple[float, int]:
+    """Longest silence on the speaker inside replies with a 150 ms stall (GIL held, then SIGSTOP),
+    up to where a reply interrupted itself if it did, and how many did (the silence after such a
+    barge-in is the flush, not a gap)."""
     from audio_io.formats import PLAYBACK_RATE_HZ
     from tests.audio.echo_rig import hold_gil, stop_process
     from tests.audio.rig import play_reply
     from tests.audio.test_devices import harmonic_voice
 
-    gaps = []
+    gaps, interrupted = [], 0
     for stall in (hold_gil, stop_process, hold_gil, stop_process):
-        writer = threading.Thread(
-            target=play_reply,
-            args=(rig.player, rig.next_turn(), harmonic_voice(4.0, PLAYBACK_RATE_HZ), PLAYBACK_RATE_HZ),
-        )
+        turn_id = rig.next_turn()
+        reply = harmonic_voice(4.0, PLAYBACK_RATE_HZ)
+        writer = threading.Thread(target=play_reply, args=(rig.player, turn_id, reply, PLAYBACK_RATE_HZ))
         writer.start()
         time.sleep(0.5)
         start_s = time.perf_counter()
@@ -231,9 +234,15 @@ def _stalls(rig: Any) -> float:
         stall(0.15)
         writer.join()
         rig.player.wait_idle(20)
-        gaps.append(rig.longest_gap_ms(start_s, time.perf_counter() - 0.2))
+        end_s = time.perf_counter() - 0.2
+        cut = rig.barge_ins([turn_id])
+        if cut:
+            interrupted += 1
+            end_s = min(end_s, start_s - 0.5 + cut[0].heard_samples / PLAYBACK_RATE_HZ - 0.1)
+        if end_s > start_s:
+            gaps.append(rig.longest_gap_ms(start_s, end_s))
         time.sleep(0.5)
-    return round(max(gaps), 1)
+    return round(max(gaps, default=0.0), 1), interrupted
 
 
 def _round(value: float | None) -> float | None:
