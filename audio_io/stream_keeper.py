@@ -48,7 +48,7 @@ class RetryConfig:
     first_retry_s: float = 0.1
     max_retry_s: float = 2.0
     poll_s: float = 0.02
-    restart_gap_s: float | None = 0.25  # callbacks missing this long, once flowing: restart (None: never)
+    restart_gap_s: float | None = 0.5  # callbacks missing this long, once flowing: restart (None: never)
 
 
 class StreamKeeper:
