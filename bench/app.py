@@ -74,6 +74,12 @@ class StallProbe:
             if late > 0.08 and frame is not None:
                 stack = "".join(traceback.format_stack(frame)[-6:])
                 print(f"--- Qt thread late {late * 1000:.0f} ms:\n{stack}", file=sys.stderr, flush=True)
+                if late > 0.25:  # who else runs Python meanwhile (a GIL holder shows up here)
+                    names = {t.ident: t.name for t in threading.enumerate()}
+                    for ident, other in sys._current_frames().items():
+                        if ident not in (qt_thread, threading.get_ident()):
+                            where = "".join(traceback.format_stack(other)[-2:])
+                            print(f"  [{names.get(ident)}]\n{where}", file=sys.stderr, flush=True)
                 time.sleep(0.1)
 
     def restart(self) -> None:
