@@ -3,10 +3,9 @@ the microphone, measured from the signals themselves (GCC-PHAT over the last `WI
 
 AEC3 finds delays by itself, but not reliably beyond a few hundred ms (a Bluetooth speaker's path plus
 the lead), and every time the streams' clocks are off (an underrun the host filled or dropped, a stall)
-it has to find a new one. The echo canceller feeds the far end that much later, less `KEEP_S` (or
-earlier, when the stamps put the echo before the sound), so AEC3 always sees a short delay it locks
-onto fast; a new measure replaces the old only when two in a
-row agree and it moved by more than `MOVE_S`.
+it has to find a new one. Beyond `SHIFT_FROM_S` the echo canceller feeds the far end that much
+later, less `KEEP_S`, so AEC3 sees a short delay it locks onto fast; a new measure replaces the old
+only when two in a row agree and it moved by more than `MOVE_S`.
 """
 
 from __future__ import annotations
@@ -25,13 +24,14 @@ EVERY_FRAMES = 25  # a measure every 250 ms
 MIN_PEAK_RATIO = 6.0  # the correlation peak over the mean of its magnitude: a real echo, not chance
 MIN_FAR_POWER = 1e5  # -40 dBFS mean square in int16: the far end must have played something
 KEEP_S = 0.05  # delay left to AEC3 to find (it handles this one well)
+SHIFT_FROM_S = 0.25  # shorter paths are left to AEC3 alone: every shift it sees is a jump to follow
 MOVE_S = 0.015  # a measure this close to the current one changes nothing
 AGREE_S = 0.005  # two measures in a row within this agree
 
 
 class EchoDelay:
     """`far(time_s, pcm)` for each far end frame fed, `mic(time_s, pcm)` per microphone frame;
-    `shift_s` is how much later than heard the far end should be fed (earlier, when negative)."""
+    `shift_s` is how much later than heard the far end should be fed."""
 
     def __init__(self) -> None:
         frames = round((WINDOW_S + MAX_DELAY_S - MIN_DELAY_S) * 1000 / MIC_FRAME_MS) + 10
@@ -70,7 +70,7 @@ class EchoDelay:
             return
         if not math.isfinite(self.delay_s) or abs(measured - self.delay_s) > MOVE_S:
             self.delay_s = measured
-            self.shift_s = measured - KEEP_S
+            self.shift_s = measured - KEEP_S if measured > SHIFT_FROM_S else 0.0
 
     def measure(self) -> float | None:
         """The delay now, or None when the far end was quiet or no echo stands out."""

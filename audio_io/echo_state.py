@@ -112,7 +112,8 @@ class EchoMeter:
             self.state = EchoState(far, 0.0, 0.0, residual_power, self._erle_db, self.converged)
             return self.state
         bound = self._coupling * far
-        expected = bound / 10 ** (min(self._erle_db, ERLE_CREDIT_DB) / 10)
+        credit_db = min(self._erle_db, ERLE_CREDIT_DB) if self.converged else 0.0
+        expected = bound / 10 ** (credit_db / 10)
         evidence = residual_power > expected * 10 ** (EVIDENCE_MARGIN_DB / 10)
         ratio = raw_power / far
         decayed = max(self._coupling * self._decay, 1e-6)
