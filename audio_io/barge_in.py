@@ -4,14 +4,7 @@ On interruption the player is flushed (with its fade) and `BargeIn(turn_id, hear
 returned: that event is the cancel signal for the engine. With `recovery` set to "duck" or "pause",
 the first `min_speech_ms` only duck or pause playback; speech lasting `confirm_ms` then interrupts,
 and silence for `resume_after_ms` before that restores playback (a cough, a "mm-hm").
-Feed it echo-cancelled frames, or the assistant's own voice will interrupt it, with the canceller's
-`EchoState`: while what was played can still echo, a voiced frame counts only when its residual
-rises `evidence_db` above the echo that may remain (all of it while the canceller has not converged,
-what AEC3 has been seen to leave once it has), and before convergence the speech must also last
-`unconverged_speech_ms`. So a reply at the start, or after a reopened or stalled stream, does not
-interrupt itself, a user louder than the echo still does, and once converged barge-in needs only
-`converged_speech_ms` (the canceller's residual is the room alone; voice activity's periodicity test
-keeps noise out even then: `test_units`).
+Feed it echo-cancelled frames, or the assistant's own voice will interrupt it.
 """
 
 from __future__ import annotations
@@ -19,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from audio_io.echo_state import EchoState
 from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
 from audio_io.vad import VadConfig, VoiceActivity
@@ -47,9 +39,6 @@ class BargeInConfig:
     duck_gain: float = 0.2
     confirm_ms: int = 400
     resume_after_ms: int = 300
-    evidence_db: float = 6.0  # residual over the echo that may remain, while the far end can echo
-    unconverged_speech_ms: int = 150  # the minimum while the canceller has not converged
-    converged_speech_ms: int = 40  # and once it has (its residual is the room alone): 30 ms faster
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -72,18 +61,10 @@ class BargeInMonitor:
         self._tentative_speech_ms = 0
         self._tentative_silence_ms = 0
 
-    def process(self, frame: MicFrame, echo: EchoState | None = None) -> list[object]:
-        """One frame; `echo`: the canceller's state for it (`EchoCanceller.state`), if there is one."""
+    def process(self, frame: MicFrame) -> list[object]:
         speech = self._vad.is_speech(frame.pcm)
         if not self.config.enabled:
             return []
-        minimum = self.config.min_speech_ms
-        if echo is not None:
-            minimum = self.config.converged_speech_ms
-            if echo.far_active:
-                speech = speech and echo.near_evidence_db >= self.config.evidence_db
-                if not echo.converged:
-                    minimum = self.config.unconverged_speech_ms
         turn_id = self._player.speaking_turn()
         if turn_id is None:
             if self._tentative_turn is not None:
@@ -99,7 +80,7 @@ class BargeInMonitor:
                 self._run_ms = 0
         if self._tentative_turn is not None:
             return self._tentative(speech, turn_id)
-        if self._run_ms < minimum:
+        if self._run_ms < self.config.min_speech_ms:
             return []
         if self.config.recovery == "off":
             return [self._interrupt(turn_id)]

@@ -8,12 +8,6 @@ ring running dry inside an unfinished turn) are counted and faded, never fatal; 
 `DeviceLost` and is reopened. What the callback plays is also copied to `far_end`, the echo
 canceller's reference.
 
-A device lost in the middle of a reply cuts that reply where the user stopped hearing it and says so
-with `BargeIn(turn_id, heard_samples)` after the `DeviceLost`, the event the app already answers by
-cancelling generation and keeping in the history only what was heard, marked interrupted. Resuming
-instead would restart mid-sentence after a gap of seconds (or minutes, on a replugged headset) that
-the user did not choose; the cut keeps the history true, and asking again is one sentence away.
-
     player = Player(PlayerConfig(device=None), on_event=print)
     player.start()
     player.write(AudioChunk(turn_id=1, pcm=pcm, sample_rate=24_000, first_frame_index=0))
@@ -23,7 +17,6 @@ the user did not choose; the cut keeps the history true, and asking again is one
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,9 +27,8 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
-from audio_io.stream_clock import StreamClock, output_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
-from events import AudioChunk, BargeIn, DeviceLost
+from events import AudioChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +79,7 @@ class Player:
         self._flush_ack = 0
         self._flush_pos = 0
         self._cut_pos = 0
-        self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
-        self._clock = StreamClock()
+        self.far_end_clock_s = 0.0  # perf_counter time at which far_end position 0 is heard (smoothed)
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
         self._keeper = StreamKeeper(
             "output",
@@ -249,15 +240,7 @@ class Player:
         return self._callbacks
 
     def _emit(self, event: object) -> None:
-        turn_id = self.speaking_turn() if isinstance(event, DeviceLost) else None
-        heard_pos = self._heard_pos()
         self._on_event(event)
-        if turn_id is not None:
-            self.flush(turn_id)
-            turn = self._turns.get(turn_id)
-            if turn is not None and turn.cut is not None:
-                turn.cut = min(turn.cut, max(heard_pos, turn.start))
-            self._on_event(BargeIn(turn_id=turn_id, heard_samples=self.played_samples(turn_id)))
 
     def _heard_pos(self) -> int:
         """Ring position now leaving the device: what was read, less what is still in its buffer."""
@@ -302,12 +285,11 @@ class Player:
             callback=callback,
             finished_callback=finished,
         )
-        self._clock.reset()  # a new stream has its own timeline, whatever its rate
-        self.far_end_clock_s = math.inf
         if rate != self._rate_hz:  # first open, or a fallback device at another rate: queued audio is dropped
             with self._lock:
                 self._ring = SampleRing(int(rate * self.config.buffer_s), np.float32)
                 self.far_end = SampleRing(int(rate * self.config.far_end_s), np.float32)
+                self.far_end_clock_s = float("inf")
                 for turn in self._turns.values():
                     turn.start = turn.end = 0
                     turn.resampler = None
@@ -371,15 +353,12 @@ class Player:
                     self._audible = False
             out[got:] = 0.0
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
-            # When far_end sample 0 is heard, from when this block will be (see StreamClock).
-            now = time.perf_counter()
-            delay = output_delay_s(time_info, self._latency_s)
-            anchor = self._clock.update(now, now + delay - far_end.write_pos / self._rate_hz)
+            # When far_end sample 0 is heard; the earliest estimate is the least delayed callback.
+            clock = time.perf_counter() + self._latency_s - far_end.write_pos / self._rate_hz
             if far_end.write(out) == frames:
-                self.far_end_clock_s = anchor
+                self.far_end_clock_s = min(self.far_end_clock_s + 1e-5, clock)
             else:  # nobody read it for far_end_s: its positions stopped following time; estimate afresh
-                self._clock.reset()
-                self.far_end_clock_s = math.inf
+                self.far_end_clock_s = float("inf")
             self._callbacks += 1
 
         return callback

@@ -19,7 +19,6 @@ Also here: `Feeder` (plays queued signals), `Recorder` (records with perf_counte
 
 from __future__ import annotations
 
-import bisect
 import os
 import shutil
 import subprocess
@@ -352,25 +351,18 @@ class Recorder:
         blocks = list(self._blocks)
         return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
-    def samples_from(self, index: int) -> np.ndarray:
-        """The recording from sample `index` on, without copying what came before (cheap to poll)."""
-        stamps, blocks = self._stamps[: len(self._blocks)], self._blocks
-        k = max(0, bisect.bisect_right(stamps, index, key=lambda s: s[0]) - 1)
-        tail = blocks[k : len(stamps)]
-        if not tail:
-            return np.zeros(0, np.float32)
-        return np.concatenate(tail)[max(0, index - stamps[k][0]) :]
-
     def time_of(self, index: int) -> float:
         """perf_counter capture time of sample `index`, from the nearest block stamp."""
-        stamps = self._stamps
-        k = max(0, bisect.bisect_right(stamps, index, key=lambda s: s[0]) - 1)
+        stamps = list(self._stamps)
+        starts = np.array([s for s, _ in stamps])
+        k = max(0, int(np.searchsorted(starts, index, side="right")) - 1)
         first, t = stamps[k]
         return t + (index - first) / self.rate_hz
 
     def index_at(self, time_s: float) -> int:
-        stamps = self._stamps
-        k = max(0, bisect.bisect_right(stamps, time_s, key=lambda s: s[1]) - 1)
+        stamps = list(self._stamps)
+        times = np.array([t for _, t in stamps])
+        k = max(0, int(np.searchsorted(times, time_s, side="right")) - 1)
         first, t = stamps[k]
         return first + round((time_s - t) * self.rate_hz)
 
@@ -388,23 +380,18 @@ class EchoPath:
     """
 
     def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
-        block = rate_hz // 100
-        self.rate_hz = rate_hz
-        self._slack_n = 3 * block
-        self.set_path(delay_ms, gain)
-        self._callbacks = 0
-        self.late_samples = 0  # output samples played as silence because the input had not arrived
-        self._block = block
-        self.reopen()
-
-    def reopen(self) -> None:
-        """Open (again) both streams: the speaker's monitor dies with its sink."""
         import sounddevice as sd
 
-        for stream in (getattr(self, "_input", None), getattr(self, "_output", None)):
-            if stream is not None:
-                stream.close(ignore_errors=True)
-        rate_hz, block = self.rate_hz, self._block
+        from audio_io.ring_buffer import SampleRing
+
+        block = rate_hz // 100
+        self.gain = gain
+        self._delay_n = int(rate_hz * delay_ms / 1000)
+        self._slack_n = 3 * block
+        self._ring = SampleRing(rate_hz * 4, np.float32)
+        self._ring.write(np.zeros(self._delay_n, dtype=np.float32))
+        self._callbacks = 0
+        self.late_samples = 0  # output samples played as silence because the input had not arrived
         self._input = sd.InputStream(
             device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
             blocksize=block, callback=self._record,
@@ -416,15 +403,6 @@ class EchoPath:
         self._input.start()
         self._output.start()
         wait_flowing(lambda: self._callbacks)
-
-    def set_path(self, delay_ms: float, gain: float) -> None:
-        """Change the path while it runs: a new ring primed with `delay_ms` of silence."""
-        from audio_io.ring_buffer import SampleRing
-
-        delay_n = int(self.rate_hz * delay_ms / 1000)
-        ring = SampleRing(self.rate_hz * 4, np.float32)
-        ring.write(np.zeros(delay_n, dtype=np.float32))
-        self._delay_n, self._ring, self.gain = delay_n, ring, gain
 
     def _record(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         self._ring.write(indata[:, 0] * self.gain)

@@ -21,9 +21,9 @@ def test_the_outbox_is_bounded_and_gives_up_on_a_client_that_stopped_reading(
     async def make() -> None:
         outbox.append(server.Outbox(asyncio.get_running_loop()))
 
-    loop.run_until_complete(make())
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
+    asyncio.run_coroutine_threadsafe(make(), loop).result(5)  # made on the loop's thread, as in the server
     sent, failure = 0, None
     try:
         for i in range(server.OUTGOING_EVENTS + 10):  # nobody pumps: the client reads nothing
