@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from events import Message
+from model.media_input import MODEL_AUDIO_RATE_HZ
 
 REPLAY_AUDIO_S = 600.0  # the user's audio replayed into a new engine; older turns go back as text only
 
@@ -28,7 +29,7 @@ class Exchange:
 
     @property
     def audio_s(self) -> float:
-        return 0.0 if self.audio is None else self.audio.size / 16_000
+        return 0.0 if self.audio is None else self.audio.size / MODEL_AUDIO_RATE_HZ
 
     def messages(self) -> list[Message]:
         label = self.text or ("(spoken)" if self.audio is not None else "(image)")

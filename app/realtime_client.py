@@ -26,12 +26,16 @@ from app.realtime_input import InputStream
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
 from events import AudioChunk, Message, TurnStats
-from realtime.wire import MAX_EVENT_BYTES, WIRE_RATE_HZ, decode_pcm16, new_id, pcm16_to_float
+from realtime.wire import (
+    MAX_EVENT_BYTES,
+    SAMPLES_PER_FRAME,
+    WIRE_RATE_HZ,
+    decode_pcm16,
+    new_id,
+    pcm16_to_float,
+)
 
 log = logging.getLogger(__name__)
-
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
-SAMPLES_PER_FRAME = 1920  # one 80 ms codec frame at 24 kHz
 
 
 @dataclass

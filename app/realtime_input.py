@@ -96,7 +96,7 @@ def replay_events(exchanges: list[Any]) -> list[dict[str, Any]]:
     for exchange in exchanges:
         content: list[dict[str, Any]] = []
         if exchange.audio is not None:
-            wire = Resampler(MODEL_AUDIO_RATE_HZ, 24_000).push(exchange.audio, last=True)
+            wire = to_wire().push(exchange.audio, last=True)
             content.append({"type": "input_audio", "audio": encode_pcm16(wire)})
         if exchange.text and not (exchange.audio is not None and exchange.text == "(spoken)"):
             content.append({"type": "input_text", "text": exchange.text})

@@ -30,12 +30,11 @@ from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
 from events import AudioChunk, Message, TurnStats
 from model.media_input import MODEL_AUDIO_RATE_HZ
-from realtime.wire import WIRE_RATE_HZ, image_data_url, pcm16_bytes, pcm16_to_float
+from realtime.wire import SAMPLES_PER_FRAME, WIRE_RATE_HZ, image_data_url, pcm16_bytes, pcm16_to_float
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
-SAMPLES_PER_FRAME = 1920
 
 
 def wav_base64(audio: np.ndarray, rate_hz: int = MODEL_AUDIO_RATE_HZ) -> str:

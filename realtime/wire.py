@@ -21,6 +21,7 @@ import numpy as np
 from model.media_input import MODEL_AUDIO_RATE_HZ
 
 WIRE_RATE_HZ = 24_000  # the GA protocol's only PCM rate; also Code2Wav's output rate
+SAMPLES_PER_FRAME = 1920  # one 80 ms codec frame at the wire rate (numbers reply chunks for the player)
 REALTIME_PATH = "/v1/realtime"
 API_KEY_ENV = "OMNIDESK_API_KEY"  # where `omnidesk serve` and the app's client read the key
 
