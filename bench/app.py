@@ -243,8 +243,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     from app import config as cfg
     from app.desk import Desk
     from app.launch import Launch
-    from model.demo import build_demo_checkpoint
-    from tests.audio.pulse import (
+    from bench.rig.pulse import (
         MIC,
         MIC_FEED,
         SINK_RATE_HZ,
@@ -255,6 +254,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         VirtualAudio,
         speech,
     )
+    from model.demo import build_demo_checkpoint
 
     demo_dir = build_demo_checkpoint(work / "demo")
     shutil.copytree(demo_dir, work / "cache" / "omnidesk" / "demo-model")

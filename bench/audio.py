@@ -39,8 +39,8 @@ def run(quick: bool) -> dict[str, Any]:
     from audio_io.microphone import MicrophoneConfig
     from audio_io.playback import Player, PlayerConfig
     from audio_io.turn_detector import TurnDetector
-    from events import BargeIn
-    from tests.audio.pulse import (
+    from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
+    from bench.rig.pulse import (
         MIC,
         MIC_FEED,
         SINK_RATE_HZ,
@@ -50,11 +50,11 @@ def run(quick: bool) -> dict[str, Any]:
         Feeder,
         Recorder,
         VirtualAudio,
+        harmonic_voice,
         speech,
         wait_flowing,
     )
-    from tests.audio.rig import Listening, MeasuredEchoCanceller, play_reply
-    from tests.audio.test_devices import harmonic_voice
+    from events import BargeIn
 
     result: dict[str, Any] = {"quick": quick}
     with VirtualAudio():

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.audio.pulse import VirtualAudio, missing_tools
+from bench.rig.pulse import VirtualAudio, missing_tools
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from app import config as cfg
 from app.desk import Desk
 from app.history_log import DATA_DIR_ENV
 from app.launch import Launch
+from bench.rig.pulse import MIC, MIC_FEED, SPEAKER, Recorder, VirtualAudio
 from tests.app.helpers import FAST
-from tests.audio.pulse import MIC, MIC_FEED, SPEAKER, Recorder, VirtualAudio
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 

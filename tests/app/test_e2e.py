@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from app.history_log import read_history
-from tests.audio.pulse import (
+from bench.rig.pulse import (
     MIC,
     MIC_FEED,
     SINK_RATE_HZ,

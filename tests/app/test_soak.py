@@ -16,9 +16,9 @@ from app.audio_chain import MeteredPlayer
 from app.engine_worker import EngineThread, EngineWorker, LoadRequest
 from app.personas import Persona
 from app.session import Session, State
+from bench.rig.pulse import SPEAKER, VirtualAudio
 from events import BargeIn, SpeechEnded
 from tests.app.helpers import FAST, SHORT_PROMPT, ScriptedInput
-from tests.audio.pulse import SPEAKER, VirtualAudio
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 PERSONA = Persona("tester", "Tester", SHORT_PROMPT, "ethan")

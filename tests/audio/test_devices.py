@@ -20,8 +20,8 @@ from audio_io.microphone import Microphone, MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
 from audio_io.stream_keeper import RetryConfig
 from audio_io.turn_detector import TurnConfig, TurnDetector
-from events import AudioChunk, BargeIn, DeviceLost, SpeechEnded, SpeechStarted
-from tests.audio.pulse import (
+from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
+from bench.rig.pulse import (
     MIC,
     MIC_FEED,
     SINK_RATE_HZ,
@@ -32,13 +32,14 @@ from tests.audio.pulse import (
     Recorder,
     VirtualAudio,
     find_offset,
+    harmonic_voice,
     pink_noise,
     silence,
     speech,
     wait_flowing,
     white_noise,
 )
-from tests.audio.rig import Listening, MeasuredEchoCanceller, play_reply
+from events import AudioChunk, BargeIn, DeviceLost, SpeechEnded, SpeechStarted
 
 pytestmark = [pytest.mark.audio, pytest.mark.timeout(180)]
 
@@ -47,15 +48,6 @@ TOLERANCE_S = 0.1  # the issue's bound on turn boundaries
 
 def to_16k(x: np.ndarray, rate_hz: int = SINK_RATE_HZ) -> np.ndarray:
     return np.asarray(soxr.resample(x, rate_hz, MIC_RATE_HZ), dtype=np.float32)
-
-
-def harmonic_voice(seconds: float, rate_hz: int, amplitude: float = 0.3) -> np.ndarray:
-    """A continuous vowel-like signal (no pauses): where it stops on the monitor is where playback stopped."""
-    t = np.arange(int(seconds * rate_hz)) / rate_hz
-    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
-    x = sum(np.sin(k * phase) / k for k in range(1, 12))
-    return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def started_player(config: PlayerConfig | None = None, events: list[object] | None = None) -> Player:

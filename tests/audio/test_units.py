@@ -13,8 +13,8 @@ from audio_io.microphone import MicFrame
 from audio_io.ring_buffer import SampleRing
 from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.vad import VoiceActivity
+from bench.rig.pulse import pink_noise, silence, speech, white_noise
 from events import SpeechEnded, SpeechProgress, SpeechStarted
-from tests.audio.pulse import pink_noise, silence, speech, white_noise
 
 
 def frames_of(signal: np.ndarray, t0: float = 100.0) -> list[MicFrame]:

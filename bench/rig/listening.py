@@ -15,7 +15,7 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.microphone import MicFrame, Microphone, MicrophoneConfig
 from audio_io.playback import Player
 from audio_io.turn_detector import TurnDetector
-from tests.audio.pulse import MIC, find_offset, wait_flowing
+from bench.rig.pulse import MIC, find_offset, wait_flowing
 
 
 class Listening:

@@ -230,6 +230,15 @@ def speech(text: str, rate_hz: int, voice: str = "en") -> np.ndarray:
     return pcm[loud[0] : loud[-1] + 1] * (0.5 / max(1e-6, float(np.abs(pcm).max())))
 
 
+def harmonic_voice(seconds: float, rate_hz: int, amplitude: float = 0.3) -> np.ndarray:
+    """A continuous vowel-like signal (no pauses): where it stops on the monitor is where playback stopped."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
+
+
 def white_noise(seconds: float, rate_hz: int, rms: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(int(seconds * rate_hz)) * rms).astype(np.float32)
