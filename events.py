@@ -66,6 +66,14 @@ class EngineError:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTranscript:
+    """What the user said in turn `turn_id`, as the model heard it (issue 16), in the language spoken."""
+
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
     """The user started speaking; `time_s` is on the `time.perf_counter()` clock."""
 
@@ -124,6 +132,7 @@ Event = (
     | AudioChunk
     | TurnFinished
     | EngineError
+    | UserTranscript
     | SpeechStarted
     | SpeechProgress
     | SpeechEnded
