@@ -98,6 +98,10 @@ class SpeechEnded:
     start_s: float = 0.0
     end_s: float = 0.0
     audio_start_s: float = 0.0  # perf_counter time of the audio's first sample (pre-roll included)
+    # Ended at a short pause because the end-of-turn model judged the turn complete (the window marks
+    # it), not by the silence ceiling; `completion` is the model's probability.
+    ended_early: bool = False
+    completion: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,122 @@ class DeviceLost:
 
     kind: str
     name: str
+
+
+# -- what an engine client reports to the session (app process) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """Progress in words ("loading weights 3/9", "engine restarting…")."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoaded:
+    info: Any  # app.engine_client.ModelInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadCancelled:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FirstAudio:
+    """The first audio of reply `turn_id` went into the playback ring at `written_s` (perf_counter)."""
+
+    turn_id: int
+    written_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTruncated:
+    """Reply `turn_id` was cut; the history keeps `heard_text`, what the user heard of it."""
+
+    turn_id: int
+    heard_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfigured:
+    """The voice and system prompt the engine now has."""
+
+    voice: str
+    system_prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConnection:
+    """The engine process died or the link dropped (`lost`), or it is back with the conversation."""
+
+    lost: bool
+    message: str
+
+
+# -- what the session reports to the window and the journal (app process) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    state: str  # app.session.State's value: "listening", "user speaking", "thinking", ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserTurnSent:
+    """Turn `turn_id` went to the engine: typed `text`, or `audio_s` seconds of speech (text "")."""
+
+    turn_id: int
+    text: str
+    audio_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something the user should know about, in words that name the file, device or setting."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationReset:
+    """A new conversation started (a persona switch or "New conversation")."""
+
+    persona: Any  # app.personas.Persona or None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnLatency:
+    """One turn's timings; `end_of_speech_s` is the end of the user's speech (or the send of a typed
+    message), every stamp on the `time.perf_counter()` clock."""
+
+    turn_id: int
+    end_of_speech_s: float
+    first_text_s: float | None = None
+    first_audio_s: float | None = None
+    text_tokens: int = 0
+    finished_s: float | None = None
+
+    @property
+    def first_text_ms(self) -> float | None:
+        return None if self.first_text_s is None else 1000 * (self.first_text_s - self.end_of_speech_s)
+
+    @property
+    def first_audio_ms(self) -> float | None:
+        return None if self.first_audio_s is None else 1000 * (self.first_audio_s - self.end_of_speech_s)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.first_text_s is None or self.finished_s is None or self.text_tokens < 2:
+            return None
+        span = self.finished_s - self.first_text_s
+        return (self.text_tokens - 1) / span if span > 0 else None
 
 
 Event = (

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.config import DTYPES, MODES, QUANTIZATIONS, VOICES
+    from app.config import DTYPES, MODES, QUANTIZATIONS
+    from facts import DEMO_LABEL, VOICES
 
     parser = argparse.ArgumentParser(
         prog="omnidesk",
@@ -30,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--quantization", choices=QUANTIZATIONS)
     model.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
     model.add_argument("--dtype", choices=DTYPES)
-    model.add_argument(
-        "--demo", action="store_true", help="the demo model: random weights, its speech is noise"
-    )
+    model.add_argument("--demo", action="store_true", help=f"the {DEMO_LABEL}")
     model.add_argument(
         "--engine",
         metavar="URL",
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from app.desk import run_desk
+    from app.run import run_desk
 
     return run_desk(launch)
 

@@ -1,8 +1,9 @@
 """The real audio edges of the session, built from `audio_io`: the microphone chain and the player.
 
 `MicrophoneChain` is the session's `AudioInput`: microphone → echo canceller → barge-in monitor and
-turn detector, on the audio layer's threads. `MeteredPlayer` is the engine worker's speech output
-and the session's playback, with the level of what is being heard for the meter.
+turn detector (the end-of-turn model on a thread of its own), on the audio layer's threads.
+`MeteredPlayer` is the engine worker's speech output and the session's playback, with the level of
+what is being heard for the meter.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from events import AudioChunk
+from facts import SPEECH_OUT_RATE_HZ
 
 SILENT_DBFS = -90.0
 METER_WINDOW_S = 0.05
@@ -87,7 +89,7 @@ class MeteredPlayer:
         if turn_id is None or not chunks or self.player.speaking_turn() != turn_id:
             return SILENT_DBFS
         end = self.player.played_samples(turn_id)
-        begin = max(0, end - int(24_000 * METER_WINDOW_S))
+        begin = max(0, end - int(SPEECH_OUT_RATE_HZ * METER_WINDOW_S))
         first = max(0, bisect.bisect_right(starts, begin) - 1)
         last = bisect.bisect_right(starts, end)
         window = np.concatenate(chunks[first:last]) if last > first else np.zeros(0, np.float32)
@@ -106,12 +108,16 @@ class MicrophoneChain:
         echo_cancellation: bool = True,
         barge_in: bool = True,
         end_of_turn_silence_ms: int = 500,
+        responsiveness: str = "balanced",
+        backchannels: str = "pause",
     ) -> None:
         self.player = player
         self.device = device or None
         self.echo_cancellation = echo_cancellation
         self.barge_in_enabled = barge_in
-        self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms  # used only without the end-of-turn model
+        self.responsiveness = responsiveness
+        self.backchannels = backchannels
         self.mode = "hands-free"
         self.muted = False
         self._level = SILENT_DBFS
@@ -119,11 +125,12 @@ class MicrophoneChain:
         self._mic: Any = None
         self._loop: Any = None
         self._monitor: Any = None
+        self._judge: Any = None
 
     def start(self, on_event: Callable[[object], None]) -> None:
         """Open the microphone (raises `UnknownDeviceError` or `OSError` when it cannot)."""
         from audio_io.audio_loop import AudioLoop
-        from audio_io.barge_in import BargeInConfig, BargeInMonitor
+        from audio_io.barge_in import BargeInMonitor
         from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
         from audio_io.microphone import Microphone, MicrophoneConfig
 
@@ -133,7 +140,8 @@ class MicrophoneChain:
         echo = None
         if self.echo_cancellation:
             echo = EchoCanceller(EchoCancellerConfig(), self.player.player, self._mic.latency_s)
-        self._monitor = BargeInMonitor(self.player.player, BargeInConfig(enabled=self.barge_in_enabled))
+        self._judge = end_of_turn_judge()
+        self._monitor = BargeInMonitor(self.player.player, self._barge_in_config())
         self._loop = AudioLoop(
             self._mic,
             self._turns(),
@@ -149,13 +157,42 @@ class MicrophoneChain:
             self._loop.stop()
         if self._mic is not None:
             self._mic.stop()
-        self._loop = self._mic = None
+        if self._judge is not None:
+            self._judge.close()
+        self._loop = self._mic = self._judge = None
 
     def _turns(self) -> Any:
+        from dataclasses import replace
+
+        from audio_io.end_of_turn import policy_for
         from audio_io.turn_detector import TurnConfig, TurnDetector, TurnMode
 
         mode: TurnMode = "push_to_talk" if self.mode == "push-to-talk" else "hands_free"
-        return TurnDetector(TurnConfig(mode=mode, end_silence_ms=self.end_of_turn_silence_ms))
+        policy = replace(policy_for(self.responsiveness), silence_only_ms=self.end_of_turn_silence_ms)
+        return TurnDetector(TurnConfig(mode=mode, end_of_turn=policy), judge=self._judge)
+
+    def _barge_in_config(self) -> Any:
+        from audio_io.barge_in import BargeInConfig
+
+        return BargeInConfig(enabled=self.barge_in_enabled, recovery=self.backchannels)  # type: ignore[arg-type]
+
+    def set_responsiveness(self, responsiveness: str) -> None:
+        """Eager, balanced or patient, from the next frame on (a turn in progress keeps its audio)."""
+        from dataclasses import replace
+
+        from audio_io.end_of_turn import policy_for
+
+        policy = replace(policy_for(responsiveness), silence_only_ms=self.end_of_turn_silence_ms)
+        self.responsiveness = responsiveness
+        if self._loop is not None:
+            turns = self._loop.turns
+            turns.config = replace(turns.config, end_of_turn=policy)
+
+    def set_backchannels(self, backchannels: str) -> None:
+        """Pause, duck or off for the next sound heard while the assistant speaks."""
+        self.backchannels = backchannels
+        if self._monitor is not None:
+            self._monitor.config = self._barge_in_config()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -190,6 +227,21 @@ class MicrophoneChain:
         if self.muted and not isinstance(event, DeviceLost):
             return
         self._on_event(event)
+
+
+def end_of_turn_judge() -> Any:
+    """The end-of-turn model on its own thread, or None (silence alone ends turns) without its file."""
+    from audio_io.model_files import SMART_TURN
+
+    if not SMART_TURN.path.is_file():
+        import logging
+
+        logging.getLogger(__name__).warning("no end-of-turn model (run scripts/setup): silence ends turns")
+        return None
+    from audio_io.smart_turn import SmartTurn
+    from audio_io.turn_judge import ThreadedJudge
+
+    return ThreadedJudge(lambda: SmartTurn().completion)
 
 
 def make_player(device: str = "", on_event: Callable[[object], None] | None = None) -> MeteredPlayer:

@@ -26,13 +26,14 @@ class Exchange:
     images: tuple[Any, ...] = ()
     reply: str | None = None  # None while the reply is being generated
     interrupted: bool = False
+    transcript: str = ""  # the user's words of a spoken turn, as the engine heard them
 
     @property
     def audio_s(self) -> float:
         return 0.0 if self.audio is None else self.audio.size / MODEL_AUDIO_RATE_HZ
 
     def messages(self) -> list[Message]:
-        label = self.text or ("(spoken)" if self.audio is not None else "(image)")
+        label = self.text or self.transcript or ("(spoken)" if self.audio is not None else "(image)")
         user = Message("user", label, self.turn_id, audio_s=self.audio_s)
         if self.reply is None:
             return [user]
@@ -52,6 +53,9 @@ class ClientHistory:
 
     def reply(self, turn_id: int, text: str, *, interrupted: bool = False) -> None:
         self._change(turn_id, reply=text, interrupted=interrupted)
+
+    def transcribed(self, turn_id: int, transcript: str) -> None:
+        self._change(turn_id, transcript=transcript)
 
     def cut(self, turn_id: int, kept: str) -> None:
         self._change(turn_id, reply=kept, interrupted=True)

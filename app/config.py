@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from app.toml_write import dumps, write_atomic
+from audio_io.barge_in import RECOVERIES as BACKCHANNELS
+from audio_io.end_of_turn import RESPONSIVENESS
+from facts import VOICES
 
 CONFIG_FILE = "config.toml"
 CONFIG_DIR_ENV = "OMNIDESK_CONFIG_DIR"
 QUANTIZATIONS = ("auto", "none", "nf4")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-VOICES = ("ethan", "chelsie", "aiden")
 MODES = ("hands-free", "push-to-talk")
-MODEL_ALIASES = {
-    "instruct": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
-    "thinking": "Qwen/Qwen3-Omni-30B-A3B-Thinking",
-    "captioner": "Qwen/Qwen3-Omni-30B-A3B-Captioner",
-}
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,12 @@ class AudioSettings:
     mode: str = "hands-free"
     echo_cancellation: bool = True
     barge_in: bool = True
-    end_of_turn_silence_ms: int = 500  # hands-free: this much silence ends your turn
+    end_of_turn_silence_ms: int = 500  # without the end-of-turn model: this much silence ends a turn
+    # hands-free: how soon a pause ends your turn ("eager", "balanced", "patient"; audio_io.end_of_turn)
+    responsiveness: str = "balanced"
+    # a cough or "mm-hm" while the assistant speaks: "pause" or "duck" it, resuming if no speech
+    # follows; "off": every sound that passes for speech cuts the reply
+    backchannels: str = "pause"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "dtype"): DTYPES,
     ("conversation", "voice"): ("", *VOICES),
     ("audio", "mode"): MODES,
+    ("audio", "responsiveness"): RESPONSIVENESS,
+    ("audio", "backchannels"): BACKCHANNELS,
 }
 
 

@@ -5,109 +5,52 @@ the model or the devices."""
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QTimer, Signal, Slot
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
 from app.camera_feed import CameraFeed, camera_choices
-from app.engine_client import EngineClient, LoadRequest, ModelInfo
+from app.device_control import AudioFactory, DeviceControl, real_audio
+from app.engine_client import LoadRequest, ModelInfo, make_engine
 from app.first_run import FirstRun
 from app.history_log import HistoryLog
+from app.journal_feed import JournalFeed
 from app.launch import Launch
-from app.personas import Persona, PersonaLibrary
-from app.session import Session, TurnLatency
-from events import TurnStats
-from ui.first_run import DEMO_LABEL, FirstRunDialog
+from app.personas import PersonaLibrary
+from app.session import Session
+from app.status_text import describe_latency, memory_text, model_label
+from events import (
+    ConversationReset,
+    EngineConnection,
+    EngineStatus,
+    LoadCancelled,
+    LoadFailed,
+    ModelLoaded,
+    Problem,
+    ReplyTruncated,
+    SpeechStarted,
+    StateChanged,
+    TextDelta,
+    TurnFinished,
+    TurnLatency,
+    UserTranscript,
+    UserTurnSent,
+)
+from facts import DEMO_LABEL
+from ui.first_run import FirstRunDialog
 from ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
-
-# (settings, event sink) -> (the session's AudioInput, the player), each with `level_dbfs()` for the
-# meters; the player is started by the app (off the Qt thread) and may raise there.
-AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any, Any]]
-
-
-def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
-    """The microphone chain and the player on the configured devices, not started yet."""
-    from app.audio_chain import MicrophoneChain, make_player
-
-    player = make_player(settings.output_device, on_event)
-    mic = MicrophoneChain(
-        player,
-        device=settings.input_device,
-        echo_cancellation=settings.echo_cancellation,
-        barge_in=settings.barge_in,
-        end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
-    )
-    return mic, player
-
-
-def make_engine(
-    settings: cfg.EngineConnection,
-    speech: Any,
-    *,
-    loader: Callable[..., Any] | None = None,
-    demo_dir: Callable[[], Path] | None = None,
-) -> EngineClient:
-    """The engine client for the settings: the app's own engine process (no URL), a remote Omni Desk
-    server (ws:// or wss://) or a vLLM-Omni server (http:// or https://). A `loader` (tests and
-    benches) runs the engine in this process instead."""
-    if loader is not None or demo_dir is not None:
-        from app.engine_worker import EngineThread, EngineWorker
-
-        return EngineThread(EngineWorker(speech, loader=loader, demo_dir=demo_dir))
-    key = os.environ.get(settings.api_key_env) or None
-    if settings.url.startswith(("http://", "https://")):
-        from app.vllm_omni_client import VllmOmniEngine
-
-        return VllmOmniEngine(speech, url=settings.url, api_key=key)
-    from app.realtime_client import RealtimeEngine
-
-    return RealtimeEngine(speech, url=settings.url or None, api_key=key)
-
-
-def describe_latency(latency: TurnLatency) -> str:
-    parts = []
-    if latency.first_text_ms is not None:
-        parts.append(f"→ text {latency.first_text_ms:.0f} ms")
-    if latency.first_audio_ms is not None:
-        parts.append(f"→ audio {latency.first_audio_ms:.0f} ms")
-    if latency.tokens_per_s is not None:
-        parts.append(f"{latency.tokens_per_s:.1f} tok/s")
-    return " · ".join(parts)
-
-
-def memory_text(info: ModelInfo | None) -> str:
-    """Process memory, and GPU memory when the model is on a GPU."""
-    text = ""
-    try:
-        with open("/proc/self/statm") as statm:
-            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        text = f"RAM {rss / 2**30:.1f} GiB"
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-    if info is not None and info.device.startswith("cuda") and "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        text += f" · GPU {torch.cuda.memory_allocated() / 2**30:.1f} GiB"
-    return text
 
 
 class Desk(QObject):
     """The running app. `audio=None` or `launch.text_only` runs without audio devices."""
 
-    audio_started = Signal(list, list)  # input and output device names
-    audio_failed = Signal(str)
-    device_failed = Signal(str)  # a device change that did not work (audio stays on)
     journal_failed = Signal(str)  # the journal could not be written (from its thread)
-    model_found = Signal(str)
-    model_missing = Signal(str, str)  # source, why
 
     def __init__(
         self,
@@ -131,26 +74,12 @@ class Desk(QObject):
         self._shut_down = False
         self.problems: list[str] = []
         self.history_log = HistoryLog(on_error=self.journal_failed.emit)
-        self._latencies: dict[int, TurnLatency] = {}
+        self.journal = JournalFeed(self.history_log)
         self._loading_demo = False
         if launch.loaded.error is not None:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
-
-        self.audio_input: Any = None
-        self.player: Any = None
-        self.text_only = launch.text_only or audio is None
-        self._relay: Callable[[object], None] = lambda event: None
-        if not self.text_only and audio is not None:
-            try:
-                self.audio_input, self.player = audio(self.config.audio, lambda event: self._relay(event))
-            except Exception as error:
-                self.problems.append(
-                    f"Audio is off ({error}); you can still type. Check the devices or --text."
-                )
-                self.text_only = True
-
-        self.camera = CameraFeed(self.config.camera, lambda event: self._relay(event), self)
+        self.devices = self._make_devices(audio)
         self.engine = make_engine(self.config.engine, self.player, loader=loader, demo_dir=demo_dir)
         self.session = Session(
             self.engine,
@@ -161,7 +90,7 @@ class Desk(QObject):
             voice=self.config.conversation.voice,
             mode=self.config.audio.mode,
         )
-        self._relay = self.session.post_audio_event
+        self.devices.wire(self.session)
         self._wire()
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(33)
@@ -175,6 +104,41 @@ class Desk(QObject):
             demo_in_use=self._demo_in_use,
             remember=self._remember_source,
         )
+
+    def _make_devices(self, audio: AudioFactory | None) -> DeviceControl:
+        audio_input = player = None
+        relay: list[Callable[[object], None]] = []
+        if not self.launch.text_only and audio is not None:
+            try:
+                audio_input, player = audio(self.config.audio, lambda event: relay[0](event))
+            except Exception as error:
+                self.problems.append(
+                    f"Audio is off ({error}); you can still type. Check the devices or --text."
+                )
+        camera = CameraFeed(self.config.camera, lambda event: relay[0](event), self)
+        devices = DeviceControl(self.window, audio_input, player, camera, self.remember)
+        relay.append(devices.relay)
+        return devices
+
+    @property
+    def text_only(self) -> bool:
+        return self.launch.text_only or not self.devices.has_audio
+
+    @property
+    def audio_input(self) -> Any:
+        return self.devices.audio_input
+
+    @property
+    def player(self) -> Any:
+        return self.devices.player
+
+    @property
+    def camera(self) -> CameraFeed:
+        return self.devices.camera
+
+    def remember(self, **changes: dict[str, Any]) -> None:
+        """A choice made in the window, saved to the config file on quit."""
+        self.file_config = cfg.with_changes(self.file_config, **changes)
 
     # -- start and stop ------------------------------------------------------------------------------
 
@@ -195,10 +159,7 @@ class Desk(QObject):
         for problem in self.problems:
             window.show_error(problem)
         if not self.text_only:
-            self.audio_started.connect(self._on_audio_started)
-            self.audio_failed.connect(self._on_audio_failed)
-            self.device_failed.connect(self.window.show_error)
-            threading.Thread(target=self._start_audio, name="audio-start", daemon=True).start()
+            self.devices.start_audio(self.config.audio.input_device, self.config.audio.output_device)
         self._meter_timer.start()
         self._memory_timer.start()
         self._update_memory()
@@ -213,33 +174,7 @@ class Desk(QObject):
         if self.launch.demo:
             self.load_model("", demo=True)
             return
-        source = self.config.model.source
-        threading.Thread(
-            target=self._look_for_model, args=(source,), name="model-lookup", daemon=True
-        ).start()
-
-    def _look_for_model(self, source: str) -> None:
-        """Off the Qt thread: the hub library's import and cache scan take a noticeable moment."""
-        try:
-            from model.loading import ModelLoadError, resolve_checkpoint
-
-            resolve_checkpoint(source, offline=True)
-        except ModelLoadError as error:
-            self.model_missing.emit(source, str(error))
-            return
-        except Exception as error:
-            self.model_missing.emit(source, f"{type(error).__name__}: {error}")
-            return
-        self.model_found.emit(source)
-
-    @Slot(str)
-    def _on_model_found(self, source: str) -> None:
-        self.load_model(source)
-
-    @Slot(str, str)
-    def _on_model_missing(self, source: str, reason: str) -> None:
-        self.show_first_run(source, reason)
-        self.load_model("", demo=True)  # usable at once; the dialog offers the real model
+        self.first_run_flow.look_for(self.config.model.source)
 
     def load_model(self, source: str, *, demo: bool = False) -> None:
         model = self.config.model
@@ -267,15 +202,10 @@ class Desk(QObject):
         self._meter_timer.stop()
         self._memory_timer.stop()
         self.first_run_flow.stop()
-        self.camera.close()
         self.save_settings()
-        self.history_log.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
-        if self.player is not None:
-            try:
-                self.player.stop()
-            except Exception:
-                log.exception("stopping the player")
+        self.devices.stop()
+        self.history_log.close()
 
     def save_settings(self) -> None:
         if not self.launch.loaded.writable:
@@ -296,28 +226,9 @@ class Desk(QObject):
     # -- wiring --------------------------------------------------------------------------------------
 
     def _wire(self) -> None:
-        s, w, t = self.session, self.window, self.window.transcript
-        s.state_changed.connect(w.set_state)
-        s.status.connect(lambda message: w.show_progress(message, cancellable=s.loading))
-        s.model_ready.connect(self._on_model_ready)
-        s.load_failed.connect(self._on_load_failed)
-        s.load_cancelled.connect(self._on_load_cancelled)
-        s.error.connect(w.show_error)
-        s.user_turn.connect(t.add_user)
-        s.reply_text.connect(t.append_reply)
-        s.reply_finished.connect(lambda turn_id, _stats: t.finish_reply(turn_id))
-        s.reply_interrupted.connect(t.mark_interrupted)
-        s.latency.connect(self._on_latency)
-        s.conversation_reset.connect(self._on_conversation_reset)
+        s, w = self.session, self.window
+        s.reported.connect(self.on_session_event)
         w.text_submitted.connect(self.send_text)
-        s.speech_started.connect(
-            lambda started_s: w.show_pending_turn(started_s, understood=self._prefills_live())
-        )
-        self.camera.frame.connect(w.camera_view.show_frame)
-        self.camera.status_changed.connect(w.camera_view.set_status)
-        w.camera_view.toggled.connect(self.set_camera_on)
-        w.camera_view.source_chosen.connect(self.choose_camera)
-        w.camera_view.file_requested.connect(self._ask_video_file)
         w.stop_requested.connect(s.stop_speaking)
         w.talk_pressed.connect(s.press_talk)
         w.talk_released.connect(s.release_talk)
@@ -325,67 +236,61 @@ class Desk(QObject):
         w.mode_chosen.connect(s.set_mode)
         w.voice_chosen.connect(s.set_voice)
         w.persona_chosen.connect(self.choose_persona)
-        w.input_device_chosen.connect(self._choose_input)
-        w.output_device_chosen.connect(self._choose_output)
         w.edit_personas_requested.connect(self.edit_personas)
         w.export_requested.connect(self._ask_export)
         w.new_conversation_requested.connect(s.new_conversation)
         w.cancel_load_requested.connect(s.cancel_load)
         w.closing.connect(self.shutdown)
-        self.model_found.connect(self._on_model_found)
-        self.model_missing.connect(self._on_model_missing)
-        s.user_turn.connect(self._log_user)
-        s.reply_finished.connect(self._log_reply)
-        s.reply_interrupted.connect(self._log_interrupted)
-        s.conversation_reset.connect(self._log_reset)
-        s.error.connect(lambda message: self._journal("error", message=message))
-        self.engine.signals.connection.connect(self._log_connection)
         self.journal_failed.connect(w.show_error)
 
-    # -- the journal ---------------------------------------------------------------------------------
+    # -- what the session reports --------------------------------------------------------------------
 
-    def _journal(self, kind: str, **fields: Any) -> None:
-        self.history_log.write(kind, **fields)
-
-    def _log_user(self, turn_id: int, text: str, duration_s: float) -> None:
-        self._journal("user", turn_id=turn_id, text=text, audio_s=round(duration_s, 3))
-
-    def _log_reply(self, turn_id: int, stats: TurnStats) -> None:
-        entry = self.window.transcript.reply(turn_id)
-        self._journal("assistant", turn_id=turn_id, text=entry.text if entry else "", interrupted=False,
-                      context_tokens=stats.prompt_tokens, **self._latency_fields(turn_id))  # fmt: skip
-
-    def _log_interrupted(self, turn_id: int, heard_text: str) -> None:
-        self._journal("assistant", turn_id=turn_id, text=heard_text, interrupted=True,
-                      **self._latency_fields(turn_id))  # fmt: skip
-
-    @Slot(str, str)
-    def _log_connection(self, state: str, message: str) -> None:
-        """The engine process died and came back (or the link did): the journal says so."""
-        self._journal("engine", state=state, message=message)
-
-    def _log_reset(self, persona: Persona | None) -> None:
-        self._journal("new_conversation", persona=persona.id if persona else "")
-
-    def _latency_fields(self, turn_id: int) -> dict[str, Any]:
-        latency = self._latencies.pop(turn_id, None)
-        if latency is None:
-            return {}
-        return {"first_text_ms": latency.first_text_ms, "first_audio_ms": latency.first_audio_ms,
-                "tokens_per_s": latency.tokens_per_s}  # fmt: skip
+    @Slot(object)
+    def on_session_event(self, event: object) -> None:
+        """Every event of the conversation, in one place: the window shows it, the journal keeps it."""
+        w, t = self.window, self.window.transcript
+        self.journal.on_event(event)
+        match event:
+            case StateChanged(state):
+                w.set_state(state)
+            case SpeechStarted(time_s):
+                w.show_pending_turn(time_s, understood=self._prefills_live())
+            case UserTurnSent(turn_id, text, audio_s):
+                t.add_user(turn_id, text, audio_s)
+            case UserTranscript(turn_id, text):
+                t.set_user_text(turn_id, text)
+            case TextDelta(turn_id, text):
+                t.append_reply(turn_id, text)
+            case TurnFinished(turn_id):
+                t.finish_reply(turn_id)
+            case ReplyTruncated(turn_id, heard_text):
+                t.mark_interrupted(turn_id, heard_text)
+            case TurnLatency():
+                text = describe_latency(event)
+                w.show_latency(text)
+                t.set_latency(event.turn_id, text)
+            case Problem(message):
+                w.show_error(message)
+            case EngineStatus(message):
+                w.show_progress(message, cancellable=self.session.loading)
+            case EngineConnection(lost, message):
+                w.show_error(message) if lost else w.show_progress(message)
+            case ModelLoaded(info):
+                self._on_model_ready(info)
+            case LoadFailed(message):
+                self._on_load_failed(message)
+            case LoadCancelled():
+                self._on_load_cancelled()
+            case ConversationReset(persona):
+                t.clear_entries()
+                if persona is not None and persona.greeting:
+                    t.add_greeting(persona.greeting)
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         w = self.window
-        label = (
-            f"{Path(info.source).name or info.source} · {info.quantization} · {info.dtype} · {info.device}"
-        )
-        if info.is_demo:
-            label = f"{DEMO_LABEL} · {info.device}"
-        tooltip = f"{info.path}\nweights {info.weight_bytes / 2**30:.2f} GiB, loaded in {info.load_s:.1f} s"
-        w.set_model_status(label, tooltip)
+        w.set_model_status(*model_label(info))
         w.show_progress("ready" + ("" if info.can_speak else " (text replies only)"))
         w.set_ready(True)
-        self._journal("model_ready", source=info.source, device=info.device, is_demo=info.is_demo)
         if self.persona.greeting and not w.transcript.entries:
             w.transcript.add_greeting(self.persona.greeting)
 
@@ -401,19 +306,6 @@ class Desk(QObject):
         self.window.set_state("idle")
         self.window.show_progress("loading cancelled: no model")
         self.show_first_run(self.config.model.source, "Loading was cancelled.")
-
-    def _on_latency(self, latency: TurnLatency) -> None:
-        self._latencies[latency.turn_id] = latency
-        for old in [t for t in self._latencies if t < latency.turn_id - 8]:
-            del self._latencies[old]
-        text = describe_latency(latency)
-        self.window.show_latency(text)
-        self.window.transcript.set_latency(latency.turn_id, text)
-
-    def _on_conversation_reset(self, persona: Persona | None) -> None:
-        self.window.transcript.clear_entries()
-        if persona is not None and persona.greeting:
-            self.window.transcript.add_greeting(persona.greeting)
 
     # -- personas ------------------------------------------------------------------------------------
 
@@ -441,96 +333,6 @@ class Desk(QObject):
                 self.session.set_persona(updated)
         self._fill_personas()
 
-    # -- devices -------------------------------------------------------------------------------------
-
-    def _start_audio(self) -> None:
-        """Off the Qt thread: opening PortAudio streams takes a few hundred milliseconds."""
-        inputs: list[str] = []
-        outputs: list[str] = []
-        try:
-            from audio_io.devices import list_devices
-
-            devices = list_devices()
-            inputs = [d.name for d in devices if d.max_input_channels > 0]
-            outputs = [d.name for d in devices if d.max_output_channels > 0]
-        except Exception:
-            log.exception("listing audio devices")
-        try:
-            start_player = getattr(self.player, "start", None)
-            if start_player is not None:
-                start_player()
-            self.session.start_audio()
-        except Exception as error:
-            self.audio_failed.emit(str(error))
-            return
-        self.audio_started.emit(inputs, outputs)
-
-    @Slot(list, list)
-    def _on_audio_started(self, inputs: list[str], outputs: list[str]) -> None:
-        audio = self.config.audio
-        self.window.set_devices(inputs, outputs, audio.input_device, audio.output_device)
-
-    @Slot(str)
-    def _on_audio_failed(self, message: str) -> None:
-        """Carry on typing: no microphone, and replies in text only."""
-        self.window.show_error(f"Audio is off ({message}); you can still type.")
-        self.text_only = True
-        self.engine.set_speech(None)
-        self.session.audio_input = None
-        self.session.playback = None
-        for part in (self.audio_input, self.player):
-            try:
-                part.stop()
-            except Exception:
-                log.debug("stopping audio that did not start", exc_info=True)
-        self.audio_input = self.player = None
-        self.window.set_audio_enabled(False)
-
-    def _choose_input(self, name: str) -> None:
-        self.file_config = cfg.with_changes(self.file_config, audio={"input_device": name})
-        if self.audio_input is None:
-            return
-        chain = self.audio_input
-
-        def restart() -> None:
-            chain.stop()
-            chain.device = name or None
-            try:
-                self.session.start_audio()
-            except Exception as error:
-                self.device_failed.emit(
-                    f"The microphone {name or 'system default'!r} could not start: {error}"
-                )
-
-        threading.Thread(target=restart, name="audio-restart", daemon=True).start()
-
-    def _choose_output(self, name: str) -> None:
-        """Move playback to another device (off the Qt thread); the echo canceller and barge-in
-        follow, since they listen to what the new device plays."""
-        self.file_config = cfg.with_changes(self.file_config, audio={"output_device": name})
-        metered, chain = self.player, self.audio_input
-        if metered is None or not hasattr(metered, "swap"):
-            return
-
-        def switch() -> None:
-            from audio_io.playback import Player, PlayerConfig
-
-            try:
-                new = Player(PlayerConfig(device=name or None), on_event=self._relay)
-                new.start()
-            except Exception as error:
-                self.device_failed.emit(f"The speaker {name or 'system default'!r} could not start: {error}")
-                return
-            metered.swap(new).stop()
-            if chain is not None:
-                chain.stop()
-                try:
-                    self.session.start_audio()
-                except Exception as error:
-                    self.device_failed.emit(f"The microphone could not restart: {error}")
-
-        threading.Thread(target=switch, name="audio-switch", daemon=True).start()
-
     # -- camera --------------------------------------------------------------------------------------
 
     def send_text(self, text: str) -> int | None:
@@ -550,29 +352,6 @@ class Desk(QObject):
         """Whether the turn being spoken is taken in as it arrives (its audio, and the camera's frames
         when the camera runs): once a model is loaded."""
         return self.session.model_info is not None
-
-    def set_camera_on(self, on: bool) -> None:
-        self.file_config = cfg.with_changes(self.file_config, camera={"enabled": on})
-        if on:
-            self.camera.start()
-        else:
-            self.camera.stop()
-        self.window.camera_view.set_on(on)
-
-    def choose_camera(self, source: str) -> None:
-        """Switch to camera `source` (an index, a name or a video file) and turn it on."""
-        self.file_config = cfg.with_changes(self.file_config, camera={"source": source, "enabled": True})
-        self.camera.start(source)
-        self.window.camera_view.set_sources(camera_choices(), source)
-        self.window.camera_view.set_on(True)
-
-    def _ask_video_file(self) -> None:
-        kinds = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
-        path, _filter = QFileDialog.getOpenFileName(self.window, "A video file as the camera", "", kinds)
-        if path:
-            self.choose_camera(path)
-        else:
-            self.window.camera_view.set_sources(camera_choices(), self.camera.source)
 
     # -- export --------------------------------------------------------------------------------------
 
@@ -614,51 +393,12 @@ class Desk(QObject):
         return (info is not None and info.is_demo) or (self.session.loading and self._loading_demo)
 
     def _remember_source(self, folder: str) -> None:
-        self.file_config = cfg.with_changes(self.file_config, model={"source": folder})
+        self.remember(model={"source": folder})
 
     # -- meters --------------------------------------------------------------------------------------
 
     def _update_meters(self) -> None:
-        mic = self.audio_input.level_dbfs() if self.audio_input is not None else -90.0
-        out = self.player.level_dbfs() if self.player is not None else -90.0
-        self.window.set_levels(mic, out)
+        self.window.set_levels(*self.devices.levels())
 
     def _update_memory(self) -> None:
         self.window.set_memory(memory_text(self.session.model_info))
-
-
-def quit_on_signals(app: QCoreApplication) -> None:
-    """Ctrl+C in the terminal and SIGTERM close the window the normal way (settings saved).
-
-    Python runs signal handlers only between bytecodes, so a timer gives it a moment every 200 ms
-    while Qt's loop is in C++."""
-    import signal
-
-    def close(_signum: int, _frame: object) -> None:
-        if isinstance(app, QApplication):
-            app.closeAllWindows()
-        app.quit()
-
-    signal.signal(signal.SIGINT, close)
-    signal.signal(signal.SIGTERM, close)
-    ticker = QTimer(app)
-    ticker.setInterval(200)
-    ticker.timeout.connect(lambda: None)
-    ticker.start()
-
-
-def run_desk(launch: Launch) -> int:
-    """Start the Qt app; returns its exit code (exits at once if the engine is stuck in a load)."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("Omni Desk")
-    app.setOrganizationName("omnidesk")
-    desk = Desk(launch)
-    desk.start()
-    quit_on_signals(app)
-    code = app.exec()
-    desk.shutdown()
-    if not desk.closed_cleanly:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # the worker is inside a long library call (loading); it cannot be joined
-    return code

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import MODEL_ALIASES
+from facts import MODEL_ALIASES
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,15 @@ session's slots on the Qt thread; reply audio goes straight to the `SpeechOutput
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 
+from app.config import EngineConnection
 from app.recording import Recording
 from events import AudioChunk, Message
 
@@ -72,20 +76,14 @@ class SpeechOutput(Protocol):
 
 
 class EngineSignals(QObject):
-    """What an engine reports; connect them to `@Slot` methods of Qt-thread objects."""
+    """What an engine reports, as the dataclasses of `events.py` (`EngineStatus`, `ModelLoaded`,
+    `TextDelta`, `FirstAudio`, `TurnFinished`, `EngineError`, `ReplyTruncated`, `UserTranscript`, ...):
+    one queued signal, emitted from the client's threads and handled on the Qt thread."""
 
-    status = Signal(str)
-    loaded = Signal(object)  # ModelInfo
-    load_failed = Signal(str)
-    load_cancelled = Signal()
-    text_delta = Signal(int, str)
-    first_audio = Signal(int, float)  # turn id, perf_counter time the first chunk was written
-    turn_finished = Signal(int, object)  # turn id, TurnStats
-    turn_failed = Signal(int, str)
-    truncated = Signal(int, str)  # turn id, the text the user heard
-    configured = Signal(str, str)  # speaker, system prompt
-    conversation_reset = Signal()
-    connection = Signal(str, str)  # "lost" | "restored", what happened (remote and child engines)
+    reported = Signal(object)
+
+    def report(self, event: object) -> None:
+        self.reported.emit(event)
 
 
 class EngineClient(Protocol):
@@ -107,3 +105,27 @@ class EngineClient(Protocol):
     def history(self) -> list[Message]: ...
     def set_speech(self, speech: SpeechOutput | None) -> None: ...
     def stop(self, timeout_s: float = 5.0) -> bool: ...
+
+
+def make_engine(
+    settings: EngineConnection,
+    speech: Any,
+    *,
+    loader: Callable[..., Any] | None = None,
+    demo_dir: Callable[[], Path] | None = None,
+) -> EngineClient:
+    """The engine client for the settings: the app's own engine process (no URL), a remote Omni Desk
+    server (ws:// or wss://) or a vLLM-Omni server (http:// or https://). A `loader` (tests and
+    benches) runs the engine in this process instead."""
+    if loader is not None or demo_dir is not None:
+        from app.engine_worker import EngineThread, EngineWorker
+
+        return EngineThread(EngineWorker(speech, loader=loader, demo_dir=demo_dir))
+    key = os.environ.get(settings.api_key_env) or None
+    if settings.url.startswith(("http://", "https://")):
+        from app.vllm_omni_client import VllmOmniEngine
+
+        return VllmOmniEngine(speech, url=settings.url, api_key=key)
+    from app.realtime_client import RealtimeEngine
+
+    return RealtimeEngine(speech, url=settings.url or None, api_key=key)

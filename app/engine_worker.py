@@ -22,7 +22,21 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
-from events import AudioChunk, EngineError, Message, TextDelta, TurnFinished, TurnStats
+from events import (
+    AudioChunk,
+    EngineConfigured,
+    EngineError,
+    EngineStatus,
+    FirstAudio,
+    LoadCancelled,
+    LoadFailed,
+    Message,
+    ModelLoaded,
+    ReplyTruncated,
+    TurnFinished,
+    TurnStats,
+)
+from facts import DEMO_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +46,7 @@ __all__ = ["EngineThread", "EngineWorker", "LoadRequest", "ModelInfo", "Recordin
 Loader = Callable[..., Any]  # model.loading.load_model's signature; returns a LoadedModel
 
 
-class LoadCancelled(Exception):
+class _LoadStopped(Exception):
     """The load was cancelled (raised from the status callback between loading stages)."""
 
 
@@ -65,29 +79,29 @@ class EngineWorker(EngineSignals):
 
         def say(message: str) -> None:
             if self.load_cancel.is_set():
-                raise LoadCancelled
-            self.status.emit(message)
+                raise _LoadStopped
+            self.report(EngineStatus(message))
 
         try:
             loaded = self._load(request, say)
             if self.load_cancel.is_set():
-                raise LoadCancelled
+                raise _LoadStopped
             say("starting the conversation engine")
             self.engine = self._make_engine(loaded, request)
-        except LoadCancelled:
-            self.load_cancelled.emit()
+        except _LoadStopped:
+            self.report(LoadCancelled())
             return
         except Exception as error:
             if self.load_cancel.is_set():
-                self.load_cancelled.emit()
+                self.report(LoadCancelled())
                 return
             from model.loading import ModelLoadError
 
             if isinstance(error, ModelLoadError):
-                self.load_failed.emit(str(error))
+                self.report(LoadFailed(str(error)))
             else:
                 log.exception("loading failed")
-                self.load_failed.emit(f"loading failed: {type(error).__name__}: {error}")
+                self.report(LoadFailed(f"loading failed: {type(error).__name__}: {error}"))
             return
         self.model_info = ModelInfo(
             source=loaded.source,
@@ -100,12 +114,12 @@ class EngineWorker(EngineSignals):
             weight_bytes=_weight_bytes(loaded),
             load_s=time.perf_counter() - started,
         )
-        self.loaded.emit(self.model_info)
+        self.report(ModelLoaded(self.model_info))
 
     def _load(self, request: LoadRequest, say: Callable[[str], None]) -> Any:
         source = request.source
         if request.demo:
-            say("building the demo model (random weights, its speech is noise)")
+            say(f"building the {DEMO_LABEL}")
             if self._demo_dir is not None:
                 source = str(self._demo_dir())
             else:
@@ -147,11 +161,11 @@ class EngineWorker(EngineSignals):
         if callable(turn):
             turn = turn()
         if self.engine is None:
-            self.turn_failed.emit(turn_id, "the model is not loaded yet")
+            self.report(EngineError(turn_id, "the model is not loaded yet"))
             return
         if cancel.is_set():
             now = time.perf_counter()
-            self.turn_finished.emit(turn_id, TurnStats(started_s=now, finished_s=now, cancelled=True))
+            self.report(TurnFinished(turn_id, TurnStats(started_s=now, finished_s=now, cancelled=True)))
             return
         speech = self.speech  # one output for the whole turn, even if the app turns audio off meanwhile
         speaking = speech is not None and self.engine.can_speak and self.engine.settings.speak
@@ -161,23 +175,17 @@ class EngineWorker(EngineSignals):
         if speaking and speech is not None:
             speech.start_turn(turn_id)
         for event in self.engine.respond(turn, turn_id, cancel):
-            if isinstance(event, TextDelta):
-                self.text_delta.emit(turn_id, event.text)
-            elif isinstance(event, AudioChunk):
+            if isinstance(event, AudioChunk):
                 self.recording.reply(turn_id, event.pcm)
                 if speaking and speech is not None and not cancel.is_set():
                     speech.write(event)
                     if first_audio:
                         first_audio = False
-                        self.first_audio.emit(turn_id, time.perf_counter())
-            elif isinstance(event, TurnFinished):
-                if speaking and speech is not None:
-                    speech.finish_turn(turn_id)
-                self.turn_finished.emit(turn_id, event.stats)
-            elif isinstance(event, EngineError):
-                if speaking and speech is not None:
-                    speech.finish_turn(turn_id)
-                self.turn_failed.emit(turn_id, event.message)
+                        self.report(FirstAudio(turn_id, time.perf_counter()))
+                continue
+            if isinstance(event, TurnFinished | EngineError) and speaking and speech is not None:
+                speech.finish_turn(turn_id)
+            self.report(event)
 
     @Slot(object, object, float)
     def listen(self, audio: Any, frames: Any, fps: float) -> None:
@@ -200,7 +208,7 @@ class EngineWorker(EngineSignals):
         if engine is None:
             return
         if not any(m.role == "assistant" and m.turn_id == turn_id for m in engine.history):
-            self.truncated.emit(turn_id, "")  # cancelled before it began: nothing of it was heard
+            self.report(ReplyTruncated(turn_id, ""))  # cancelled before it began: nothing of it was heard
             return
         last = engine.history[-1]
         if last.role != "assistant" or last.turn_id != turn_id:
@@ -210,7 +218,7 @@ class EngineWorker(EngineSignals):
         except ValueError:
             return
         self.recording.cut(turn_id, heard_samples)
-        self.truncated.emit(turn_id, kept)
+        self.report(ReplyTruncated(turn_id, kept))
 
     @Slot(str, str)
     def configure(self, speaker: str, system_prompt: str) -> None:
@@ -221,19 +229,17 @@ class EngineWorker(EngineSignals):
         try:
             self.engine.configure(speaker=speaker, system_prompt=system_prompt)
         except Exception as error:
-            self.turn_failed.emit(-1, f"cannot switch to voice {speaker!r}: {error}")
+            self.report(EngineError(-1, f"cannot switch to voice {speaker!r}: {error}"))
             return
         if system_prompt != before:
             self.recording.clear()
-            self.conversation_reset.emit()
-        self.configured.emit(self.engine.settings.speaker, self.engine.settings.system_prompt)
+        self.report(EngineConfigured(self.engine.settings.speaker, self.engine.settings.system_prompt))
 
     @Slot()
     def new_conversation(self) -> None:
         if self.engine is not None:
             self.engine.new_conversation()
         self.recording.clear()
-        self.conversation_reset.emit()
 
     def history(self) -> list[Message]:
         """A copy of the engine's history (read from the GUI thread between turns, for export)."""

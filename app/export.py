@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from app.recording import TurnRecord
+from facts import SPEECH_IN_RATE_HZ, SPEECH_OUT_RATE_HZ, to_float, to_int16
 
-OUT_RATE_HZ = 24_000
+OUT_RATE_HZ = SPEECH_OUT_RATE_HZ
 GAP_S = 0.3
 
 
@@ -41,11 +42,9 @@ def markdown(history: Sequence[Any], *, title: str, details: str) -> str:
     return "\n".join(lines)
 
 
-def to_24k(audio: np.ndarray, rate_hz: int = 16_000) -> np.ndarray:
+def to_24k(audio: np.ndarray, rate_hz: int = SPEECH_IN_RATE_HZ) -> np.ndarray:
     samples = np.asarray(audio)
-    if np.issubdtype(samples.dtype, np.integer):
-        samples = samples.astype(np.float32) / 32768.0
-    samples = samples.astype(np.float32).reshape(-1)
+    samples = to_float(samples).reshape(-1)
     if rate_hz == OUT_RATE_HZ or samples.size == 0:
         return samples
     length = round(samples.size * OUT_RATE_HZ / rate_hz)
@@ -74,9 +73,10 @@ def stereo(turns: Sequence[TurnRecord]) -> np.ndarray:
 
 
 def write_wav(path: Path, audio: np.ndarray, rate_hz: int = OUT_RATE_HZ) -> None:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    channels = audio.shape[1] if audio.ndim == 2 else 1
+    pcm = to_int16(audio).astype("<i2")
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(pcm.shape[1] if pcm.ndim == 2 else 1)
+        out.setnchannels(channels)
         out.setsampwidth(2)
         out.setframerate(rate_hz)
         out.writeframes(pcm.tobytes())

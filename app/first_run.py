@@ -7,11 +7,12 @@ progress, so nothing here waits on the network.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from ui.first_run import FirstRunDialog
@@ -20,6 +21,9 @@ from ui.first_run import FirstRunDialog
 class FirstRun(QObject):
     """`load(source, demo)` starts a load; `demo_in_use()` says whether the demo is loaded or
     loading; `remember(folder)` stores a chosen model folder in the settings."""
+
+    model_found = Signal(str)
+    model_missing = Signal(str, str)  # source, why
 
     def __init__(
         self,
@@ -40,6 +44,31 @@ class FirstRun(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(500)
         self._timer.timeout.connect(self.poll)
+        self.model_found.connect(lambda source: self._load(source, False))
+        self.model_missing.connect(self._on_model_missing)
+
+    def look_for(self, source: str) -> None:
+        """Load `source` when it is on disk; otherwise start the demo and ask (the lookup runs off
+        the Qt thread: the hub library's import and cache scan take a noticeable moment)."""
+        threading.Thread(target=self._look_for, args=(source,), name="model-lookup", daemon=True).start()
+
+    def _look_for(self, source: str) -> None:
+        try:
+            from model.loading import ModelLoadError, resolve_checkpoint
+
+            resolve_checkpoint(source, offline=True)
+        except ModelLoadError as error:
+            self.model_missing.emit(source, str(error))
+            return
+        except Exception as error:
+            self.model_missing.emit(source, f"{type(error).__name__}: {error}")
+            return
+        self.model_found.emit(source)
+
+    @Slot(str, str)
+    def _on_model_missing(self, source: str, reason: str) -> None:
+        self.show(source, reason)
+        self._load("", True)  # usable at once; the dialog offers the real model
 
     def show(self, source: str, reason: str) -> FirstRunDialog:
         if self.dialog is not None:

@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import VOICES
 from app.toml_write import dumps, write_atomic
+from facts import VOICES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "personas"
 DEFAULT_PERSONA = "assistant"
@@ -112,6 +112,13 @@ class PersonaLibrary:
         }
         write_atomic(self.user_dir / f"{persona_id}.toml", dumps(data))
         return saved
+
+    def save_fields(self, persona_id: str, name: str, prompt: str, voice: str, greeting: str) -> Persona:
+        """`save` of a persona given as the editor's fields."""
+        return self.save(Persona(persona_id, name, prompt, voice, greeting))
+
+    def is_preset(self, persona_id: str) -> bool:
+        return (self.preset_dir / f"{persona_id}.toml").is_file()
 
     def new_id(self, name: str) -> str:
         """An id for a new persona that collides with none."""

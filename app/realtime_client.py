@@ -25,7 +25,20 @@ from app.engine_process import LocalEngine
 from app.realtime_input import InputStream
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
-from events import AudioChunk, Message, TurnStats
+from events import (
+    AudioChunk,
+    EngineConfigured,
+    EngineError,
+    EngineStatus,
+    LoadCancelled,
+    LoadFailed,
+    Message,
+    ReplyTruncated,
+    TextDelta,
+    TurnFinished,
+    TurnStats,
+    UserTranscript,
+)
 from realtime.wire import (
     MAX_EVENT_BYTES,
     SAMPLES_PER_FRAME,
@@ -79,7 +92,7 @@ class RealtimeEngine:
         self.url = url
         self.api_key = api_key
         self.trace = trace  # (direction "sent" | "received", event): tests check every event
-        self.feeder = ReplyFeeder(self.signals.first_audio.emit)
+        self.feeder = ReplyFeeder(self.signals.report)
         self.feeder.speech = speech
         self.local: LocalEngine | None = None
         self.request: LoadRequest | None = None
@@ -96,6 +109,8 @@ class RealtimeEngine:
         self._link: threading.Thread | None = None
         self.item_of_turn: dict[int, str] = {}  # each reply's assistant item, for truncation
         self.truncating: dict[str, int] = {}
+        self.commits: collections.deque[int] = collections.deque(maxlen=64)  # turns whose audio went out
+        self.user_item_turn: dict[str, int] = {}  # the user's audio items, for their transcription
         self.cancelled_early: set[int] = set()
         self.voice = ""
         self.prompt = ""
@@ -133,7 +148,7 @@ class RealtimeEngine:
         local = self.local
         if local is not None:
             threading.Thread(target=local.stop, name="engine-stop", daemon=True).start()
-        self.signals.load_cancelled.emit()
+        self.signals.report(LoadCancelled())
 
     def respond(self, turn_id: int, turn: Any) -> None:
         self.queue_command("respond", turn_id, turn)
@@ -240,7 +255,7 @@ class RealtimeEngine:
 
     def _on_omnidesk_model_status(self, event: dict[str, Any]) -> None:
         if event.get("state") == "loading":
-            self.signals.status.emit(str(event.get("message", "")))
+            self.signals.report(EngineStatus(str(event.get("message", ""))))
         elif event.get("state") == "ready" and isinstance(event.get("model"), dict):
             self.model_info = ModelInfo.of(event["model"])
 
@@ -250,7 +265,7 @@ class RealtimeEngine:
         if error.get("code") == "model_load_failed":
             self.model_info = None
             self.load_error = message
-            self.signals.load_failed.emit(message)
+            self.signals.report(LoadFailed(message))
             return
         log.warning("engine: %s (%s)", message, error.get("code"))
 
@@ -260,7 +275,7 @@ class RealtimeEngine:
     def _on_session_updated(self, event: dict[str, Any]) -> None:
         session = event.get("session") or {}
         voice = ((session.get("audio") or {}).get("output") or {}).get("voice") or ""
-        self.signals.configured.emit(str(voice), str(session.get("instructions", "")))
+        self.signals.report(EngineConfigured(str(voice), str(session.get("instructions", ""))))
 
     def _on_response_created(self, event: dict[str, Any]) -> None:
         response = event.get("response") or {}
@@ -293,7 +308,7 @@ class RealtimeEngine:
         reply.text.append(str(event.get("delta", "")))
         if reply.first_text_s is None:
             reply.first_text_s = time.perf_counter()
-        self.signals.text_delta.emit(reply.turn_id, str(event.get("delta", "")))
+        self.signals.report(TextDelta(reply.turn_id, str(event.get("delta", ""))))
 
     _on_response_output_text_delta = _on_response_output_audio_transcript_delta
 
@@ -319,7 +334,7 @@ class RealtimeEngine:
         text = "".join(reply.text)
         if status == "failed":
             self.conversation.drop(reply.turn_id)
-            self.signals.turn_failed.emit(reply.turn_id, "the engine failed on this turn (see its log)")
+            self.signals.report(EngineError(reply.turn_id, "the engine failed on this turn (see its log)"))
             return
         self.conversation.reply(reply.turn_id, text, interrupted=status == "cancelled")
         usage = response.get("usage") or {}
@@ -333,7 +348,22 @@ class RealtimeEngine:
             audio_samples=reply.samples,
             cancelled=status == "cancelled",
         )
-        self.signals.turn_finished.emit(reply.turn_id, stats)
+        self.signals.report(TurnFinished(reply.turn_id, stats))
+
+    def _on_input_audio_buffer_committed(self, event: dict[str, Any]) -> None:
+        item_id = event.get("item_id")
+        if self.commits and isinstance(item_id, str):
+            turn_id = self.commits.popleft()
+            self.user_item_turn[item_id] = turn_id
+            self.user_item_turn = {i: t for i, t in self.user_item_turn.items() if t > turn_id - 64}
+
+    def _on_conversation_item_input_audio_transcription_completed(self, event: dict[str, Any]) -> None:
+        turn_id = self.user_item_turn.get(str(event.get("item_id")))
+        if turn_id is None:
+            return
+        text = str(event.get("transcript", "")).strip()
+        self.conversation.transcribed(turn_id, text)
+        self.signals.report(UserTranscript(turn_id, text))
 
     def _on_conversation_item_truncated(self, event: dict[str, Any]) -> None:
         turn_id = self.truncating.pop(str(event.get("item_id")), None)
@@ -341,7 +371,7 @@ class RealtimeEngine:
             return
         kept = str(event.get("transcript", self.conversation.reply_text(turn_id)))
         self.conversation.cut(turn_id, kept)
-        self.signals.truncated.emit(turn_id, kept)
+        self.signals.report(ReplyTruncated(turn_id, kept))
 
 
 def _close_quietly(ws: Any) -> None:

@@ -16,6 +16,15 @@ from typing import TYPE_CHECKING, Any
 from app.engine_client import ModelInfo
 from app.engine_process import EngineStartError, LocalEngine
 from app.realtime_input import replay_events
+from events import (
+    EngineConnection,
+    EngineError,
+    EngineStatus,
+    LoadFailed,
+    ModelLoaded,
+    ReplyTruncated,
+    TurnFinished,
+)
 from realtime.wire import API_KEY_ENV, audio_end_ms, new_id
 
 if TYPE_CHECKING:
@@ -67,7 +76,7 @@ def _endpoint(client: RealtimeEngine) -> tuple[str, str | None]:
     if local is None or not local.alive or local.serve_args != _args(client):
         if local is not None:
             local.stop()
-        client.signals.status.emit("starting the engine process")
+        client.signals.report(EngineStatus("starting the engine process"))
         local = client.local = LocalEngine(_args(client))
         return local.start(), local.api_key
     return local.url, local.api_key
@@ -87,7 +96,7 @@ def _one_link(client: RealtimeEngine, generation: int) -> str:
         url, key = _endpoint(client)
         ws = client.connect(url, key)
     except EngineStartError as error:
-        client.signals.load_failed.emit(str(error))
+        client.signals.report(LoadFailed(str(error)))
         return "stop"
     except Exception as error:
         _lost(client, f"cannot reach the engine at {client.url or 'its local port'}: {error}", first=True)
@@ -104,8 +113,8 @@ def _one_link(client: RealtimeEngine, generation: int) -> str:
         if client.generation != generation or client.stopping:
             return "stop"
         if client.model_info is None and client.local is not None and not client.local.alive:
-            client.signals.load_failed.emit(
-                f"the engine process ended while loading: {client.local.output_tail()}"
+            client.signals.report(
+                LoadFailed(f"the engine process ended while loading: {client.local.output_tail()}")
             )
             return "stop"
         return "stop" if _load_failed(client) else "failed"
@@ -150,14 +159,14 @@ def _begin(client: RealtimeEngine) -> None:
     if first:
         client.announced = True
         client.model_info = info
-        client.signals.loaded.emit(info)
+        client.signals.report(ModelLoaded(info))
         return
     if client.fresh:
         client.fresh = False
         return
     for event in replay_events(client.conversation.answered()):
         client.send(event)
-    client.signals.connection.emit("restored", "The engine is back; the conversation was restored.")
+    client.signals.report(EngineConnection(False, "The engine is back; the conversation was restored."))
 
 
 def _serve_commands(client: RealtimeEngine, generation: int, reader_done: threading.Event) -> None:
@@ -193,7 +202,7 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
                 client.send({"type": "input_audio_buffer.clear", "event_id": new_id("event")})
             client.input.reset()
             now = time.perf_counter()
-            client.signals.turn_finished.emit(turn_id, _cancelled_stats(now))
+            client.signals.report(TurnFinished(turn_id, _cancelled_stats(now)))
             return
         if turn_id not in client.replies:
             audio = None if turn.audio is None else turn.audio
@@ -204,6 +213,8 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
             if client.speak:
                 client.feeder.start_turn(turn_id)
         for event in client.input.turn(turn, turn_id):
+            if event["type"] == "input_audio_buffer.commit":
+                client.commits.append(turn_id)
             client.send(event)
     elif kind == "cancel":
         reply = client.replies.get(args[0])
@@ -220,7 +231,6 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
     elif kind == "new_conversation":
         client.conversation.clear()
         client.recording.clear()
-        client.signals.conversation_reset.emit()
         client.fresh = True
         client.close_link()
     elif kind == "abandon":
@@ -234,7 +244,7 @@ def _truncate(client: RealtimeEngine, turn_id: int, heard_samples: int) -> None:
     item_id = client.item_of_turn.get(turn_id)
     if item_id is None:
         client.conversation.cut(turn_id, "")
-        client.signals.truncated.emit(turn_id, "")  # cut before it began: nothing of it was heard
+        client.signals.report(ReplyTruncated(turn_id, ""))  # cut before it began: nothing of it was heard
         return
     client.truncating[item_id] = turn_id
     client.send(
@@ -256,7 +266,6 @@ def _configure(client: RealtimeEngine, speaker: str, prompt: str) -> None:
     if prompt != client.prompt:
         client.conversation.clear()
         client.recording.clear()
-        client.signals.conversation_reset.emit()
     client.voice, client.prompt = speaker, prompt
 
 
@@ -313,13 +322,13 @@ def _lost(client: RealtimeEngine, why: str, *, first: bool = False) -> None:
             client.conversation.drop(turn_id)
         if reply.speak:
             client.feeder.finish_turn(turn_id)
-        client.signals.turn_failed.emit(turn_id, why)
+        client.signals.report(EngineError(turn_id, why))
     client.replies.clear()
     client.input.reset()
     if not first or client.announced:
-        client.signals.connection.emit("lost", why)
+        client.signals.report(EngineConnection(True, why))
     elif client.url:
-        client.signals.status.emit(why)
+        client.signals.report(EngineStatus(why))
 
 
 def _forget(client: RealtimeEngine) -> None:
@@ -328,9 +337,9 @@ def _forget(client: RealtimeEngine) -> None:
     for turn_id, reply in sorted(client.replies.items()):
         if reply.speak:
             client.feeder.finish_turn(turn_id)
-        client.signals.turn_finished.emit(turn_id, _cancelled_stats(now))
+        client.signals.report(TurnFinished(turn_id, _cancelled_stats(now)))
     for turn_id in client.truncating.values():
-        client.signals.truncated.emit(turn_id, "")
+        client.signals.report(ReplyTruncated(turn_id, ""))
     client.replies.clear()
     client.truncating.clear()
     client.input.reset()

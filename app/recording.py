@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facts import SPEECH_OUT_RATE_HZ, to_float, to_int16
+
 
 @dataclass
 class TurnRecord:
@@ -27,7 +29,7 @@ class TurnRecord:
         """The reply as heard, float32 in [-1, 1]."""
         audio = np.concatenate(self.reply_chunks) if self.reply_chunks else np.zeros(0, np.int16)
         audio = audio if self.heard_samples is None else audio[: self.heard_samples]
-        return audio.astype(np.float32) / 32768.0
+        return to_float(audio)
 
 
 class Recording:
@@ -40,7 +42,7 @@ class Recording:
         self._lock = threading.Lock()
         self._turns: dict[int, TurnRecord] = {}
         self._samples = 0
-        self.max_samples = int(max_audio_s * 24_000)
+        self.max_samples = int(max_audio_s * SPEECH_OUT_RATE_HZ)
 
     def _turn(self, turn_id: int) -> TurnRecord:
         record = self._turns.get(turn_id)
@@ -92,9 +94,4 @@ class Recording:
 
 
 def _int16(audio: np.ndarray) -> np.ndarray:
-    samples = np.asarray(audio).reshape(-1)
-    if samples.dtype == np.int16:
-        return samples.copy()
-    if np.issubdtype(samples.dtype, np.integer):
-        return np.clip(samples, -32768, 32767).astype(np.int16)
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return to_int16(audio).copy()

@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from events import AudioChunk
+from events import AudioChunk, FirstAudio
 
 log = logging.getLogger(__name__)
 
 
 class ReplyFeeder:
-    def __init__(self, on_first_audio: Callable[[int, float], None]) -> None:
+    def __init__(self, report: Callable[[object], None]) -> None:
         self.speech: Any = None
-        self._on_first_audio = on_first_audio
+        self._report = report  # gets `FirstAudio` when a reply's first audio is in the ring
         self._queue: queue.SimpleQueue[tuple[str, int, AudioChunk | None] | None] = queue.SimpleQueue()
         self._dropped: set[int] = set()
         self._started: set[int] = set()
@@ -65,6 +65,6 @@ class ReplyFeeder:
                     speech.write(chunk)
                     if turn_id not in self._started:
                         self._started = {t for t in self._started if t > turn_id - 64} | {turn_id}
-                        self._on_first_audio(turn_id, time.perf_counter())
+                        self._report(FirstAudio(turn_id, time.perf_counter()))
             except Exception:
                 log.exception("writing reply audio failed")

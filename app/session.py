@@ -12,21 +12,42 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.personas import Persona
-from events import BargeIn, DeviceLost, SpeechEnded, SpeechProgress, SpeechStarted, TurnStats
+from app.session_parts import AudioInput, FrameSource, Playback
+from events import (
+    BargeIn,
+    ConversationReset,
+    DeviceLost,
+    EngineConnection,
+    EngineError,
+    EngineStatus,
+    FirstAudio,
+    LoadCancelled,
+    LoadFailed,
+    ModelLoaded,
+    Problem,
+    ReplyTruncated,
+    SpeechEnded,
+    SpeechProgress,
+    SpeechStarted,
+    StateChanged,
+    TextDelta,
+    TurnFinished,
+    TurnLatency,
+    TurnStats,
+    UserTurnSent,
+)
+from facts import SPEECH_IN_RATE_HZ as MIC_RATE_HZ
 
 DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
-CAMERA_LOOKBACK_S = 2.0  # frames before the turn's audio: its lead-in, and the scene that sets its rate
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
-MIC_RATE_HZ = 16_000
 
 
 class State(enum.Enum):
@@ -36,66 +57,6 @@ class State(enum.Enum):
     THINKING = "thinking"
     SPEAKING = "assistant speaking"
     INTERRUPTED = "interrupted"
-
-
-class AudioInput(Protocol):
-    """Microphone → echo canceller → turn detector and barge-in monitor, on the audio thread.
-
-    `start` gets the sink for `SpeechStarted`, `SpeechEnded`, `BargeIn` and `DeviceLost`; it is
-    called from the audio thread."""
-
-    def start(self, on_event: Callable[[object], None]) -> None: ...
-    def stop(self) -> None: ...
-    def set_mode(self, mode: str) -> None: ...
-    def set_muted(self, muted: bool) -> None: ...
-    def press(self) -> None: ...
-    def release(self) -> None: ...
-
-
-class Playback(Protocol):
-    """The session's side of the player (the engine worker writes to it). `flush` may wait for the
-    audio callback (up to half a second when the device is stuck), so the session calls it off the
-    Qt thread; `played_samples` answers at once."""
-
-    def flush(self, turn_id: int | None = None) -> int: ...
-    def speaking_turn(self) -> int | None: ...
-    def played_samples(self, turn_id: int) -> int: ...
-
-
-class FrameSource(Protocol):
-    """The camera's side the session reads (`app.camera.Camera` fits): stored frames of a time span
-    and the newest full-size frame; both answer at once from any thread."""
-
-    def frames_between(self, start_s: float, end_s: float) -> list[Any]: ...
-    def latest(self) -> Any: ...
-
-
-@dataclass(frozen=True)
-class TurnLatency:
-    """One turn's timings; `end_of_speech_s` is the end of the user's speech (or the send of a typed
-    message), every stamp on the `time.perf_counter()` clock."""
-
-    turn_id: int
-    end_of_speech_s: float
-    first_text_s: float | None = None
-    first_audio_s: float | None = None
-    text_tokens: int = 0
-    finished_s: float | None = None
-
-    @property
-    def first_text_ms(self) -> float | None:
-        return None if self.first_text_s is None else 1000 * (self.first_text_s - self.end_of_speech_s)
-
-    @property
-    def first_audio_ms(self) -> float | None:
-        return None if self.first_audio_s is None else 1000 * (self.first_audio_s - self.end_of_speech_s)
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        if self.first_text_s is None or self.finished_s is None or self.text_tokens < 2:
-            return None
-        span = self.finished_s - self.first_text_s
-        return (self.text_tokens - 1) / span if span > 0 else None
 
 
 class AudioEvents(QObject):
@@ -108,20 +69,12 @@ class AudioEvents(QObject):
 
 
 class Session(QObject):
-    state_changed = Signal(str)
-    speech_started = Signal(float)  # perf_counter time the user started speaking
-    status = Signal(str)
-    model_ready = Signal(object)  # ModelInfo
-    load_failed = Signal(str)
-    load_cancelled = Signal()
-    error = Signal(str)
-    user_turn = Signal(int, str, float)  # turn id, text ("" when spoken), seconds of speech
-    reply_text = Signal(int, str)
-    reply_finished = Signal(int, object)  # turn id, TurnStats
-    reply_interrupted = Signal(int, str)  # turn id, the text that was heard
-    latency = Signal(object)  # TurnLatency
-    conversation_reset = Signal(object)  # the Persona now in use
-    configured = Signal(str, str)  # voice, system prompt, as the engine has them
+    """Reports everything the window and the journal show as `events.py` dataclasses on `event`:
+    `StateChanged`, `SpeechStarted`, `UserTurnSent`, `TextDelta`, `UserTranscript`, `TurnFinished`,
+    `ReplyTruncated`, `TurnLatency`, `Problem`, `EngineStatus`, `ModelLoaded`, `LoadFailed`,
+    `LoadCancelled`, `ConversationReset`, `EngineConfigured` and `EngineConnection`."""
+
+    reported = Signal(object)
 
     def __init__(
         self,
@@ -160,18 +113,7 @@ class Session(QObject):
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(40)
         self._drain_timer.timeout.connect(self._check_playback)
-        worker = engine.signals
-        worker.status.connect(self._on_status)
-        worker.loaded.connect(self._on_loaded)
-        worker.load_failed.connect(self._on_load_failed)
-        worker.load_cancelled.connect(self._on_load_cancelled)
-        worker.text_delta.connect(self._on_text_delta)
-        worker.first_audio.connect(self._on_first_audio)
-        worker.turn_finished.connect(self._on_turn_finished)
-        worker.turn_failed.connect(self._on_turn_failed)
-        worker.truncated.connect(self._on_truncated)
-        worker.configured.connect(self._on_configured)
-        worker.connection.connect(self._on_connection)
+        engine.signals.reported.connect(self.on_engine_event)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -240,7 +182,9 @@ class Session(QObject):
         if not text:
             return None
         if self.model_info is None:
-            self.error.emit("the model is not loaded yet: wait for it, or choose one in the first-run dialog")
+            self._report(
+                Problem("the model is not loaded yet: wait for it, or choose one in the first-run dialog")
+            )
             return None
         from model.media_input import UserTurn
 
@@ -281,7 +225,7 @@ class Session(QObject):
         self._interrupt(None)
         self.persona = persona
         self.engine.configure(self.voice_in_use, persona.system_prompt)
-        self.conversation_reset.emit(persona)
+        self._report(ConversationReset(persona))
 
     def set_voice(self, voice: str) -> None:
         self.voice = voice
@@ -292,7 +236,7 @@ class Session(QObject):
     def new_conversation(self) -> None:
         self._interrupt(None)
         self.engine.new_conversation()
-        self.conversation_reset.emit(self.persona)
+        self._report(ConversationReset(self.persona))
 
     # -- audio events (Qt thread) --------------------------------------------------------------------
 
@@ -302,7 +246,7 @@ class Session(QObject):
             if self.state != State.USER_SPEAKING:
                 self._state_before_speech = self.state
             self._set_state(State.USER_SPEAKING)
-            self.speech_started.emit(event.time_s or time.perf_counter())
+            self._report(SpeechStarted(event.time_s or time.perf_counter()))
         elif isinstance(event, SpeechEnded):
             self._on_speech_ended(event)
         elif isinstance(event, BargeIn):
@@ -311,7 +255,7 @@ class Session(QObject):
                 self._set_state(State.USER_SPEAKING)
         elif isinstance(event, DeviceLost):
             what = DEVICE_WORDS.get(event.kind, event.kind)
-            self.error.emit(f"The {what} {event.name!r} stopped working; reconnecting when it is back.")
+            self._report(Problem(f"The {what} {event.name!r} stopped working; reconnecting when it is back."))
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)
@@ -324,22 +268,11 @@ class Session(QObject):
             return
         self._interrupt(None)
         end_s = event.end_s or time.perf_counter()
-        self._start_turn(self._spoken_turn(audio, event.audio_start_s), "", audio.size / MIC_RATE_HZ, end_s)
+        from app.turn_video import spoken_turn
 
-    def _spoken_turn(self, audio: np.ndarray, audio_start_s: float) -> Any:
-        """The turn for the engine: with the camera running, a `SpokenTurn` that picks its clip on
-        the worker (only the list of stored frames is taken here, under the camera's lock)."""
-        from model.media_input import UserTurn
-
-        if self.camera is None or audio_start_s <= 0:
-            return UserTurn(audio=audio, audio_rate_hz=MIC_RATE_HZ)
-        from app.turn_video import SpokenTurn
-
-        end_s = audio_start_s + audio.size / MIC_RATE_HZ
-        frames = self.camera.frames_between(audio_start_s - CAMERA_LOOKBACK_S, end_s)
-        if not frames:
-            return UserTurn(audio=audio, audio_rate_hz=MIC_RATE_HZ)
-        return SpokenTurn(audio, audio_start_s, frames)
+        self._start_turn(
+            spoken_turn(audio, event.audio_start_s, self.camera), "", audio.size / MIC_RATE_HZ, end_s
+        )
 
     # -- turns ---------------------------------------------------------------------------------------
 
@@ -352,7 +285,7 @@ class Session(QObject):
         for old in [t for t in self._latency if t < turn_id - 32]:
             del self._latency[old]
         self._interrupted = {t for t in self._interrupted if t >= turn_id - 32}
-        self.user_turn.emit(turn_id, text, duration_s)
+        self._report(UserTurnSent(turn_id, text, duration_s))
         self._set_state(State.THINKING)
         self.engine.respond(turn_id, turn)
         return turn_id
@@ -395,7 +328,7 @@ class Session(QObject):
     def _set_state(self, state: State) -> None:
         if state != self.state:
             self.state = state
-            self.state_changed.emit(state.value)
+            self._report(StateChanged(state.value))
 
     def _stamp(self, turn_id: int, **changes: Any) -> None:
         current = self._latency.get(turn_id)
@@ -404,40 +337,51 @@ class Session(QObject):
 
     # -- engine events (Qt thread) -------------------------------------------------------------------
 
-    @Slot(str)
-    def _on_status(self, message: str) -> None:
-        self.status.emit(message)
+    def _report(self, event: object) -> None:
+        self.reported.emit(event)
 
     @Slot(object)
-    def _on_loaded(self, info: ModelInfo) -> None:
-        self.loading = False
-        self.model_info = info
-        self._set_state(self._resting_state())
-        self.model_ready.emit(info)
+    def on_engine_event(self, event: object) -> None:
+        """What the engine client reports; the window and the journal hear it from `event`."""
+        match event:
+            case ModelLoaded(info):
+                self.loading = False
+                self.model_info = info
+                self._set_state(self._resting_state())
+            case LoadFailed() | LoadCancelled():
+                self.loading = False
+            case TextDelta(turn_id):
+                if not self._on_text_delta(turn_id):
+                    return
+            case FirstAudio(turn_id, written_s):
+                self._on_first_audio(turn_id, written_s)
+                return
+            case TurnFinished(turn_id, stats):
+                if not self._on_turn_finished(turn_id, stats):
+                    return
+            case EngineError(turn_id, message):
+                self._on_turn_failed(turn_id)
+                event = Problem(message)
+            case ReplyTruncated():
+                if self.state == State.INTERRUPTED:
+                    self._set_state(self._resting_state())
+            case EngineConnection(lost):
+                if lost:
+                    self._report(EngineStatus("engine restarting…"))
+                else:
+                    self._set_state(self._resting_state())
+        self._report(event)
 
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
-        self.loading = False
-        self.load_failed.emit(message)
-
-    @Slot()
-    def _on_load_cancelled(self) -> None:
-        self.loading = False
-        self.status.emit("loading cancelled")
-        self.load_cancelled.emit()
-
-    @Slot(int, str)
-    def _on_text_delta(self, turn_id: int, text: str) -> None:
+    def _on_text_delta(self, turn_id: int) -> bool:
         if turn_id in self._interrupted:
-            return
+            return False
         latency = self._latency.get(turn_id)
         if latency is not None and latency.first_text_s is None:
             self._stamp(turn_id, first_text_s=time.perf_counter())
             if not self.speaks and turn_id == self._active:
                 self._set_state(State.SPEAKING)
-        self.reply_text.emit(turn_id, text)
+        return True
 
-    @Slot(int, float)
     def _on_first_audio(self, turn_id: int, written_s: float) -> None:
         if turn_id in self._interrupted:
             return
@@ -445,52 +389,29 @@ class Session(QObject):
         if turn_id == self._active:
             self._set_state(State.SPEAKING)
 
-    @Slot(int, object)
-    def _on_turn_finished(self, turn_id: int, stats: TurnStats) -> None:
+    def _on_turn_finished(self, turn_id: int, stats: TurnStats) -> bool:
+        """Whether the finish is reported (an interrupted reply was reported as truncated)."""
         self._generating.discard(turn_id)
         self._stamp(
             turn_id, finished_s=stats.finished_s or time.perf_counter(), text_tokens=stats.text_tokens
         )
         latency = self._latency.get(turn_id)
         if latency is not None:
-            self.latency.emit(latency)
+            self._report(latency)
         if turn_id in self._interrupted:
-            return
-        self.reply_finished.emit(turn_id, stats)
-        if turn_id != self._active:
-            return
-        if self.speaks and self.playback is not None and self.playback.speaking_turn() == turn_id:
-            self._drain_timer.start()
-        else:
-            self._active = None
-            self._set_state(self._resting_state())
+            return False
+        if turn_id == self._active:
+            if self.speaks and self.playback is not None and self.playback.speaking_turn() == turn_id:
+                self._drain_timer.start()
+            else:
+                self._active = None
+                self._set_state(self._resting_state())
+        return True
 
-    @Slot(int, str)
-    def _on_turn_failed(self, turn_id: int, message: str) -> None:
+    def _on_turn_failed(self, turn_id: int) -> None:
         self._generating.discard(turn_id)
-        self.error.emit(message)
         if turn_id == self._active:
             self._active = None
-            self._set_state(self._resting_state())
-
-    @Slot(int, str)
-    def _on_truncated(self, turn_id: int, kept_text: str) -> None:
-        self.reply_interrupted.emit(turn_id, kept_text)
-        if self.state == State.INTERRUPTED:
-            self._set_state(self._resting_state())
-
-    @Slot(str, str)
-    def _on_configured(self, voice: str, prompt: str) -> None:
-        self.configured.emit(voice, prompt)
-
-    @Slot(str, str)
-    def _on_connection(self, kind: str, message: str) -> None:
-        """The engine process died or the link dropped ("lost"), or it is back ("restored")."""
-        if kind == "lost":
-            self.error.emit(message)
-            self.status.emit("engine restarting…")
-        else:
-            self.status.emit(message)
             self._set_state(self._resting_state())
 
     @Slot()

@@ -1,7 +1,8 @@
 """`omnidesk --text` where no window can open: type a line, read the reply as it streams.
 
-The same engine and personas as the window, without Qt: the model runs in this thread, since the
-terminal has nothing else to keep responsive. Ctrl+C during a reply stops it; Ctrl+D or /quit ends.
+The same engine, personas and journal as the window, without Qt: the model runs in this thread,
+since the terminal has nothing else to keep responsive. Ctrl+C during a reply stops it; Ctrl+C at
+the prompt, Ctrl+D or /quit ends.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from app.config import config_dir
+from app.history_log import HistoryLog
+from app.journal_feed import JournalFeed
 from app.launch import Launch
 from app.personas import PersonaLibrary
-from events import EngineError, TextDelta, TurnFinished
-
-DEMO_LABEL = "demo model: random weights, its speech is noise"
+from events import ConversationReset, EngineError, TextDelta, TurnFinished, UserTurnSent
+from facts import DEMO_LABEL
 
 
 def load_for_terminal(launch: Launch, out: TextIO, loader: Any = None, demo_dir: Any = None) -> Any:
@@ -62,7 +64,6 @@ def run_terminal_chat(
 ) -> int:
     from model.engine import Engine, EngineSettings
     from model.loading import ModelLoadError
-    from model.media_input import UserTurn
 
     stdin = stdin or sys.stdin
     out = out or sys.stdout
@@ -89,23 +90,44 @@ def run_terminal_chat(
     print(
         f"{persona.name}: {persona.greeting}" if persona.greeting else f"{persona.name} is ready.", file=out
     )
+    journal = HistoryLog(on_error=lambda message: print(f"\n[{message}]", file=out, flush=True))
+    feed = JournalFeed(journal)
+    feed.on_event(ConversationReset(persona))
+    journal.write("model_ready", source=loaded.source, device=loaded.device, is_demo=loaded.is_demo)
+    try:
+        _chat(engine, persona.name.lower(), stdin, out, feed)
+    finally:
+        journal.close()
+    print(f"(the conversation is kept in {journal.path})", file=out, flush=True)
+    return 0
+
+
+def _chat(engine: Any, name: str, stdin: TextIO, out: TextIO, feed: JournalFeed) -> None:
+    """Read a line, stream the reply, until the end of input, /quit or Ctrl+C at the prompt."""
+    from model.media_input import UserTurn
+
     turn_id = 0
     while True:
         print("you> ", end="", file=out, flush=True)
-        line = stdin.readline()
+        try:
+            line = stdin.readline()
+        except KeyboardInterrupt:
+            line = ""
         if not line:
             print(file=out)
-            return 0
+            return
         text = line.strip()
         if not text:
             continue
         if text in ("/quit", "/exit"):
-            return 0
+            return
         turn_id += 1
         cancel = threading.Event()
-        print(f"{persona.name.lower()}> ", end="", file=out, flush=True)
+        feed.on_event(UserTurnSent(turn_id, text, 0.0))
+        print(f"{name}> ", end="", file=out, flush=True)
         with ctrl_c_sets(cancel):
             for event in engine.respond(UserTurn(text=text), turn_id, cancel):
+                feed.on_event(event)
                 if isinstance(event, TextDelta):
                     print(event.text, end="", file=out, flush=True)
                 elif isinstance(event, EngineError):

@@ -132,3 +132,19 @@ class LiveClip:
             frames.append(sample_frames(stored, tick, tick, self.fps)[0].rgb)
             self.ticks_sent += 1
         return audio, frames
+
+
+CAMERA_LOOKBACK_S = 2.0  # frames before the turn's audio: its lead-in, and the scene that sets its rate
+
+
+def spoken_turn(audio: np.ndarray, audio_start_s: float, camera: Any) -> Any:
+    """The engine's turn for spoken `audio`: with the camera running, a `SpokenTurn` that picks its
+    clip on the engine link's thread (only the list of stored frames is taken here, under the
+    camera's lock)."""
+    if camera is None or audio_start_s <= 0:
+        return UserTurn(audio=audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ)
+    end_s = audio_start_s + audio.size / MODEL_AUDIO_RATE_HZ
+    frames = camera.frames_between(audio_start_s - CAMERA_LOOKBACK_S, end_s)
+    if not frames:
+        return UserTurn(audio=audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ)
+    return SpokenTurn(audio, audio_start_s, frames)

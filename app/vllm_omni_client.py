@@ -28,7 +28,20 @@ from app.client_history import ClientHistory, Exchange
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
-from events import AudioChunk, Message, TurnStats
+from events import (
+    AudioChunk,
+    EngineConfigured,
+    EngineError,
+    EngineStatus,
+    LoadCancelled,
+    LoadFailed,
+    Message,
+    ModelLoaded,
+    ReplyTruncated,
+    TextDelta,
+    TurnFinished,
+    TurnStats,
+)
 from model.media_input import MODEL_AUDIO_RATE_HZ
 from realtime.wire import SAMPLES_PER_FRAME, WIRE_RATE_HZ, image_data_url, pcm16_bytes, pcm16_to_float
 
@@ -82,7 +95,7 @@ class VllmOmniEngine:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(headers=headers, timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S))
-        self.feeder = ReplyFeeder(self.signals.first_audio.emit)
+        self.feeder = ReplyFeeder(self.signals.report)
         self.feeder.speech = speech
         self.model = ""
         self.voice = "ethan"
@@ -101,7 +114,7 @@ class VllmOmniEngine:
         self._jobs.put(("load", request))
 
     def cancel_load(self) -> None:
-        self.signals.load_cancelled.emit()
+        self.signals.report(LoadCancelled())
 
     def respond(self, turn_id: int, turn: Any) -> None:
         self._jobs.put(("respond", turn_id, turn))
@@ -158,14 +171,14 @@ class VllmOmniEngine:
                 log.exception("vLLM-Omni client: %s failed", kind)
 
     def _load(self, request: LoadRequest) -> None:
-        self.signals.status.emit(f"connecting to vLLM-Omni at {self.url}")
+        self.signals.report(EngineStatus(f"connecting to vLLM-Omni at {self.url}"))
         self.voice, self.prompt = request.speaker, request.system_prompt
         try:
             answer = self.http.get(f"{self.url}/models")
             answer.raise_for_status()
             self.model = str(answer.json()["data"][0]["id"])
         except Exception as error:
-            self.signals.load_failed.emit(f"cannot use the vLLM-Omni server at {self.url}: {_why(error)}")
+            self.signals.report(LoadFailed(f"cannot use the vLLM-Omni server at {self.url}: {_why(error)}"))
             return
         self.speak = request.speak
         info = ModelInfo(
@@ -179,24 +192,23 @@ class VllmOmniEngine:
             weight_bytes=0,
             load_s=0.0,
         )
-        self.signals.loaded.emit(info)
+        self.signals.report(ModelLoaded(info))
 
     def _configure(self, speaker: str, prompt: str) -> None:
         if prompt != self.prompt:
             self._new_conversation()
         self.voice, self.prompt = speaker, prompt
-        self.signals.configured.emit(speaker, prompt)
+        self.signals.report(EngineConfigured(speaker, prompt))
 
     def _new_conversation(self) -> None:
         self.conversation.clear()
         self.recording.clear()
-        self.signals.conversation_reset.emit()
 
     def _truncate(self, turn_id: int, heard_samples: int) -> None:
         kept = kept_text(self.conversation.reply_text(turn_id), heard_samples, self._audio_of.get(turn_id, 0))
         self.conversation.cut(turn_id, kept)
         self.recording.cut(turn_id, heard_samples)
-        self.signals.truncated.emit(turn_id, kept)
+        self.signals.report(ReplyTruncated(turn_id, kept))
 
     def _request(self, turn: Any) -> dict[str, Any]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.prompt}] if self.prompt else []
@@ -224,8 +236,8 @@ class VllmOmniEngine:
         turn = turn() if callable(turn) else turn
         started = time.perf_counter()
         if turn_id in self._cancelled:  # cancelled before it began
-            self.signals.turn_finished.emit(
-                turn_id, TurnStats(started_s=started, finished_s=started, cancelled=True)
+            self.signals.report(
+                TurnFinished(turn_id, TurnStats(started_s=started, finished_s=started, cancelled=True))
             )
             return
         body = self._request(turn)
@@ -241,7 +253,7 @@ class VllmOmniEngine:
         except Exception as error:
             if turn_id not in self._cancelled:
                 self.conversation.drop(turn_id)
-                self.signals.turn_failed.emit(turn_id, f"vLLM-Omni at {self.url}: {_why(error)}")
+                self.signals.report(EngineError(turn_id, f"vLLM-Omni at {self.url}: {_why(error)}"))
                 return
         finally:
             self._streaming.pop(turn_id, None)
@@ -250,7 +262,7 @@ class VllmOmniEngine:
         cancelled = turn_id in self._cancelled
         self._audio_of[turn_id] = reply.samples
         self.conversation.reply(turn_id, "".join(reply.text), interrupted=cancelled)
-        self.signals.turn_finished.emit(turn_id, reply.stats(cancelled))
+        self.signals.report(TurnFinished(turn_id, reply.stats(cancelled)))
 
     def _stream(self, turn_id: int, body: dict[str, Any], reply: _Progress) -> None:
         """Read the SSE stream: text and audio chunks apart by their top-level `modality`."""
@@ -282,7 +294,7 @@ class VllmOmniEngine:
                 else:
                     reply.first_text_s = reply.first_text_s or time.perf_counter()
                     reply.text.append(content)
-                    self.signals.text_delta.emit(turn_id, content)
+                    self.signals.report(TextDelta(turn_id, content))
 
 
 class _Progress:

@@ -6,7 +6,9 @@ the model's audio encoder take); the playback side speaks 24 kHz mono float32 (w
 
 from __future__ import annotations
 
-MIC_RATE_HZ = 16_000
+from facts import SPEECH_IN_RATE_HZ, SPEECH_OUT_RATE_HZ
+
+MIC_RATE_HZ = SPEECH_IN_RATE_HZ
 MIC_FRAME_MS = 10
 MIC_FRAME_SAMPLES = MIC_RATE_HZ * MIC_FRAME_MS // 1000
-PLAYBACK_RATE_HZ = 24_000
+PLAYBACK_RATE_HZ = SPEECH_OUT_RATE_HZ

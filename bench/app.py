@@ -125,11 +125,21 @@ class Rig:
     def __init__(self, desk: Any, probe: StallProbe, monitor: Any, feeder: Any, rate_hz: int) -> None:
         self.desk, self.probe, self.monitor, self.feeder, self.rate_hz = desk, probe, monitor, feeder, rate_hz
         self.seen: dict[str, Any] = {"user": {}, "stats": {}, "interrupted": [], "first_audio": {}}
-        session = desk.session
-        session.user_turn.connect(lambda t, _text, _s: self.seen["user"].__setitem__(t, time.perf_counter()))
-        session.reply_finished.connect(lambda t, stats: self.seen["stats"].__setitem__(t, stats))
-        session.reply_interrupted.connect(lambda t, _text: self.seen["interrupted"].append(t))
-        desk.engine.signals.first_audio.connect(lambda t, s: self.seen["first_audio"].__setitem__(t, s))
+        desk.session.reported.connect(self._on_report)
+        desk.engine.signals.reported.connect(self._on_report)
+
+    def _on_report(self, event: object) -> None:
+        from events import FirstAudio, ReplyTruncated, TurnFinished, UserTurnSent
+
+        match event:
+            case UserTurnSent(turn_id):
+                self.seen["user"][turn_id] = time.perf_counter()
+            case TurnFinished(turn_id, stats):
+                self.seen["stats"][turn_id] = stats
+            case ReplyTruncated(turn_id):
+                self.seen["interrupted"].append(turn_id)
+            case FirstAudio(turn_id, written_s):
+                self.seen["first_audio"][turn_id] = written_s
 
     def loud_since(self, time_s: float) -> float | None:
         start = max(0, self.monitor.index_at(time_s))
@@ -317,6 +327,7 @@ def protocol_overhead(demo_dir: Path, pairs: int) -> dict[str, Any]:
 
     from app.engine_client import LoadRequest
     from app.realtime_client import RealtimeEngine
+    from events import TextDelta
     from model.engine import Engine, EngineSettings
     from model.loading import load_model
     from model.media_input import UserTurn
@@ -328,7 +339,11 @@ def protocol_overhead(demo_dir: Path, pairs: int) -> dict[str, Any]:
     loaded = load_model(str(demo_dir), device="cpu")
     remote = RealtimeEngine(None)
     first: dict[int, float] = {}
-    remote.signals.text_delta.connect(lambda t, _text: first.setdefault(t, time.perf_counter()))
+    remote.signals.reported.connect(
+        lambda event: (
+            first.setdefault(event.turn_id, time.perf_counter()) if isinstance(event, TextDelta) else 0
+        )
+    )
     remote.feeder.speech = _FirstWrite(first)
     remote.load(LoadRequest(str(demo_dir), system_prompt="You are a test assistant.", engine_options=options))
     if not pump(lambda: remote.announced, 240):

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from facts import DEMO_LABEL
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -58,7 +60,7 @@ def load_host(options: LoadOptions, status: Callable[[str], None]) -> ModelHost:
     if options.demo:
         from model.demo import DEMO_MAX_CODEC_FRAMES, DEMO_MAX_TEXT_TOKENS, demo_checkpoint_dir
 
-        status("building the demo model (random weights, its speech is noise)")
+        status(f"building the {DEMO_LABEL}")
         source = str(demo_checkpoint_dir())
         engine_options = {
             "max_text_tokens": DEMO_MAX_TEXT_TOKENS,

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from facts import CODEC_FRAME_SAMPLES, SPEECH_OUT_RATE_HZ, to_float, to_int16
 from model.media_input import MODEL_AUDIO_RATE_HZ
 
-WIRE_RATE_HZ = 24_000  # the GA protocol's only PCM rate; also Code2Wav's output rate
-SAMPLES_PER_FRAME = 1920  # one 80 ms codec frame at the wire rate (numbers reply chunks for the player)
+WIRE_RATE_HZ = SPEECH_OUT_RATE_HZ  # the GA protocol's only PCM rate; also Code2Wav's output rate
+SAMPLES_PER_FRAME = CODEC_FRAME_SAMPLES  # numbers reply chunks for the player
 REALTIME_PATH = "/v1/realtime"
 API_KEY_ENV = "OMNIDESK_API_KEY"  # where `omnidesk serve` and the app's client read the key
 
@@ -72,10 +73,7 @@ def error_event(
 
 def pcm16_bytes(samples: np.ndarray) -> bytes:
     """int16 little-endian bytes of float [-1, 1] or integer samples."""
-    array = np.asarray(samples).reshape(-1)
-    if np.issubdtype(array.dtype, np.floating):
-        array = np.clip(np.rint(array * 32767.0), -32768, 32767)
-    return array.astype("<i2").tobytes()
+    return to_int16(samples).astype("<i2").tobytes()
 
 
 def encode_pcm16(samples: np.ndarray) -> str:
@@ -100,7 +98,7 @@ def decode_pcm16(data: Any, what: str = "audio") -> np.ndarray:
 
 
 def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
-    return np.asarray(samples, dtype=np.float32) / 32768.0
+    return to_float(np.asarray(samples, dtype=np.int16))
 
 
 class Resampler:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEMO_LABEL = "demo model: random weights, its speech is noise"
+from facts import DEMO_LABEL
 
 
 class FirstRunDialog(QDialog):

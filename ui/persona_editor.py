@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,9 +22,41 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.personas import Persona, PersonaError, PersonaLibrary
+from facts import VOICES
 
-VOICES = ("ethan", "chelsie", "aiden")
+
+class PersonaView(Protocol):
+    """What the editor shows of a persona (`app.personas.Persona` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def system_prompt(self) -> str: ...
+    @property
+    def voice(self) -> str: ...
+    @property
+    def greeting(self) -> str: ...
+    @property
+    def preset(self) -> bool: ...
+
+
+class PersonaStore(Protocol):
+    """The personas the editor changes (`app.personas.PersonaLibrary` fits); its errors are
+    `ValueError` or `OSError`, with a message that names the persona or the file."""
+
+    problems: list[str]
+
+    def all(self) -> Sequence[PersonaView]: ...
+    def get(self, persona_id: str) -> PersonaView: ...
+    def save_fields(
+        self, persona_id: str, name: str, prompt: str, voice: str, greeting: str
+    ) -> PersonaView: ...
+    def new_id(self, name: str) -> str: ...
+    def delete(self, persona_id: str) -> None: ...
+    def is_user(self, persona_id: str) -> bool: ...
+    def is_preset(self, persona_id: str) -> bool: ...
 
 
 class PersonaEditor(QDialog):
@@ -29,7 +64,7 @@ class PersonaEditor(QDialog):
 
     changed = Signal(str)
 
-    def __init__(self, library: PersonaLibrary, current: str = "", parent: QWidget | None = None) -> None:
+    def __init__(self, library: PersonaStore, current: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Personas")
         self.resize(760, 480)
@@ -104,12 +139,9 @@ class PersonaEditor(QDialog):
         self.prompt.setPlainText(persona.system_prompt)
         self.delete_button.setEnabled(self.library.is_user(persona.id))
         self.delete_button.setText(
-            "Restore preset" if persona.preset is False and self._is_preset(persona.id) else "Delete"
+            "Restore preset" if persona.preset is False and self.library.is_preset(persona.id) else "Delete"
         )
         self.message.setText("")
-
-    def _is_preset(self, persona_id: str) -> bool:
-        return (self.library.preset_dir / f"{persona_id}.toml").is_file()
 
     def start_new(self) -> None:
         self.list.clearSelection()
@@ -124,16 +156,15 @@ class PersonaEditor(QDialog):
 
     def save(self) -> None:
         persona_id = self._editing_id or self.library.new_id(self.name.text())
-        persona = Persona(
-            persona_id,
-            self.name.text().strip(),
-            self.prompt.toPlainText().strip(),
-            self.voice.currentData(),
-            self.greeting.text().strip(),
-        )
         try:
-            saved = self.library.save(persona)
-        except (PersonaError, OSError) as error:
+            saved = self.library.save_fields(
+                persona_id,
+                self.name.text().strip(),
+                self.prompt.toPlainText().strip(),
+                self.voice.currentData(),
+                self.greeting.text().strip(),
+            )
+        except (ValueError, OSError) as error:
             self.message.setText(str(error))
             return
         self.refresh(saved.id)
@@ -144,7 +175,7 @@ class PersonaEditor(QDialog):
         persona_id = self._editing_id
         try:
             self.library.delete(persona_id)
-        except (PersonaError, OSError) as error:
+        except (ValueError, OSError) as error:
             self.message.setText(str(error))
             return
         self.refresh(persona_id)

@@ -75,6 +75,15 @@ class TranscriptView(QTextBrowser):
         entry.interrupted = entry.done = True
         self._changed(index)
 
+    def set_user_text(self, turn_id: int, text: str) -> None:
+        """The words of a spoken turn, once the engine has transcribed them."""
+        for index in range(len(self.entries) - 1, -1, -1):
+            entry = self.entries[index]
+            if entry.role == "user" and entry.turn_id == turn_id and turn_id >= 0:
+                entry.text = text
+                self._changed(index)
+                return
+
     def set_latency(self, turn_id: int, text: str) -> None:
         index = self._reply_index(turn_id)
         if index is not None:

@@ -2,18 +2,79 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Slot
 
-from events import AudioChunk
+from events import (
+    AudioChunk,
+    ConversationReset,
+    EngineConfigured,
+    EngineConnection,
+    EngineError,
+    EngineStatus,
+    FirstAudio,
+    LoadCancelled,
+    LoadFailed,
+    ModelLoaded,
+    Problem,
+    ReplyTruncated,
+    SpeechStarted,
+    StateChanged,
+    TextDelta,
+    TurnFinished,
+    TurnLatency,
+    UserTranscript,
+    UserTurnSent,
+)
 
 FAST = {"max_text_tokens": 6, "max_codec_frames": 4, "first_chunk_frames": 1, "chunk_frames": 2}
 SHORT_PROMPT = "You are a test assistant."
 
 
+def named(event: object) -> tuple[str, tuple[Any, ...]]:
+    """An event as (name, fields): the names the tests read reports by."""
+    name = {
+        EngineStatus: "status", ModelLoaded: "loaded", LoadFailed: "load_failed",
+        LoadCancelled: "load_cancelled", TextDelta: "text_delta", FirstAudio: "first_audio",
+        TurnFinished: "turn_finished", EngineError: "turn_failed", ReplyTruncated: "truncated",
+        EngineConfigured: "configured", EngineConnection: "connection", UserTranscript: "transcript",
+    }.get(type(event), type(event).__name__)  # fmt: skip
+    if isinstance(event, EngineConnection):
+        return name, ("lost" if event.lost else "restored", event.message)
+    return name, tuple(getattr(event, f.name) for f in fields(event))  # type: ignore[arg-type]
+
+
+SESSION_NAMES = {
+    StateChanged: "state_changed", UserTurnSent: "user_turn", TextDelta: "reply_text",
+    TurnFinished: "reply_finished", ReplyTruncated: "reply_interrupted", TurnLatency: "latency",
+    Problem: "error", ModelLoaded: "model_ready", ConversationReset: "conversation_reset",
+    EngineConfigured: "configured", SpeechStarted: "speech_started", EngineStatus: "status",
+}  # fmt: skip
+
+
+def session_named(event: object) -> tuple[str, tuple[Any, ...]]:
+    """A session report as (name, fields), by the names the tests read them by."""
+    name = SESSION_NAMES.get(type(event), type(event).__name__)
+    if isinstance(event, TurnLatency):
+        return name, (event,)
+    return name, tuple(getattr(event, f.name) for f in fields(event))  # type: ignore[arg-type]
+
+
+def on_report(session: Any, name: str, slot: Any) -> None:
+    """Call `slot(*fields)` for each of the session's reports called `name`."""
+
+    def check(event: object) -> None:
+        kind, args = session_named(event)
+        if kind == name:
+            slot(*args)
+
+    session.reported.connect(check)
+
+
 class Collector(QObject):
-    """Lives in the GUI thread; its slots record what the worker's signals carry, in order."""
+    """Lives in the GUI thread; records what an engine client reports, in order, by name."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -23,51 +84,11 @@ class Collector(QObject):
         return [args for kind, args in self.events if kind == name]
 
     @Slot(object)
-    def loaded(self, info: object) -> None:
-        self.events.append(("loaded", (info,)))
+    def on_event(self, event: object) -> None:
+        self.events.append(named(event))
 
-    @Slot(str)
-    def load_failed(self, message: str) -> None:
-        self.events.append(("load_failed", (message,)))
-
-    @Slot()
-    def load_cancelled(self) -> None:
-        self.events.append(("load_cancelled", ()))
-
-    @Slot(str)
-    def status(self, message: str) -> None:
-        self.events.append(("status", (message,)))
-
-    @Slot(int, str)
-    def text_delta(self, turn_id: int, text: str) -> None:
-        self.events.append(("text_delta", (turn_id, text)))
-
-    @Slot(int, object)
-    def turn_finished(self, turn_id: int, stats: object) -> None:
-        self.events.append(("turn_finished", (turn_id, stats)))
-
-    @Slot(int, str)
-    def turn_failed(self, turn_id: int, message: str) -> None:
-        self.events.append(("turn_failed", (turn_id, message)))
-
-    @Slot(int, str)
-    def truncated(self, turn_id: int, text: str) -> None:
-        self.events.append(("truncated", (turn_id, text)))
-
-    @Slot(str, str)
-    def configured(self, speaker: str, prompt: str) -> None:
-        self.events.append(("configured", (speaker, prompt)))
-
-    @Slot(str, str)
-    def connection(self, kind: str, message: str) -> None:
-        self.events.append(("connection", (kind, message)))
-
-    def watch(self, worker: Any) -> None:
-        for name in (
-            "loaded", "load_failed", "load_cancelled", "status", "text_delta", "turn_finished",
-            "turn_failed", "truncated", "configured", "connection",
-        ):  # fmt: skip
-            getattr(worker, name).connect(getattr(self, name))
+    def watch(self, signals: Any) -> None:
+        signals.reported.connect(self.on_event)
 
 
 class FakeSpeaker:

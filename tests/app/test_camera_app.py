@@ -22,7 +22,7 @@ from app.history_log import DATA_DIR_ENV
 from app.launch import Launch
 from app.session import Session, State
 from events import SpeechEnded, SpeechStarted
-from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput, engine_of
+from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput, engine_of, on_report
 from tests.test_camera import write_video
 
 SIZE = (320, 240)
@@ -104,7 +104,7 @@ def test_a_spoken_turn_with_the_camera_running_reaches_the_engine_with_video(
     worker = EngineWorker(player, loader=lambda source, **kw: demo)
     session = Session(EngineThread(worker), audio_input=audio, playback=player, camera=camera)
     finished: list[int] = []
-    session.reply_finished.connect(lambda turn_id, _stats: finished.append(turn_id))
+    on_report(session, "reply_finished", lambda turn_id, _stats: finished.append(turn_id))
     session.load(LoadRequest("demo", system_prompt=SHORT_PROMPT, engine_options=FAST))
     session.start_audio()
     with camera:

@@ -13,7 +13,7 @@ from app.engine_worker import EngineThread, EngineWorker, LoadRequest
 from app.personas import Persona
 from app.session import Session, State
 from events import BargeIn, DeviceLost, SpeechEnded, SpeechStarted
-from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput
+from tests.app.helpers import FAST, SHORT_PROMPT, FakePlayer, ScriptedInput, session_named
 
 PERSONA = Persona("tester", "Tester", SHORT_PROMPT, "ethan", "Hello tester")
 
@@ -23,11 +23,7 @@ class Seen:
 
     def __init__(self, session: Session) -> None:
         self.log: list[tuple[str, tuple[Any, ...]]] = []
-        for name in (
-            "state_changed", "user_turn", "reply_text", "reply_finished", "reply_interrupted", "latency",
-            "error", "model_ready", "conversation_reset", "configured",
-        ):  # fmt: skip
-            getattr(session, name).connect(lambda *args, name=name: self.log.append((name, args)))
+        session.reported.connect(lambda event: self.log.append(session_named(event)))
 
     def of(self, name: str) -> list[tuple[Any, ...]]:
         return [args for kind, args in self.log if kind == name]

@@ -18,7 +18,7 @@ from app.personas import Persona
 from app.session import Session, State
 from bench.rig.pulse import SPEAKER, VirtualAudio
 from events import BargeIn, SpeechEnded
-from tests.app.helpers import FAST, SHORT_PROMPT, ScriptedInput
+from tests.app.helpers import FAST, SHORT_PROMPT, ScriptedInput, on_report
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 PERSONA = Persona("tester", "Tester", SHORT_PROMPT, "ethan")
@@ -36,9 +36,9 @@ class Resolved:
         self.finished: set[int] = set()
         self.interrupted: dict[int, str] = {}
         self.errors: list[str] = []
-        session.reply_finished.connect(lambda t, _s: self.finished.add(t))
-        session.reply_interrupted.connect(lambda t, text: self.interrupted.__setitem__(t, text))
-        session.error.connect(self.errors.append)
+        on_report(session, "reply_finished", lambda t, _s: self.finished.add(t))
+        on_report(session, "reply_interrupted", lambda t, text: self.interrupted.__setitem__(t, text))
+        on_report(session, "error", self.errors.append)
 
     def done(self, turn_id: int) -> bool:
         return turn_id in self.finished or turn_id in self.interrupted
@@ -103,7 +103,7 @@ def test_a_hundred_barge_ins_in_quick_succession(
             armed.discard(turn_id)
             barge_in(turn_id)
 
-    session.reply_text.connect(on_first_text)
+    on_report(session, "reply_text", on_first_text)
     rss_early = 0
     for i in range(90):
         kind = i % 4

@@ -18,8 +18,10 @@ from app.desk import Desk
 from app.history_log import DATA_DIR_ENV, read_history
 from app.launch import Launch
 from app.session import State
-from tests.app.helpers import FAST, engine_of
-from ui.first_run import DEMO_LABEL, FirstRunDialog
+from events import EngineStatus
+from facts import DEMO_LABEL
+from tests.app.helpers import FAST, engine_of, on_report
+from ui.first_run import FirstRunDialog
 from ui.main_window import MainWindow
 
 
@@ -86,7 +88,7 @@ def test_a_typed_message_streams_a_reply_into_the_transcript(qtbot: Any, desk: D
     assert DEMO_LABEL in window.model_label.text() and "cpu" in window.model_label.text()
     assert window.transcript.entries[0].text == desk.persona.greeting
     seen_partial: list[str] = []
-    desk.session.reply_text.connect(lambda *_: seen_partial.append(window.transcript.entries[-1].text))
+    on_report(desk.session, "reply_text", lambda *_: seen_partial.append(window.transcript.entries[-1].text))
     qtbot.keyClicks(window.text_box, "hello")
     qtbot.keyClick(window.text_box, Qt.Key.Key_Return)
     qtbot.waitUntil(
@@ -162,8 +164,10 @@ def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
     info = desk.session.model_info
     assert info is not None and info.is_demo and DEMO_LABEL in desk.window.model_label.text()
-    loads: list[str] = []
-    desk.session.engine.signals.status.connect(loads.append)
+    loads: list[EngineStatus] = []
+    desk.session.engine.signals.reported.connect(
+        lambda event: loads.append(event) if isinstance(event, EngineStatus) else None
+    )
     qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
     assert desk.first_run is None and not desk.session.loading and not loads  # no second load
     desk.window.close()

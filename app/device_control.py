@@ -1,0 +1,221 @@
+"""The app's devices as the window changes them: starting audio, switching the microphone or the
+speaker, the camera on, off or to another source. Opening a device takes a few hundred
+milliseconds, so every start and switch runs off the Qt thread and reports back by signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QFileDialog
+
+from app import config as cfg
+from app.camera_feed import CameraFeed, camera_choices
+from app.session import Session
+from ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+# (settings, event sink) -> (the session's AudioInput, the player), each with `level_dbfs()` for the
+# meters; the player is started by the app (off the Qt thread) and may raise there.
+AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any, Any]]
+
+
+def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
+    """The microphone chain and the player on the configured devices, not started yet."""
+    from app.audio_chain import MicrophoneChain, make_player
+
+    player = make_player(settings.output_device, on_event)
+    mic = MicrophoneChain(
+        player,
+        device=settings.input_device,
+        echo_cancellation=settings.echo_cancellation,
+        barge_in=settings.barge_in,
+        end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
+    )
+    return mic, player
+
+
+class DeviceControl(QObject):
+    """Owns the microphone chain, the player and the camera feed; `remember` records a choice in the
+    config the app saves on quit."""
+
+    audio_started = Signal(list, list)  # input and output device names
+    audio_failed = Signal(str)
+    device_failed = Signal(str)  # a device change that did not work (audio stays on)
+
+    def __init__(
+        self,
+        window: MainWindow,
+        audio_input: Any,
+        player: Any,
+        camera: CameraFeed,
+        remember: Callable[..., None],
+    ) -> None:
+        super().__init__(window)
+        self.window = window
+        self.audio_input = audio_input
+        self.player = player
+        self.camera = camera
+        self.remember = remember
+        self.session: Session | None = None
+        self.audio_started.connect(self._on_audio_started)
+        self.audio_failed.connect(self._on_audio_failed)
+        self.device_failed.connect(window.show_error)
+        self.chosen_input = ""
+        self.chosen_output = ""
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_input is not None or self.player is not None
+
+    def relay(self, event: object) -> None:
+        """Device events (any thread) go to the session once it exists."""
+        if self.session is not None:
+            self.session.post_audio_event(event)
+
+    # -- audio ---------------------------------------------------------------------------------------
+
+    def start_audio(self, input_device: str, output_device: str) -> None:
+        self.chosen_input, self.chosen_output = input_device, output_device
+        threading.Thread(target=self._start_audio, name="audio-start", daemon=True).start()
+
+    def _start_audio(self) -> None:
+        """Off the Qt thread: opening PortAudio streams takes a few hundred milliseconds."""
+        inputs: list[str] = []
+        outputs: list[str] = []
+        try:
+            from audio_io.devices import list_devices
+
+            devices = list_devices()
+            inputs = [d.name for d in devices if d.max_input_channels > 0]
+            outputs = [d.name for d in devices if d.max_output_channels > 0]
+        except Exception:
+            log.exception("listing audio devices")
+        try:
+            start_player = getattr(self.player, "start", None)
+            if start_player is not None:
+                start_player()
+            if self.session is not None:
+                self.session.start_audio()
+        except Exception as error:
+            self.audio_failed.emit(str(error))
+            return
+        self.audio_started.emit(inputs, outputs)
+
+    @Slot(list, list)
+    def _on_audio_started(self, inputs: list[str], outputs: list[str]) -> None:
+        self.window.set_devices(inputs, outputs, self.chosen_input, self.chosen_output)
+
+    @Slot(str)
+    def _on_audio_failed(self, message: str) -> None:
+        """Carry on typing: no microphone, and replies in text only."""
+        self.window.show_error(f"Audio is off ({message}); you can still type.")
+        if self.session is not None:
+            self.session.engine.set_speech(None)
+            self.session.audio_input = None
+            self.session.playback = None
+        for part in (self.audio_input, self.player):
+            try:
+                part.stop()
+            except Exception:
+                log.debug("stopping audio that did not start", exc_info=True)
+        self.audio_input = self.player = None
+        self.window.set_audio_enabled(False)
+
+    def choose_input(self, name: str) -> None:
+        self.remember(audio={"input_device": name})
+        chain, session = self.audio_input, self.session
+        if chain is None or session is None:
+            return
+
+        def restart() -> None:
+            chain.stop()
+            chain.device = name or None
+            try:
+                session.start_audio()
+            except Exception as error:
+                self.device_failed.emit(
+                    f"The microphone {name or 'system default'!r} could not start: {error}"
+                )
+
+        threading.Thread(target=restart, name="audio-restart", daemon=True).start()
+
+    def choose_output(self, name: str) -> None:
+        """Move playback to another device (off the Qt thread); the echo canceller and barge-in
+        follow, since they listen to what the new device plays."""
+        self.remember(audio={"output_device": name})
+        metered, chain, session = self.player, self.audio_input, self.session
+        if metered is None or not hasattr(metered, "swap"):
+            return
+
+        def switch() -> None:
+            from audio_io.playback import Player, PlayerConfig
+
+            try:
+                new = Player(PlayerConfig(device=name or None), on_event=self.relay)
+                new.start()
+            except Exception as error:
+                self.device_failed.emit(f"The speaker {name or 'system default'!r} could not start: {error}")
+                return
+            metered.swap(new).stop()
+            if chain is not None and session is not None:
+                chain.stop()
+                try:
+                    session.start_audio()
+                except Exception as error:
+                    self.device_failed.emit(f"The microphone could not restart: {error}")
+
+        threading.Thread(target=switch, name="audio-switch", daemon=True).start()
+
+    def levels(self) -> tuple[float, float]:
+        mic = self.audio_input.level_dbfs() if self.audio_input is not None else -90.0
+        out = self.player.level_dbfs() if self.player is not None else -90.0
+        return mic, out
+
+    def stop(self) -> None:
+        self.camera.close()
+        if self.player is not None:
+            try:
+                self.player.stop()
+            except Exception:
+                log.exception("stopping the player")
+
+    # -- camera --------------------------------------------------------------------------------------
+
+    def set_camera_on(self, on: bool) -> None:
+        self.remember(camera={"enabled": on})
+        if on:
+            self.camera.start()
+        else:
+            self.camera.stop()
+        self.window.camera_view.set_on(on)
+
+    def choose_camera(self, source: str) -> None:
+        """Switch to camera `source` (an index, a name or a video file) and turn it on."""
+        self.remember(camera={"source": source, "enabled": True})
+        self.camera.start(source)
+        self.window.camera_view.set_sources(camera_choices(), source)
+        self.window.camera_view.set_on(True)
+
+    def ask_video_file(self) -> None:
+        kinds = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
+        path, _filter = QFileDialog.getOpenFileName(self.window, "A video file as the camera", "", kinds)
+        if path:
+            self.choose_camera(path)
+        else:
+            self.window.camera_view.set_sources(camera_choices(), self.camera.source)
+
+    def wire(self, session: Session) -> None:
+        self.session = session
+        w = self.window
+        self.camera.frame.connect(w.camera_view.show_frame)
+        self.camera.status_changed.connect(w.camera_view.set_status)
+        w.camera_view.toggled.connect(self.set_camera_on)
+        w.camera_view.source_chosen.connect(self.choose_camera)
+        w.camera_view.file_requested.connect(self.ask_video_file)
+        w.input_device_chosen.connect(self.choose_input)
+        w.output_device_chosen.connect(self.choose_output)

@@ -1,0 +1,39 @@
+"""What the session drives besides the engine: the audio input, the playback and the camera, as the
+small interfaces the session needs of them (the real ones and the tests' recorded ones fit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class AudioInput(Protocol):
+    """Microphone → echo canceller → turn detector and barge-in monitor, on the audio thread.
+
+    `start` gets the sink for `SpeechStarted`, `SpeechEnded`, `BargeIn` and `DeviceLost`; it is
+    called from the audio thread."""
+
+    def start(self, on_event: Callable[[object], None]) -> None: ...
+    def stop(self) -> None: ...
+    def set_mode(self, mode: str) -> None: ...
+    def set_muted(self, muted: bool) -> None: ...
+    def press(self) -> None: ...
+    def release(self) -> None: ...
+
+
+class Playback(Protocol):
+    """The session's side of the player (the engine worker writes to it). `flush` may wait for the
+    audio callback (up to half a second when the device is stuck), so the session calls it off the
+    Qt thread; `played_samples` answers at once."""
+
+    def flush(self, turn_id: int | None = None) -> int: ...
+    def speaking_turn(self) -> int | None: ...
+    def played_samples(self, turn_id: int) -> int: ...
+
+
+class FrameSource(Protocol):
+    """The camera's side the session reads (`app.camera.Camera` fits): stored frames of a time span
+    and the newest full-size frame; both answer at once from any thread."""
+
+    def frames_between(self, start_s: float, end_s: float) -> list[Any]: ...
+    def latest(self) -> Any: ...

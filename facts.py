@@ -1,0 +1,38 @@
+"""The facts every layer shares, defined once: sample rates, the codec frame, the voices, and the
+conversions between float and 16-bit samples. Plain values and functions, importable anywhere
+(no Qt, no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPEECH_IN_RATE_HZ = 16_000  # the microphone side: webrtcvad, the echo canceller, the audio encoder's features
+SPEECH_OUT_RATE_HZ = 24_000  # Code2Wav's output, playback, and the Realtime protocol's only PCM rate
+CODEC_FRAME_MS = 80
+CODEC_FRAME_SAMPLES = SPEECH_OUT_RATE_HZ * CODEC_FRAME_MS // 1000  # one codec frame of speech: 1920
+
+VOICES = ("ethan", "chelsie", "aiden")  # the Talker's speakers in the released checkpoints
+MODEL_ALIASES = {
+    "instruct": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+    "thinking": "Qwen/Qwen3-Omni-30B-A3B-Thinking",
+    "captioner": "Qwen/Qwen3-Omni-30B-A3B-Captioner",
+}
+DEMO_LABEL = "demo model: random weights, its speech is noise"
+
+INT16_SCALE = 32768.0
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """int16 of float samples in [-1, 1] (rounded, clipped); integer samples are clipped as they are."""
+    array = np.asarray(samples).reshape(-1)
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.rint(array * 32767.0)
+    return np.clip(array, -32768, 32767).astype(np.int16)
+
+
+def to_float(samples: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1) of int16 samples; float samples are returned as float32."""
+    array = np.asarray(samples)
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / INT16_SCALE
+    return array.astype(np.float32)
