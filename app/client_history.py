@@ -68,6 +68,14 @@ class ClientHistory:
         with self._lock:
             self.exchanges = []
 
+    def restore(self, exchanges: list[Exchange]) -> None:
+        """A past conversation continued (issue 16): its answered exchanges, kept as if they had
+        happened here, so a crash restore replays them too."""
+        with self._lock:
+            ids = {e.turn_id for e in exchanges}
+            kept = [e for e in self.exchanges if e.turn_id not in ids]
+            self.exchanges = kept + [replace(e, reply=e.reply or "") for e in exchanges]
+
     def reply_text(self, turn_id: int) -> str:
         with self._lock:
             found = [e.reply for e in self.exchanges if e.turn_id == turn_id]

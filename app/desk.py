@@ -20,6 +20,7 @@ from app.first_run import FirstRun
 from app.history_log import HistoryLog
 from app.journal_feed import JournalFeed
 from app.launch import Launch
+from app.past_conversations import PastConversations
 from app.personas import PersonaLibrary
 from app.session import Session
 from app.status_text import describe_latency, memory_text, model_label
@@ -92,6 +93,7 @@ class Desk(QObject):
         )
         self.devices.wire(self.session)
         self._wire()
+        self.past_conversations = PastConversations(self)  # the list of past ones (issue 16)
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(33)
         self._meter_timer.timeout.connect(self._update_meters)

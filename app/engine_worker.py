@@ -241,6 +241,26 @@ class EngineWorker(EngineSignals):
             self.engine.new_conversation()
         self.recording.clear()
 
+    @Slot(object)
+    def restore(self, exchanges: list[Any]) -> None:
+        """A past conversation continued (issue 16): each `Exchange` put back without generating, as
+        a client restoring a new engine does (`Engine.remember_exchange`)."""
+        if self.engine is None:
+            self.report(EngineError(-1, "the model is not loaded yet: nothing to continue in"))
+            return
+        from model.media_input import UserTurn
+
+        for exchange in exchanges:
+            turn = UserTurn(text=exchange.text, audio=exchange.audio, images=tuple(exchange.images))
+            try:
+                self.engine.remember_exchange(turn, exchange.reply or "", exchange.turn_id)
+            except Exception as error:
+                why = f"turn {exchange.turn_id} of the past conversation could not be restored: {error}"
+                self.report(EngineError(-1, why))
+                return
+            if exchange.audio is not None:
+                self.recording.user(exchange.turn_id, np.asarray(exchange.audio))
+
     def history(self) -> list[Message]:
         """A copy of the engine's history (read from the GUI thread between turns, for export)."""
         return list(self.engine.history) if self.engine is not None else []
@@ -261,6 +281,7 @@ class EngineThread(QObject):
     _truncate = Signal(int, int)
     _configure = Signal(str, str)
     _new_conversation = Signal()
+    _restore = Signal(object)
     _listen = Signal(object, object, float)
     _abandon = Signal()
 
@@ -277,6 +298,7 @@ class EngineThread(QObject):
         self._truncate.connect(worker.truncate)
         self._configure.connect(worker.configure)
         self._new_conversation.connect(worker.new_conversation)
+        self._restore.connect(worker.restore)
         self._listen.connect(worker.listen)
         self._abandon.connect(worker.abandon)
         self._cancels: dict[int, threading.Event] = {}
@@ -312,6 +334,9 @@ class EngineThread(QObject):
 
     def new_conversation(self) -> None:
         self._new_conversation.emit()
+
+    def restore(self, exchanges: list[Any]) -> None:
+        self._restore.emit(list(exchanges))
 
     def listen(self, audio: Any, frames: Any = None, fps: float = 0.0) -> None:
         """Queue more of the turn being spoken (any thread: the audio thread calls it directly, so

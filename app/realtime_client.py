@@ -168,6 +168,10 @@ class RealtimeEngine:
     def new_conversation(self) -> None:
         self.queue_command("new_conversation")
 
+    def restore(self, exchanges: list[Any]) -> None:
+        """A past conversation continued: sent as the items a crash restore sends (issue 16)."""
+        self.queue_command("restore", list(exchanges))
+
     def cancel(self, turn_id: int) -> None:
         """Stop reply `turn_id`: its audio is dropped here at once, and `response.cancel` goes out
         ahead of every queued command (the truncation that follows must find the reply stopped)."""

@@ -233,6 +233,10 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
         client.recording.clear()
         client.fresh = True
         client.close_link()
+    elif kind == "restore":
+        client.conversation.restore(args[0])
+        for event in replay_events(args[0]):
+            client.send(event)
     elif kind == "abandon":
         if client.input.samples or client.input.frames:
             client.send({"type": "input_audio_buffer.clear", "event_id": new_id("event")})

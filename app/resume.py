@@ -94,11 +94,11 @@ def _exchange(turn: Turn) -> Exchange:
         text = turn.typed or turn.transcript or (EARLIER_SPOKEN if turn.audio_s else "")
     if not text and audio is None and not images:
         text = EARLIER_SPOKEN if turn.audio_s else "(an image that was not kept)"
-    return Exchange(turn.turn_id, text, audio, images, turn.reply or "", turn.interrupted)
+    return Exchange(turn.turn_id, text, audio, images, turn.reply or "", turn.interrupted, turn.transcript)
 
 
 def _without_audio(exchange: Exchange, turn: Turn) -> tuple[Exchange, int]:
-    text = exchange.text or turn.transcript or EARLIER_SPOKEN
+    text = exchange.text or turn.transcript or EARLIER_SPOKEN  # the model reads what it heard
     changed = replace(exchange, audio=None, text=text)
     return changed, _cost(changed)
 

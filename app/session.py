@@ -238,6 +238,19 @@ class Session(QObject):
         self.engine.new_conversation()
         self._report(ConversationReset(self.persona))
 
+    # -- a past conversation continued (issue 16, app/past_conversations.py) --------------------------
+
+    @property
+    def last_turn_id(self) -> int:
+        return self._turn_id
+
+    def restore(self, exchanges: list[Any], *, last_turn_id: int) -> None:
+        """A new conversation holding `exchanges` (numbered after this session's turns, up to
+        `last_turn_id`), put into the engine without generating."""
+        self.new_conversation()
+        self._turn_id = max(self._turn_id, last_turn_id)
+        self.engine.restore(exchanges)
+
     # -- audio events (Qt thread) --------------------------------------------------------------------
 
     @Slot(object)

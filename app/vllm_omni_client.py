@@ -140,6 +140,13 @@ class VllmOmniEngine:
     def new_conversation(self) -> None:
         self._jobs.put(("new_conversation",))
 
+    def restore(self, exchanges: list[Any]) -> None:
+        """A past conversation continued: kept here, sent with every request like the rest."""
+        self._jobs.put(("restore", list(exchanges)))
+
+    def _restore(self, exchanges: list[Any]) -> None:
+        self.conversation.restore(exchanges)
+
     def listen(self, audio: Any, frames: Any = None, fps: float = 0.0) -> None:
         """No live prefill on this server: the turn goes whole when it ends."""
 

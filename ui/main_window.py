@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDockWidget,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.camera_view import CameraView
+from ui.conversation_list import ConversationList
 from ui.level_meter import LevelMeter
 from ui.pending_turn import PendingTurnLabel
 from ui.transcript import TranscriptView
@@ -46,6 +48,7 @@ SHORTCUTS = [
     ("Ctrl+L", "focus the text box"),
     ("Ctrl+N", "new conversation"),
     ("Ctrl+E", "export the conversation"),
+    ("Ctrl+H", "show or hide past conversations"),
     ("Ctrl+P", "edit personas"),
     ("Ctrl+Q", "quit"),
 ]
@@ -166,6 +169,13 @@ class MainWindow(QMainWindow):
         layout.addLayout(entry)
         self.setCentralWidget(root)
 
+        self.conversations_dock = QDockWidget("Past conversations", self)
+        self.conversations_dock.setObjectName("pastConversations")
+        self.conversation_list = ConversationList(self.conversations_dock)
+        self.conversations_dock.setWidget(self.conversation_list)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.conversations_dock)
+        self.conversations_dock.hide()
+
         status = self.statusBar()
         self.progress_label = QLabel("", self)
         self.cancel_load_button = QPushButton("Cancel loading", self)
@@ -219,6 +229,10 @@ class MainWindow(QMainWindow):
         menus = {name: bar.addMenu(name) for name in ("&Conversation", "&Edit", "&Help")}
         action("&Conversation", "&New conversation", "Ctrl+N", self.new_conversation_requested)
         action("&Conversation", "&Export…", "Ctrl+E", self.export_requested)
+        past = self.conversations_dock.toggleViewAction()
+        past.setText("&Past conversations")
+        past.setShortcut(QKeySequence("Ctrl+H"))
+        menus["&Conversation"].addAction(past)
         action("&Conversation", "&Stop speaking", "Esc", self.stop_requested)
         self.mute_action = action("&Conversation", "&Mute microphone", "Ctrl+M", self.mute_button.toggle)
         action("&Conversation", "&Quit", "Ctrl+Q", self.close)
