@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from app.toml_write import dumps, write_atomic
+from app.atomic_file import write_atomic
 from audio_io.barge_in import RECOVERIES as BACKCHANNELS
 from audio_io.end_of_turn import RESPONSIVENESS
 from facts import VOICES
@@ -136,14 +136,20 @@ class LoadedConfig:
     config: Config
     path: Path
     error: ConfigError | None = None
+    missing: bool = False  # a file named on the command line that does not exist
 
     @property
     def writable(self) -> bool:
-        """A broken file is kept for the user to fix: never write over it."""
-        return self.error is None
+        """A broken file is kept for the user to fix, and a mistyped `--config` is not created."""
+        return self.error is None and not self.missing
 
     @property
     def message(self) -> str:
+        if self.missing:
+            return (
+                f"The settings file {self.path} does not exist; using the defaults, and nothing will "
+                "be saved there (check the --config path, or create the file to use it)."
+            )
         if self.error is None:
             return ""
         return f"Settings file broken; using the defaults and leaving the file as it is: {self.error}"
@@ -163,13 +169,14 @@ def default_path() -> Path:
     return config_dir() / CONFIG_FILE
 
 
-def load(path: Path | None = None) -> LoadedConfig:
-    """Read and check `path` (default: the user's file); a missing file gives the defaults."""
+def load(path: Path | None = None, *, named: bool = False) -> LoadedConfig:
+    """Read and check `path` (default: the user's file); a missing file gives the defaults (and is
+    created on quit, unless the user `named` it on the command line: a typo must not become a file)."""
     path = path or default_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return LoadedConfig(Config(), path)
+        return LoadedConfig(Config(), path, missing=named)
     except (OSError, UnicodeDecodeError) as error:
         return LoadedConfig(Config(), path, ConfigError(path, 1, f"cannot be read ({error})"))
     try:
@@ -263,11 +270,49 @@ def to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+HEADER = "# Omni Desk settings. Edit freely: your comments and layout are kept when the app saves.\n"
+
+
 def save(config: Config, path: Path | None = None) -> Path:
-    """Write the whole config atomically."""
+    """Write every setting of `config` into `path` (creating it), keeping what else the file says."""
     path = path or default_path()
-    write_atomic(path, "# Omni Desk settings (written by the app; edits are kept)\n" + dumps(to_dict(config)))
+    save_changes(path, Config(), config, every=True)
     return path
+
+
+def save_changes(path: Path, before: Config, after: Config, *, every: bool = False) -> bool:
+    """Write the settings that differ between `before` and `after` (all of them with `every`) into
+    the file as it is on disk now, through tomlkit, so the user's comments, layout and any edit
+    made while the app ran are kept. False when nothing had to be written.
+
+    Raises `ConfigError` when the file on disk has become unreadable (it is then left as it is)."""
+    changes = [
+        (section.name, key, item)
+        for section in fields(Config)
+        for key, item in to_dict(getattr(after, section.name)).items()
+        if every or getattr(getattr(before, section.name), key) != item
+    ]
+    if not changes:
+        return False
+    import tomlkit
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = HEADER
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(path, 1, f"cannot be read ({error})") from error
+    parse(text, path)  # refuse to write over a file the user left broken
+    document = tomlkit.parse(text)
+    for section, key, item in changes:
+        if section not in document:
+            document[section] = tomlkit.table()
+        document[section][key] = item  # type: ignore[index]
+    updated = tomlkit.dumps(document)
+    if updated == text:
+        return False
+    write_atomic(path, updated)
+    return True
 
 
 def with_changes(config: Config, **sections: dict[str, Any]) -> Config:

@@ -5,6 +5,7 @@ the model or the devices."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class Desk(QObject):
         self.history_log = HistoryLog(on_error=self.journal_failed.emit)
         self.journal = JournalFeed(self.history_log)
         self._loading_demo = False
-        if launch.loaded.error is not None:
+        if launch.loaded.message:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
         self.devices = self._make_devices(audio)
@@ -220,10 +221,11 @@ class Desk(QObject):
             window={"geometry": geometry},
         )
         try:
-            cfg.save(updated, self.launch.loaded.path)
+            cfg.save_changes(self.launch.loaded.path, self.launch.file_config or self.launch.config, updated)
             self.file_config = updated
-        except OSError as error:
-            log.warning("could not save settings: %s", error)
+        except (OSError, cfg.ConfigError) as error:
+            log.warning("settings not saved: %s", error)
+            print(f"omnidesk: your settings were not saved ({error})", file=sys.stderr)
 
     # -- wiring --------------------------------------------------------------------------------------
 

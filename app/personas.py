@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.toml_write import dumps, write_atomic
+from app.atomic_file import write_atomic
 from facts import VOICES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "personas"
@@ -110,7 +110,9 @@ class PersonaLibrary:
             "greeting": saved.greeting,
             "system_prompt": saved.system_prompt,
         }
-        write_atomic(self.user_dir / f"{persona_id}.toml", dumps(data))
+        import tomlkit
+
+        write_atomic(self.user_dir / f"{persona_id}.toml", tomlkit.dumps(data))
         return saved
 
     def save_fields(self, persona_id: str, name: str, prompt: str, voice: str, greeting: str) -> Persona:

@@ -67,7 +67,7 @@ def run_terminal_chat(
 
     stdin = stdin or sys.stdin
     out = out or sys.stdout
-    if launch.loaded.error is not None:
+    if launch.loaded.message:
         print(f"omnidesk: {launch.loaded.message}", file=out)
     persona = PersonaLibrary(config_dir() / "personas").get(launch.config.conversation.persona)
     try:
