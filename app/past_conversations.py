@@ -57,7 +57,7 @@ class PastConversations(QObject):
     (`None`: the app's speaker on the configured device, when audio is on)."""
 
     journal_file = Signal(str)  # the journal started a new file (from its thread)
-    playback_ended = Signal()
+    playback_ended = Signal(str)  # why it stopped early ("" when it played out or was stopped)
 
     def __init__(self, desk: Any, *, output: Any = None, parent: QObject | None = None) -> None:
         super().__init__(parent or desk)
@@ -179,12 +179,15 @@ class PastConversations(QObject):
             output.finish_turn(PLAYBACK_TURN)
             while not stop.is_set() and hasattr(output, "wait_idle") and not output.wait_idle(0.2):
                 pass
-        except Exception:
+        except Exception as error:
             log.exception("playing a past conversation")
+            failure = f"The conversation could not be played: {error}"
+        else:
+            failure = ""
         finally:
             if hasattr(output, "stop"):
                 output.stop()
-            self.playback_ended.emit()
+        self.playback_ended.emit(failure)
 
     def stop_playing(self) -> None:
         if self._playing is not None:
@@ -193,8 +196,10 @@ class PastConversations(QObject):
             if hasattr(output, "flush"):
                 threading.Thread(target=output.flush, name="playback-stop", daemon=True).start()
 
-    @Slot()
-    def _on_playback_ended(self) -> None:
+    @Slot(str)
+    def _on_playback_ended(self, failure: str) -> None:
+        if failure:
+            self.desk.window.show_error(failure)
         self._playing = None
         self.widget.set_playing(False)
         if self._muted_before is not None:
