@@ -214,3 +214,47 @@ def test_the_user_audio_replayed_is_bounded_like_a_crash_restore(tmp_path: Path)
     plan = restore_plan(conversation, replay_audio_s=4.5)
     assert [e.audio is not None for e in plan.exchanges] == [False, True, True]
     assert plan.exchanges[0].text == EARLIER_SPOKEN and "recorded speech of 1" in plan.dropped[0]
+
+
+def test_a_finished_turn_keeps_both_sides_audio_and_its_images(tmp_path: Path) -> None:
+    from app.client_history import ClientHistory
+    from app.kept_media import MediaKeeper, turn_records
+    from app.recording import Recording
+    from events import ReplyTruncated, TurnFinished, TurnStats
+
+    class Client:  # the engine client's parts the keeper reads (real ones)
+        recording = Recording()
+        conversation = ClientHistory()
+
+    folder = tmp_path / "conversations"
+    log = HistoryLog(folder / "kept.jsonl")
+    keeper = MediaKeeper(log, Client)
+    picture = np.zeros((48, 64, 3), np.uint8)
+    picture[:, :32] = (255, 0, 0)
+    Client.recording.user(1, np.full(16_000, 2000, np.int16))
+    Client.recording.reply(1, np.full(4800, 0.25, np.float32))
+    Client.conversation.user(1, "look", None, (picture,))
+    Client.recording.user(2, np.full(8000, 100, np.int16))
+    Client.recording.reply(2, np.full(9600, 0.5, np.float32))
+    Client.recording.cut(2, 2400)  # the user heard 0.1 s of reply 2
+    for turn_id in (1, 2):
+        log.write("user", turn_id=turn_id, text="", audio_s=1.0)
+    keeper.on_event(TurnFinished(1, TurnStats()))
+    keeper.on_event(TurnFinished(2, TurnStats(cancelled=True)))  # cut: kept when the cut is known
+    keeper.on_event(ReplyTruncated(2, "he"))
+    keeper.on_event(ReplyTruncated(2, "he"))  # once only
+    log.write("assistant", turn_id=1, text="a red half", interrupted=False)
+    log.write("assistant", turn_id=2, text="he", interrupted=True)
+    log.close()
+    (info,) = list_conversations(folder).conversations
+    loaded = load_conversation(info)
+    assert sorted(p.name for p in log.media_dir.iterdir()) == [
+        "1-image-0.png", "1-reply.wav", "1-user.wav", "2-reply.wav", "2-user.wav",
+    ]  # fmt: skip
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(loaded.media[1].images[0])), picture)
+    first, second = turn_records(loaded.turns)
+    assert first.user_audio is not None and first.user_audio.size == 16_000
+    assert np.allclose(first.reply_audio(), 0.25, atol=1e-3) and first.reply_audio().size == 4800
+    assert second.reply_audio().size == 2400  # as heard
