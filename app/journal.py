@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,8 @@ class ConversationInfo:
     format: int
     problems: tuple[str, ...] = ()
     words: str = ""  # everything said, casefolded, for search
+    continues: str = ""  # "file#part" of the conversation this one continued
+    continued: bool = False  # a later conversation continued this one (and holds it whole)
 
     @property
     def can_continue(self) -> bool:
@@ -106,6 +108,7 @@ class Conversation:
 @dataclass
 class _Part:
     persona: str = ""
+    continues: str = ""
     started_s: float = 0.0
     end_s: float = 0.0
     turns: dict[int, Turn] = field(default_factory=dict)
@@ -140,6 +143,8 @@ def list_conversations(folder: Path, *, leave_out: Path | None = None) -> Shelf:
         with_turns = [i for i in infos if i.turns]
         found += with_turns or [i for i in infos[:1] if i.problems]  # nothing readable: still said
         problems += list(infos[0].problems)
+    later = {i.continues for i in found}
+    found = [replace(i, continued=f"{i.path.name}#{i.part}" in later) for i in found]
     found.sort(key=lambda i: (i.started_s, str(i.path), i.part), reverse=True)
     return Shelf(found, problems)
 
@@ -189,6 +194,7 @@ def _info(read: _Read, index: int) -> ConversationInfo:
         format=read.format,
         problems=tuple(problems),
         words=" ".join([part.persona, *said]).casefold(),
+        continues=part.continues,
     )
 
 
@@ -246,6 +252,9 @@ def _take(read: _Read, record: dict[str, Any] | None) -> None:
             part = _Part(started_s=stamp, end_s=stamp)
             read.parts.append(part)
         part.persona = str(record.get("persona") or "")
+        return
+    if kind == "continued":
+        part.continues = f"{record.get('source')}#{record.get('part', 0)}"
         return
     if kind not in ("user", "assistant", "media", "transcript"):
         if read.format > FORMAT_VERSION and kind not in SKIPPED_KINDS:

@@ -49,6 +49,8 @@ def describe(info: ConversationInfo) -> ConversationRow:
     if minutes < 1:
         length = f"{info.turns} turn{'s' if info.turns != 1 else ''}, {info.duration_s:.0f} s"
     detail = f"“{info.first_words}” · {length}" if info.first_words else length
+    if info.continued:
+        detail += " · continued later"
     return ConversationRow(_key(info), title, detail, "; ".join(info.problems))
 
 

@@ -92,6 +92,13 @@ def test_the_list_shows_date_persona_first_words_length_and_finds_words(tmp_path
         ("user", "what about Madrid", False), ("assistant", "Dry", True),
     ]  # fmt: skip
     assert loaded.messages[4].audio_s == 1.5 and loaded.media == {}
+    later = write_journal(
+        folder,
+        "later.jsonl",
+        [{"kind": "continued", "source": "talk.jsonl", "part": 0}, *exchange(9, "x", "y", 5.0)],
+    )
+    marked = {i.path: i.continued for i in list_conversations(folder).conversations}
+    assert marked == {info.path: True, later: False}
 
 
 def test_an_old_unversioned_journal_still_opens_each_conversation(tmp_path: Path) -> None:
