@@ -1,9 +1,11 @@
 """Barge-in: user speech sustained for `min_speech_ms` while the assistant speaks interrupts it.
 
 On interruption the player is flushed (with its fade) and `BargeIn(turn_id, heard_samples)` is
-returned: that event is the cancel signal for the engine. With `recovery` set to "duck" or "pause",
-the first `min_speech_ms` only duck or pause playback; speech lasting `confirm_ms` then interrupts,
-and silence for `resume_after_ms` before that restores playback (a cough, a "mm-hm").
+returned: that event is the cancel signal for the engine. With `recovery` set to "duck" or "pause"
+(the app's `backchannels` setting), the first `min_speech_ms` only duck or pause playback (so the
+loudspeaker still quiets within the barge-in budget); speech still going `confirm_ms` after that
+onset interrupts, and silence for `resume_after_ms` before then restores playback: a cough, a laugh
+or a "mm-hm" is over within about half a second, a sentence is not.
 Feed it echo-cancelled frames, or the assistant's own voice will interrupt it.
 """
 
@@ -18,6 +20,7 @@ from audio_io.vad import VadConfig, VoiceActivity
 from events import BargeIn
 
 Recovery = Literal["off", "duck", "pause"]
+RECOVERIES: tuple[Recovery, ...] = ("pause", "duck", "off")
 
 
 class Interruptible(Protocol):
@@ -37,9 +40,11 @@ class BargeInConfig:
     max_gap_ms: int = 40  # unvoiced gaps this short do not reset the speech count
     recovery: Recovery = "off"
     duck_gain: float = 0.2
-    confirm_ms: int = 400
+    confirm_ms: int = 700  # "mm-hm" lasts ~0.6 s (espeak-ng: 0.58), "Stop, wait a moment." 1.3 s
     resume_after_ms: int = 300
-    vad: VadConfig = field(default_factory=VadConfig)
+    # The pitch check, not Silero: Silero's 32 ms chunks and recurrent state take ~140 ms to call an
+    # onset speech, and silence at the loudspeaker is due 150 ms after it (bench.audio).
+    vad: VadConfig = field(default_factory=lambda: VadConfig(check="pitch"))
 
     def __post_init__(self) -> None:
         if self.recovery not in ("off", "duck", "pause"):
@@ -58,7 +63,7 @@ class BargeInMonitor:
         self._run_ms = 0
         self._gap_ms = 0
         self._tentative_turn: int | None = None
-        self._tentative_speech_ms = 0
+        self._tentative_elapsed_ms = 0
         self._tentative_silence_ms = 0
 
     def process(self, frame: MicFrame) -> list[object]:
@@ -85,7 +90,7 @@ class BargeInMonitor:
         if self.config.recovery == "off":
             return [self._interrupt(turn_id)]
         self._tentative_turn = turn_id
-        self._tentative_speech_ms, self._tentative_silence_ms = self._run_ms, 0
+        self._tentative_elapsed_ms, self._tentative_silence_ms = self._run_ms, 0
         if self.config.recovery == "duck":
             self._player.set_gain(self.config.duck_gain)
         else:
@@ -93,12 +98,13 @@ class BargeInMonitor:
         return []
 
     def _tentative(self, speech: bool, turn_id: int) -> list[object]:
+        """Ducked or paused: speech still going `confirm_ms` after the onset cuts, silence resumes."""
+        self._tentative_elapsed_ms += MIC_FRAME_MS
         if speech:
-            self._tentative_speech_ms += MIC_FRAME_MS
             self._tentative_silence_ms = 0
         else:
             self._tentative_silence_ms += MIC_FRAME_MS
-        if self._tentative_speech_ms >= self.config.confirm_ms:
+        if speech and self._tentative_elapsed_ms >= self.config.confirm_ms:
             return [self._interrupt(turn_id)]
         if self._tentative_silence_ms >= self.config.resume_after_ms:
             self._restore()
@@ -115,4 +121,4 @@ class BargeInMonitor:
             self._player.set_gain(1.0)
             self._player.resume()
         self._tentative_turn = None
-        self._tentative_speech_ms = self._tentative_silence_ms = 0
+        self._tentative_elapsed_ms = self._tentative_silence_ms = 0

@@ -1,9 +1,12 @@
 """Turn-taking on 10 ms microphone frames: hands-free (voice activity) or push-to-talk.
 
 Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_window_ms`
-(`SpeechStarted`, timed at its first voiced frame) and ends after `end_silence_ms` without speech
-or at `max_turn_ms` (`SpeechEnded` with the audio from `pre_roll_ms` before the start to
-`trailing_ms` after the last speech). A turn with less than `min_turn_ms` of speech is no turn: it ends
+(`SpeechStarted`, timed at its first voiced frame). At each pause of `end_of_turn.pause_ms` a judge
+(the end-of-turn model, off this thread: `turn_judge`) is asked whether the turn is complete; yes ends
+it at once (`SpeechEnded.ended_early`), no keeps listening until `end_of_turn.ceiling_ms` of silence.
+Without a judge, `end_of_turn.silence_only_ms` of silence ends it; `max_turn_ms` always does
+(`SpeechEnded` with the audio from `pre_roll_ms` before the start to `trailing_ms` after the last
+speech). A turn with less than `min_turn_ms` of speech is no turn: it ends
 with `SpeechEnded` whose audio is empty. Push-to-talk: `press()` and `release()` (any thread, stamped
 on perf_counter) and the turn is exactly the frames captured in between.
 """
@@ -18,8 +21,10 @@ from typing import Literal
 
 import numpy as np
 
+from audio_io.end_of_turn import DEFAULT_RESPONSIVENESS, EndOfTurnPolicy, policy_for
 from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
+from audio_io.turn_judge import TurnJudge
 from audio_io.vad import VadConfig, VoiceActivity
 from events import SpeechEnded, SpeechProgress, SpeechStarted
 
@@ -32,9 +37,9 @@ class TurnConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     start_window_ms: int = 300
     start_voiced_ms: int = 120
-    end_silence_ms: int = 500
-    pre_roll_ms: int = 300
-    trailing_ms: int = 100
+    end_of_turn: EndOfTurnPolicy = field(default_factory=lambda: policy_for(DEFAULT_RESPONSIVENESS))
+    pre_roll_ms: int = 500  # a first word under noise may be heard as speech only ~0.4 s in
+    trailing_ms: int = 400  # unvoiced endings ("...thanks.") run on after the last frame heard as speech
     min_turn_ms: int = 250
     max_turn_ms: int = 30_000
     progress_ms: int = 500  # SpeechProgress every this much audio of a turn (0: none)
@@ -51,8 +56,9 @@ class TurnConfig:
 class TurnDetector:
     """Feed every frame, in order, to `process`; it returns the events that frame caused."""
 
-    def __init__(self, config: TurnConfig | None = None) -> None:
+    def __init__(self, config: TurnConfig | None = None, judge: TurnJudge | None = None) -> None:
         self.config = config or TurnConfig()
+        self.judge = judge
         self._vad = VoiceActivity(self.config.vad)
         c = self.config
         self._window: collections.deque[bool] = collections.deque(maxlen=c.start_window_ms // MIC_FRAME_MS)
@@ -62,6 +68,8 @@ class TurnDetector:
         self._start: MicFrame | None = None
         self._last_speech: MicFrame | None = None
         self._sent = 0  # frames of the current turn sent as SpeechProgress
+        self._previous_speech = False
+        self._asked: int | None = None  # the pause (frame index) the judge was asked about
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
         self._release_s: float | None = None
@@ -123,21 +131,40 @@ class TurnDetector:
 
     def _hands_free(self, frame: MicFrame) -> list[object]:
         c = self.config
-        speech = self._vad.is_speech(frame.pcm)
+        raw = self._vad.is_speech(frame.pcm)
+        speech, self._previous_speech = raw and self._previous_speech, raw  # one stray frame is no speech
         self._recent.append(frame)
         if self._turn is None:
-            self._window.append(speech)
+            self._window.append(raw)
             if sum(self._window) * MIC_FRAME_MS < c.start_voiced_ms:
                 return []
             return [self._begin()]
         self._turn.append(frame)
         if speech:
             self._last_speech = frame
+            self._asked = None
         assert self._start is not None and self._last_speech is not None
         silence_ms = (frame.index - self._last_speech.index) * MIC_FRAME_MS
         length_ms = (frame.index - self._start.index) * MIC_FRAME_MS
-        if silence_ms >= c.end_silence_ms or length_ms >= c.max_turn_ms:
-            return [self._end(self._last_speech.time_s + MIC_FRAME_MS / 1000)]
+        end_s = self._last_speech.time_s + MIC_FRAME_MS / 1000
+        if length_ms >= c.max_turn_ms:
+            return [self._end(end_s)]
+        if self.judge is None:
+            return [self._end(end_s)] if silence_ms >= c.end_of_turn.silence_only_ms else []
+        return self._judged(frame, silence_ms, end_s)
+
+    def _judged(self, frame: MicFrame, silence_ms: int, end_s: float) -> list[object]:
+        """Ask the judge at a pause; end on its "complete", or at the silence ceiling."""
+        assert self.judge is not None and self._turn is not None
+        policy = self.config.end_of_turn
+        verdict = self.judge.answer(frame.index)
+        if silence_ms >= policy.pause_ms and self._asked is None:
+            self._asked = frame.index
+            self.judge.ask(frame.index, np.concatenate([f.pcm for f in self._turn]))
+        if verdict is not None and verdict.ticket == self._asked and verdict.completion >= policy.complete_at:
+            return [self._end(end_s, completion=verdict.completion)]
+        if silence_ms >= policy.ceiling_ms:
+            return [self._end(end_s)]
         return []
 
     def _begin(self) -> SpeechStarted:
@@ -154,11 +181,12 @@ class TurnDetector:
         self._window.clear()
         return SpeechStarted(time_s=first_voiced.time_s)
 
-    def _end(self, end_s: float) -> SpeechEnded:
+    def _end(self, end_s: float, completion: float | None = None) -> SpeechEnded:
+        """The turn's event; `completion` set means the judge ended it before the silence ceiling."""
         c = self.config
         assert self._turn is not None and self._start is not None and self._last_speech is not None
         turn, start, last = self._turn, self._start, self._last_speech
-        self._turn = self._start = self._last_speech = None
+        self._turn = self._start = self._last_speech = self._asked = None
         self._sent = 0
         if c.mode == "push_to_talk":
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
@@ -168,4 +196,11 @@ class TurnDetector:
             return SpeechEnded(audio=np.zeros(0, np.int16), start_s=start.time_s, end_s=end_s)
         last_kept = last.index + c.trailing_ms // MIC_FRAME_MS
         audio = np.concatenate([f.pcm for f in turn if f.index <= last_kept])
-        return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s, audio_start_s=turn[0].time_s)
+        return SpeechEnded(
+            audio=audio,
+            start_s=start.time_s,
+            end_s=end_s,
+            audio_start_s=turn[0].time_s,
+            ended_early=completion is not None,
+            completion=completion,
+        )
