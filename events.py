@@ -247,6 +247,23 @@ class TurnLatency:
         return (self.text_tokens - 1) / span if span > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceUnavailable:
+    """A device could not open at the start; it is waited for (`reason` says why it failed)."""
+
+    kind: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRestored:
+    """A device that was lost or unavailable works again (`name` is the one now in use)."""
+
+    kind: str
+    name: str
+
+
 Event = (
     TextDelta
     | AudioChunk

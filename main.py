@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def build_parser() -> argparse.ArgumentParser:
     from app.config import DTYPES, MODES, QUANTIZATIONS, Config, default_path
     from app.history_log import data_dir
+    from app.launch import version
     from facts import DEMO_LABEL, VOICES
 
     d = Config()  # what an empty settings file means: the defaults shown
@@ -107,16 +108,6 @@ def camera_changes(args: argparse.Namespace) -> dict[str, object]:
     if args.camera is not None:
         return {"enabled": True, "source": args.camera}
     return {}
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("omnidesk")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def display_problem() -> str | None:

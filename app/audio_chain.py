@@ -42,7 +42,8 @@ class MeteredPlayer:
         self._total = 0
 
     def start(self) -> None:
-        self.player.start()
+        """Open the speaker, or wait for it: a speaker that is not there yet is taken up when it is."""
+        self.player.start(wait_for_device=True)
 
     def stop(self) -> None:
         self.player.stop()
@@ -136,7 +137,7 @@ class MicrophoneChain:
 
         self._on_event = on_event
         self._mic = Microphone(MicrophoneConfig(device=self.device), on_event=self._deliver)
-        self._mic.start()
+        self._mic.start(wait_for_device=True)  # a microphone that is not there yet is waited for
         echo = None
         if self.echo_cancellation:
             echo = EchoCanceller(EchoCancellerConfig(), self.player.player, self._mic.latency_s)

@@ -2,9 +2,10 @@
 
 Frames are timestamped on `time.perf_counter()`, the clock the microphone uses, and kept for the
 last `history_s` seconds at `store_fps`, downscaled, so a user turn can take the frames it spans.
-The newest full-size frame is there for the preview. A camera that is missing, busy or fails
-mid-stream gives `DeviceLost("camera", name)` and a message; the thread retries with back-off and
-the conversation goes on without video meanwhile.
+The newest full-size frame is there for the preview. A camera that cannot open gives
+`DeviceUnavailable("camera", name, reason)`, one that fails mid-stream `DeviceLost("camera", name)`,
+once per outage; the thread retries with back-off (the conversation goes on without video) and says
+`DeviceRestored` when frames flow again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from events import DeviceLost
+from events import DeviceLost, DeviceRestored, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ def resolve_source(source: int | str) -> int | str:
         listed = ", ".join(f"{i}: {n}" for i, n in list_cameras()) or "none"
         raise CameraError(f"no camera or video file matches {source!r} (cameras: {listed})")
     return matches[0]
+
+
+def quiet_cv2() -> Any:
+    """opencv, with its own warnings off: a missing camera is reported once, in words, by us (its
+    "can't open camera by index" would otherwise flood stderr at every retry)."""
+    import cv2
+    from cv2.utils import logging as cv2_logging
+
+    cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_ERROR)
+    return cv2
 
 
 def _downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -146,6 +157,8 @@ class Camera:
             return [f for f in self._stored if start_s <= f.time_s <= end_s]
 
     def _run(self) -> None:
+        """Capture, and after a failure try again with back-off: a camera that never opened is
+        reported once as unavailable, one that stopped as lost, and either as restored when it works."""
         delay = self.config.retry_min_s
         while not self._stop.is_set():
             try:
@@ -153,17 +166,20 @@ class Camera:
                 delay = self.config.retry_min_s
             except CameraError as error:
                 self.failures += 1
+                if self.status != "failed":
+                    log.warning("%s", error)
+                    if self.frames_read:
+                        self.on_event(DeviceLost("camera", self.name))
+                    else:
+                        self.on_event(DeviceUnavailable("camera", self.name, str(error)))
                 self.status, self.message = "failed", str(error)
-                log.warning("%s", error)
-                self.on_event(DeviceLost("camera", self.name))
             if self._stop.wait(delay):
                 break
             delay = min(delay * 2, self.config.retry_max_s)
 
     def _capture(self) -> None:
         """Open the source and read until it fails or `stop()`; raises CameraError on failure."""
-        import cv2
-
+        cv2 = quiet_cv2()
         source = resolve_source(self.config.source)
         capture = cv2.VideoCapture(source)
         try:
@@ -178,6 +194,8 @@ class Camera:
                 capture.set(cv2.CAP_PROP_FPS, self.config.fps)
             file_fps = capture.get(cv2.CAP_PROP_FPS) if is_file else 0.0
             period_s = 1.0 / (file_fps if file_fps > 0 else self.config.fps)
+            if self.status == "failed":
+                self.on_event(DeviceRestored("camera", self.name))
             self.status, self.message = "running", ""
             last_store = -1e9
             next_frame = self.clock()

@@ -19,7 +19,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.camera import Camera, CameraConfig, CameraFrame
 from app.config import CameraSettings
-from events import DeviceLost
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ class CameraFeed(QObject):
         self.camera: Camera | None = None
         self._shown: CameraFrame | None = None
         self._status = ""
-        self._reported = False
         self._stops: list[threading.Thread] = []
         self._timer = QTimer(self)
         self._timer.setInterval(1000 // PREVIEW_FPS)
@@ -74,7 +72,6 @@ class CameraFeed(QObject):
             return
         s = self.settings
         config = CameraConfig(source=s.source, width=s.width, height=s.height, fps=s.fps)
-        self._reported = False
         self.camera = Camera(config, self._on_camera_event)
         self.camera.start()
         self._timer.start()
@@ -105,11 +102,7 @@ class CameraFeed(QObject):
         return camera.latest() if camera is not None else None
 
     def _on_camera_event(self, event: Any) -> None:
-        """From the capture thread: pass on the first loss of an outage."""
-        if isinstance(event, DeviceLost):
-            if self._reported:
-                return
-            self._reported = True
+        """From the capture thread (the camera reports each outage once)."""
         self.on_event(event)
 
     def _tick(self) -> None:
@@ -117,7 +110,6 @@ class CameraFeed(QObject):
         if camera is None:
             return
         if camera.status == "running":
-            self._reported = False
             self._set_status("")
         elif camera.status == "failed":
             self._set_status(f"{camera.message}; trying again")

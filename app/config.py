@@ -97,6 +97,8 @@ NUMBER_AS_TEXT = {("camera", "source")}  # `source = 0` means the string "0" (a 
 @dataclass(frozen=True)
 class WindowSettings:
     geometry: str = ""  # base64 of QWidget.saveGeometry()
+    # push-to-talk while the window is in the background, e.g. "<ctrl>+<alt>+<space>" (X11; off when "")
+    talk_hotkey: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
+from app import settings_flow
 from app.camera_feed import CameraFeed, camera_choices
 from app.device_control import AudioFactory, DeviceControl, real_audio
 from app.engine_client import LoadRequest, ModelInfo, make_engine
-from app.first_run import FirstRun
+from app.first_run import DEMO_SOURCE, FirstRun
 from app.history_log import HistoryLog
 from app.journal_feed import JournalFeed
 from app.launch import Launch
@@ -27,6 +28,9 @@ from app.session import Session
 from app.status_text import describe_latency, memory_text, model_label
 from events import (
     ConversationReset,
+    DeviceLost,
+    DeviceRestored,
+    DeviceUnavailable,
     EngineConnection,
     EngineStatus,
     LoadCancelled,
@@ -78,6 +82,7 @@ class Desk(QObject):
         self.history_log = HistoryLog(on_error=self.journal_failed.emit)
         self.journal = JournalFeed(self.history_log)
         self._loading_demo = False
+        self.hotkey: Any = None
         if launch.loaded.message:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
@@ -105,7 +110,7 @@ class Desk(QObject):
             self.window,
             load=lambda source, demo: self.load_model(source, demo=demo),
             demo_in_use=self._demo_in_use,
-            remember=self._remember_source,
+            remember=self.change_model,
         )
 
     def _make_devices(self, audio: AudioFactory | None) -> DeviceControl:
@@ -163,10 +168,27 @@ class Desk(QObject):
             window.show_error(problem)
         if not self.text_only:
             self.devices.start_audio(self.config.audio.input_device, self.config.audio.output_device)
+        self._start_hotkey()
         self._meter_timer.start()
         self._memory_timer.start()
         self._update_memory()
         QTimer.singleShot(0, self.choose_model)
+
+    def _start_hotkey(self) -> None:
+        """The global push-to-talk key, when the user set one (`[window] talk_hotkey`)."""
+        hotkey = self.config.window.talk_hotkey
+        if not hotkey or self.text_only:
+            return
+        from app.global_hotkey import GlobalTalkKey
+
+        self.hotkey = GlobalTalkKey(hotkey, self)
+        self.hotkey.pressed.connect(self.session.press_talk)
+        self.hotkey.released.connect(self.session.release_talk)
+        try:
+            self.hotkey.start()
+        except (ValueError, ImportError) as error:
+            self.window.show_error(f"The push-to-talk key {hotkey!r} works only in the window: {error}.")
+            self.hotkey = None
 
     def choose_model(self) -> None:
         """Load the configured model, or the demo, or ask (first run) when it is not on disk; a remote
@@ -174,7 +196,7 @@ class Desk(QObject):
         if self.config.engine.url:
             self.load_model(self.config.engine.url)
             return
-        if self.launch.demo:
+        if self.launch.demo or self.config.model.source == DEMO_SOURCE:
             self.load_model("", demo=True)
             return
         self.first_run_flow.look_for(self.config.model.source)
@@ -184,7 +206,7 @@ class Desk(QObject):
         request = LoadRequest(
             source=source,
             demo=demo,
-            device=model.device,
+            device="auto" if demo and model.device != "cpu" else model.device,  # the demo runs anywhere
             dtype=model.dtype,
             quantization=model.quantization,
             speaker=self.session.voice_in_use,
@@ -205,6 +227,8 @@ class Desk(QObject):
         self._meter_timer.stop()
         self._memory_timer.stop()
         self.first_run_flow.stop()
+        if self.hotkey is not None:
+            self.hotkey.stop()
         self.save_settings()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
         self.devices.stop()
@@ -245,6 +269,8 @@ class Desk(QObject):
         w.new_conversation_requested.connect(s.new_conversation)
         w.cancel_load_requested.connect(s.cancel_load)
         w.closing.connect(self.shutdown)
+        w.settings_requested.connect(lambda: settings_flow.open_settings(self))
+        w.about_requested.connect(lambda: settings_flow.show_about(self))
         self.journal_failed.connect(w.show_error)
 
     # -- what the session reports --------------------------------------------------------------------
@@ -281,10 +307,13 @@ class Desk(QObject):
                 w.show_error(message) if lost else w.show_progress(message)
             case ModelLoaded(info):
                 self._on_model_ready(info)
+                w.set_state(self.session.state.value)  # the pill agrees with the status bar
             case LoadFailed(message):
                 self._on_load_failed(message)
             case LoadCancelled():
                 self._on_load_cancelled()
+            case DeviceLost() | DeviceUnavailable() | DeviceRestored():
+                self.devices.on_device_event(event)
             case ConversationReset(persona):
                 t.clear_entries()
                 if persona is not None and persona.greeting:
@@ -396,8 +425,10 @@ class Desk(QObject):
         info = self.session.model_info
         return (info is not None and info.is_demo) or (self.session.loading and self._loading_demo)
 
-    def _remember_source(self, folder: str) -> None:
-        self.remember(model={"source": folder})
+    def change_model(self, **changes: str) -> None:
+        """A model setting chosen in the window: used from the next load on, and saved."""
+        self.config = cfg.with_changes(self.config, model=changes)
+        self.remember(model=changes)
 
     # -- meters --------------------------------------------------------------------------------------
 

@@ -1,6 +1,10 @@
 """The app's devices as the window changes them: starting audio, switching the microphone or the
 speaker, the camera on, off or to another source. Opening a device takes a few hundred
-milliseconds, so every start and switch runs off the Qt thread and reports back by signal."""
+milliseconds, so every start and switch runs off the Qt thread and reports back by signal.
+
+Each device stands alone: a microphone that fails leaves the speaker working and the other way
+round, and each is waited for and taken up again by itself (`audio_io.stream_keeper`). While the
+speaker is unavailable, replies come as text only."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
 from app.camera_feed import CameraFeed, camera_choices
-from app.session import Session
+from app.session import DEVICE_WORDS, Session
+from events import DeviceLost, DeviceRestored, DeviceUnavailable
 from ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,8 @@ class DeviceControl(QObject):
     config the app saves on quit."""
 
     audio_started = Signal(list, list)  # input and output device names
-    audio_failed = Signal(str)
     device_failed = Signal(str)  # a device change that did not work (audio stays on)
+    speaker_failed = Signal(str)  # replies go on as text
 
     def __init__(
         self,
@@ -63,8 +68,8 @@ class DeviceControl(QObject):
         self.remember = remember
         self.session: Session | None = None
         self.audio_started.connect(self._on_audio_started)
-        self.audio_failed.connect(self._on_audio_failed)
         self.device_failed.connect(window.show_error)
+        self.speaker_failed.connect(self._on_speaker_failed)
         self.chosen_input = ""
         self.chosen_output = ""
 
@@ -96,35 +101,47 @@ class DeviceControl(QObject):
         except Exception:
             log.exception("listing audio devices")
         try:
-            start_player = getattr(self.player, "start", None)
-            if start_player is not None:
-                start_player()
+            if self.player is not None:
+                self.player.start()
+        except Exception as error:
+            log.exception("starting the speaker")
+            self.speaker_failed.emit(f"The speaker could not start ({error}); replies are shown as text.")
+        try:
             if self.session is not None:
                 self.session.start_audio()
         except Exception as error:
-            self.audio_failed.emit(str(error))
-            return
+            log.exception("starting the microphone")
+            self.device_failed.emit(f"The microphone could not start ({error}); you can still type.")
         self.audio_started.emit(inputs, outputs)
+
+    def _on_speaker_failed(self, message: str) -> None:
+        self.window.show_error(message)
+        self._route_speech(False)
+
+    def on_device_event(self, event: object) -> None:
+        """A device failed or came back (Qt thread): replies are text only while the speaker is away
+        (a reply being played is cut, so nothing waits on a dead device), and the window says so."""
+        if isinstance(event, DeviceUnavailable | DeviceLost) and event.kind == "output":
+            self._route_speech(False)
+        elif isinstance(event, DeviceRestored):
+            if event.kind == "output":
+                self._route_speech(True)
+            what = DEVICE_WORDS.get(event.kind, event.kind)
+            self.window.error_banner.dismiss_matching(f"The {what} ")
+            self.window.show_info(f"The {what} {event.name!r} works again.")
+
+    def _route_speech(self, speaker_works: bool) -> None:
+        session = self.session
+        if session is None or self.player is None:
+            return
+        session.engine.set_speech(self.player if speaker_works else None)
+        session.playback = self.player if speaker_works else None
+        if not speaker_works:
+            threading.Thread(target=self.player.flush, name="playback-flush", daemon=True).start()
 
     @Slot(list, list)
     def _on_audio_started(self, inputs: list[str], outputs: list[str]) -> None:
         self.window.set_devices(inputs, outputs, self.chosen_input, self.chosen_output)
-
-    @Slot(str)
-    def _on_audio_failed(self, message: str) -> None:
-        """Carry on typing: no microphone, and replies in text only."""
-        self.window.show_error(f"Audio is off ({message}); you can still type.")
-        if self.session is not None:
-            self.session.engine.set_speech(None)
-            self.session.audio_input = None
-            self.session.playback = None
-        for part in (self.audio_input, self.player):
-            try:
-                part.stop()
-            except Exception:
-                log.debug("stopping audio that did not start", exc_info=True)
-        self.audio_input = self.player = None
-        self.window.set_audio_enabled(False)
 
     def choose_input(self, name: str) -> None:
         self.remember(audio={"input_device": name})

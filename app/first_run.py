@@ -15,12 +15,15 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
+from app.model_problem import describe, plain_hub_error
 from ui.first_run import FirstRunDialog
+
+DEMO_SOURCE = "demo"  # `[model] source` when the user chose to keep the demo model
 
 
 class FirstRun(QObject):
     """`load(source, demo)` starts a load; `demo_in_use()` says whether the demo is loaded or
-    loading; `remember(folder)` stores a chosen model folder in the settings."""
+    loading; `remember(source=..., device=...)` changes the model settings, for now and later."""
 
     model_found = Signal(str)
     model_missing = Signal(str, str)  # source, why
@@ -31,13 +34,14 @@ class FirstRun(QObject):
         *,
         load: Callable[[str, bool], None],
         demo_in_use: Callable[[], bool],
-        remember: Callable[[str], None],
+        remember: Callable[..., None],
     ) -> None:
         super().__init__(window)
         self.window = window
         self._load = load
         self._demo_in_use = demo_in_use
         self._remember = remember
+        self._source = ""
         self.dialog: FirstRunDialog | None = None
         self.job: Any = None
         self.size_job: Any = None
@@ -54,9 +58,9 @@ class FirstRun(QObject):
 
     def _look_for(self, source: str) -> None:
         try:
-            from model.loading import ModelLoadError, resolve_checkpoint
+            from model.loading import ModelLoadError, check_checkpoint, resolve_checkpoint
 
-            resolve_checkpoint(source, offline=True)
+            check_checkpoint(resolve_checkpoint(source, offline=True))
         except ModelLoadError as error:
             self.model_missing.emit(source, str(error))
             return
@@ -67,15 +71,27 @@ class FirstRun(QObject):
 
     @Slot(str, str)
     def _on_model_missing(self, source: str, reason: str) -> None:
-        self.show(source, reason)
         self._load("", True)  # usable at once; the dialog offers the real model
+        self.show(source, reason)
 
     def show(self, source: str, reason: str) -> FirstRunDialog:
+        """The dialog for `source` failing with `reason` (the raw message, shown under Details)."""
+        self._source = source
+        problem = describe(source, reason)
         if self.dialog is not None:
-            self.dialog.show_problem(reason)
+            self.dialog.show_problem(problem.headline, problem.details)
             self.dialog.show()
             return self.dialog
-        dialog = FirstRunDialog(source, reason, self.window)
+        dialog = FirstRunDialog(
+            source,
+            problem.headline,
+            problem.details,
+            downloadable=problem.downloadable,
+            offer_cpu=problem.device_failed,
+            demo_running=self._demo_in_use(),
+            parent=self.window,
+        )
+        dialog.cpu_chosen.connect(self._use_cpu)
         dialog.demo_chosen.connect(self._use_demo)
         dialog.folder_chosen.connect(self.use_folder)
         dialog.download_requested.connect(lambda: self._start_download(source))
@@ -83,7 +99,8 @@ class FirstRun(QObject):
         dialog.finished.connect(self._closed)
         self.dialog = dialog
         dialog.open()
-        self._ask_size(source)
+        if problem.downloadable:
+            self._ask_size(source)
         return dialog
 
     def stop(self) -> None:
@@ -99,7 +116,7 @@ class FirstRun(QObject):
         if self.dialog is None:
             return
         if is_offline():
-            self.dialog.set_size("unknown (offline: HF_HUB_OFFLINE is set)")
+            self.dialog.set_size(f"unknown: {plain_hub_error('offline')}")
             return
         self.size_job = DownloadJob(source, plan_only=True)
         self._timer.start()
@@ -108,8 +125,14 @@ class FirstRun(QObject):
         self.dialog = None
 
     def _use_demo(self) -> None:
+        """Keep the demo, and remember it: the dialog does not come back at the next start."""
+        self._remember(source=DEMO_SOURCE)
         if not self._demo_in_use():
             self._load("", True)
+
+    def _use_cpu(self) -> None:
+        self._remember(device="cpu")
+        self._load(self._source, False)
 
     def use_folder(self, folder: str) -> None:
         from model.loading import ModelLoadError, check_checkpoint
@@ -120,7 +143,7 @@ class FirstRun(QObject):
             if self.dialog is not None:
                 self.dialog.show_problem(str(error))
             return
-        self._remember(folder)
+        self._remember(source=folder)
         if self.dialog is not None:
             self.dialog.accept()
         self._load(folder, False)
@@ -149,7 +172,7 @@ class FirstRun(QObject):
                 )
                 dialog.set_size(f"{human_bytes(size.plan.total_bytes)} in {size.plan.files} files{cached}")
             else:
-                dialog.set_size(f"unknown ({size.error})")
+                dialog.set_size(f"unknown: {plain_hub_error(size.error)}", size.error)
             self.size_job = None
         if job is not None and dialog is not None and job.plan is not None:
             total, done = job.plan.total_bytes, job.done_bytes()
@@ -158,7 +181,8 @@ class FirstRun(QObject):
         if job is not None and job.state == "failed":
             self.job = None
             if dialog is not None:
-                dialog.download_stopped(f"The download failed: {job.error}")
+                dialog.download_stopped(f"The download failed: {plain_hub_error(job.error)}.")
+                dialog.message.setToolTip(job.error)
         elif job is not None and job.state == "done":
             self.job = None
             if dialog is not None:

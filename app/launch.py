@@ -19,3 +19,14 @@ class Launch:
     @property
     def config(self) -> Config:
         return self.loaded.config
+
+
+def version() -> str:
+    """The installed package's version (the README's set-up installs it in place)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("omnidesk")
+    except PackageNotFoundError:
+        return "(not installed)"

@@ -25,6 +25,8 @@ from events import (
     BargeIn,
     ConversationReset,
     DeviceLost,
+    DeviceRestored,
+    DeviceUnavailable,
     EngineConnection,
     EngineError,
     EngineStatus,
@@ -266,9 +268,11 @@ class Session(QObject):
             if event.turn_id == self._active or event.turn_id in self._generating:
                 self._interrupt(event.heard_samples, event.turn_id)
                 self._set_state(State.USER_SPEAKING)
-        elif isinstance(event, DeviceLost):
-            what = DEVICE_WORDS.get(event.kind, event.kind)
-            self._report(Problem(f"The {what} {event.name!r} stopped working; reconnecting when it is back."))
+        elif isinstance(event, DeviceLost | DeviceUnavailable | DeviceRestored):
+            self._report(event)
+            problem = device_problem(event)
+            if problem:
+                self._report(Problem(problem))
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)
@@ -434,3 +438,17 @@ class Session(QObject):
             self._active = None
             if self.state == State.SPEAKING:
                 self._set_state(self._resting_state())
+
+
+def device_problem(event: DeviceLost | DeviceUnavailable | DeviceRestored) -> str:
+    """What the user is told when a device fails (nothing when it is back: the window says so)."""
+    what = DEVICE_WORDS.get(event.kind, event.kind)
+    if isinstance(event, DeviceLost):
+        return f"The {what} {event.name!r} stopped working; it will be used again as soon as it is back."
+    if isinstance(event, DeviceUnavailable):
+        fallback = " Replies are shown as text meanwhile." if event.kind == "output" else ""
+        return (
+            f"The {what} {event.name!r} cannot be opened ({event.reason}). Trying again, and using it "
+            f"as soon as it appears; you can pick another one in the window.{fallback}"
+        )
+    return ""

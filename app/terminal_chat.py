@@ -96,6 +96,8 @@ def run_terminal_chat(
     journal.write("model_ready", source=loaded.source, device=loaded.device, is_demo=loaded.is_demo)
     try:
         _chat(engine, persona.name.lower(), stdin, out, feed)
+    except KeyboardInterrupt:  # Ctrl+C between a reply and the prompt: the same as at the prompt
+        print(file=out)
     finally:
         journal.close()
     print(f"(the conversation is kept in {journal.path})", file=out, flush=True)

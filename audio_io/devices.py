@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
 DeviceKind = Literal["input", "output"]
+
+# PortAudio's ALSA host opens and closes streams without locks of its own: two threads doing it at
+# once (the microphone and the speaker both reopening after an unplug) can abort the process.
+STREAM_SETUP_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True, slots=True)

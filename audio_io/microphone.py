@@ -84,10 +84,11 @@ class Microphone:
     def latency_s(self) -> float:
         return self._latency_s
 
-    def start(self) -> None:
-        """Open the device (raises `UnknownDeviceError` listing the devices) and start delivering frames."""
+    def start(self, wait_for_device: bool = False) -> None:
+        """Open the device (raises `UnknownDeviceError` listing the devices, unless `wait_for_device`:
+        see `StreamKeeper.start`) and start delivering frames."""
         self._stop.clear()
-        self._keeper.start()
+        self._keeper.start(wait_for_device)
         self._worker = threading.Thread(target=self._run, name="audio-mic-frames", daemon=True)
         self._worker.start()
 

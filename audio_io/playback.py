@@ -105,9 +105,10 @@ class Player:
     def latency_s(self) -> float:
         return self._latency_s
 
-    def start(self) -> None:
-        """Open the device (raises `UnknownDeviceError` listing the devices) and start the stream."""
-        self._keeper.start()
+    def start(self, wait_for_device: bool = False) -> None:
+        """Open the device (raises `UnknownDeviceError` listing the devices, unless `wait_for_device`:
+        see `StreamKeeper.start`) and start the stream."""
+        self._keeper.start(wait_for_device)
 
     def stop(self) -> None:
         self._keeper.stop()

@@ -3,6 +3,9 @@
 A stream is lost when PortAudio ends it (its finished callback runs while we still want it), or when
 its callback stops being called for `stall_timeout_s`. Reopening tries the named device first and
 the system default next; while on the default it keeps probing for the named device to come back.
+Started with `wait_for_device`, a device that cannot open yet is reported (`DeviceUnavailable`) and
+waited for the same way, so a device plugged in after the start is taken up by itself; every reopen
+is reported (`DeviceRestored`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from audio_io.devices import AudioDevice, DeviceKind, UnknownDeviceError, find_device
-from events import DeviceLost
+from audio_io.devices import STREAM_SETUP_LOCK, AudioDevice, DeviceKind, UnknownDeviceError, find_device
+from events import DeviceLost, DeviceRestored, DeviceUnavailable
 
 EventSink = Callable[[object], None]
 OpenStream = Callable[[AudioDevice, Callable[[], None]], Any]  # (device, finished_callback) -> stream
@@ -58,10 +61,17 @@ class StreamKeeper:
     def stream(self) -> Any:
         return self._stream
 
-    def start(self) -> None:
-        """Open on the named device (an unknown name raises `UnknownDeviceError` here), then watch it."""
+    def start(self, wait_for_device: bool = False) -> None:
+        """Open on the named device, then watch it. An unknown name raises `UnknownDeviceError` here,
+        unless `wait_for_device`: then the failure is reported and the device is waited for."""
         self._stopping.clear()
-        self._open(find_device(self.device_name, self.kind))
+        try:
+            self._open(find_device(self.device_name, self.kind))
+        except Exception as error:
+            if not wait_for_device:
+                raise
+            name = self.device_name or "system default"
+            self._on_event(DeviceUnavailable(kind=self.kind, name=name, reason=str(error).split("\n")[0]))
         self._thread = threading.Thread(target=self._watch, name=f"audio-{self.kind}-keeper", daemon=True)
         self._thread.start()
 
@@ -74,12 +84,13 @@ class StreamKeeper:
 
     def _open(self, device: AudioDevice) -> None:
         finished = threading.Event()  # one per stream: closing an old stream must not flag the new one
-        stream = self._open_stream(device, finished.set)
-        try:
-            stream.start()
-        except Exception:
-            _close_quietly(stream)
-            raise
+        with STREAM_SETUP_LOCK:
+            stream = self._open_stream(device, finished.set)
+            try:
+                stream.start()
+            except Exception:
+                _close_quietly(stream)
+                raise
         self._stream, self.device, self._finished = stream, device, finished
 
     def _close(self) -> None:
@@ -91,6 +102,8 @@ class StreamKeeper:
             closer.join(timeout=1.0)
 
     def _watch(self) -> None:
+        if self._stream is None:
+            self._reopen()
         last_progress, last_change = self._progress(), time.monotonic()
         while not self._stopping.wait(self._retry.poll_s):
             progress, now = self._progress(), time.monotonic()
@@ -108,9 +121,15 @@ class StreamKeeper:
         name = self.device.name if self.device else str(self.device_name)
         self._on_event(DeviceLost(kind=self.kind, name=name))
         self._close()
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Try again with back-off until a device opens (or the keeper stops), and say so."""
         delay = self._retry.first_retry_s
         while not self._stopping.wait(delay):
             if self._try_open():
+                name = self.device.name if self.device else str(self.device_name)
+                self._on_event(DeviceRestored(kind=self.kind, name=name))
                 return
             delay = min(delay * 2, self._retry.max_retry_s)
 
@@ -151,5 +170,5 @@ class StreamKeeper:
 
 
 def _close_quietly(stream: Any) -> None:
-    with contextlib.suppress(Exception):
+    with STREAM_SETUP_LOCK, contextlib.suppress(Exception):
         stream.close(ignore_errors=True)

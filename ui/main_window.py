@@ -7,7 +7,7 @@ layer decides what they mean.
 from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,11 +22,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from facts import VOICES
 from ui.camera_view import CameraView
 from ui.conversation_list import ConversationList
 from ui.level_meter import LevelMeter
 from ui.pending_turn import PendingTurnLabel
+from ui.problems import ProblemList
+from ui.talk_key import TalkKey
 from ui.transcript import TranscriptView
+from ui.tray import Tray
 
 STATE_COLORS = {
     "idle": "#7f8c8d",
@@ -37,12 +41,12 @@ STATE_COLORS = {
     "interrupted": "#c0392b",
     "loading": "#7f8c8d",
 }
-VOICE_ITEMS = [("Persona's voice", ""), ("Ethan", "ethan"), ("Chelsie", "chelsie"), ("Aiden", "aiden")]
+VOICE_ITEMS = [("Persona's voice", ""), *[(voice.capitalize(), voice) for voice in VOICES]]
 MODE_ITEMS = [("Hands-free", "hands-free"), ("Push-to-talk", "push-to-talk")]
 DEFAULT_DEVICE = "System default"
 SHORTCUTS = [
     ("Enter", "send the typed message"),
-    ("Space (held, outside the text box)", "push to talk"),
+    ("Space (held, anywhere but a box you type in)", "push to talk"),
     ("Esc", "stop the assistant speaking"),
     ("Ctrl+M", "mute or unmute the microphone"),
     ("Ctrl+L", "focus the text box"),
@@ -70,16 +74,24 @@ class MainWindow(QMainWindow):
     new_conversation_requested = Signal()
     cancel_load_requested = Signal()
     closing = Signal()
+    settings_requested = Signal()
+    about_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Omni Desk")
         self.resize(900, 680)
-        self._talk_key_down = False
+        self.talk_key = TalkKey(self)
+        self.talk_key.pressed.connect(self.talk_pressed)
+        self.talk_key.released.connect(self.talk_released)
         self._audio_enabled = True
         self._updating = False
         self._build()
         self._build_menu()
+        self.tray = Tray(self)
+        self.tray.mute_action.toggled.connect(self.mute_button.setChecked)
+        self.talk_pressed.connect(lambda: self.tray.set_state(self.state_label.text(), talking=True))
+        self.talk_released.connect(lambda: self.tray.set_state(self.state_label.text()))
         self.set_state("loading")
         self.set_mode("hands-free")
 
@@ -89,12 +101,7 @@ class MainWindow(QMainWindow):
         root = QWidget(self)
         layout = QVBoxLayout(root)
 
-        self.error_banner = QLabel(root)
-        self.error_banner.setObjectName("errorBanner")
-        self.error_banner.setWordWrap(True)
-        self.error_banner.setStyleSheet("background:#fdecea;color:#8a1c1c;padding:6px;border-radius:4px")
-        self.error_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_banner.hide()
+        self.error_banner = ProblemList(root)  # every problem of the session until dismissed
         layout.addWidget(self.error_banner)
 
         pickers = QHBoxLayout()
@@ -238,6 +245,8 @@ class MainWindow(QMainWindow):
         action("&Conversation", "&Quit", "Ctrl+Q", self.close)
         action("&Edit", "&Personas…", "Ctrl+P", self.edit_personas_requested)
         action("&Edit", "Focus the &text box", "Ctrl+L", self.text_box.setFocus)
+        action("&Edit", "&Model settings…", "Ctrl+,", self.settings_requested)
+        action("&Help", "&About Omni Desk", "", self.about_requested)
         action("&Help", "&Keyboard shortcuts", "F1", self._show_shortcuts)
 
     # -- intents --------------------------------------------------------------------------------------
@@ -250,30 +259,11 @@ class MainWindow(QMainWindow):
 
     def _mute_toggled(self, muted: bool) -> None:
         self.mute_button.setText("Unmute mic" if muted else "Mute mic")
+        self.tray.set_muted(muted)
         self.mute_toggled.emit(muted)
 
     def _show_shortcuts(self) -> None:
         self.show_info("Keyboard shortcuts:\n" + "\n".join(f"{key}: {what}" for key, what in SHORTCUTS))
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if self._is_talk_key(event):
-            if not event.isAutoRepeat() and not self._talk_key_down:
-                self._talk_key_down = True
-                self.talk_pressed.emit()
-            return
-        super().keyPressEvent(event)
-
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:
-        if self._is_talk_key(event):
-            if not event.isAutoRepeat() and self._talk_key_down:
-                self._talk_key_down = False
-                self.talk_released.emit()
-            return
-        super().keyReleaseEvent(event)
-
-    def _is_talk_key(self, event: QKeyEvent) -> bool:
-        """Space pushes to talk, except while typing in the text box."""
-        return event.key() == Qt.Key.Key_Space and not self.text_box.hasFocus()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.closing.emit()
@@ -286,6 +276,7 @@ class MainWindow(QMainWindow):
         self.state_label.setText(state)
         self.state_label.setStyleSheet(f"background:{color};color:white;border-radius:8px;padding:3px 10px")
         self.state_label.setProperty("state", state)
+        self.tray.set_state(state)
         if state != "user speaking":
             self.pending_label.stop()
 
@@ -301,17 +292,17 @@ class MainWindow(QMainWindow):
         self.latency_label.setText(text)
 
     def show_error(self, message: str) -> None:
-        self.error_banner.setText(message)
-        self.error_banner.show()
+        """Listed until dismissed (an earlier problem is never hidden by a later one)."""
+        self.error_banner.add(message)
         self.statusBar().showMessage(message.splitlines()[0] if message else "", 10_000)
-
-    def clear_error(self) -> None:
-        self.error_banner.hide()
-        self.error_banner.clear()
 
     def show_info(self, text: str) -> None:
         """A note in the transcript (plain text)."""
         self.transcript.add_note(text)
+
+    def info_text(self) -> str:
+        """The notes shown so far, one a line."""
+        return "\n".join(e.text for e in self.transcript.entries if e.role == "note")
 
     def show_progress(self, message: str, *, cancellable: bool = False) -> None:
         self.progress_label.setText(message)

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from audio_io.devices import STREAM_SETUP_LOCK
+
 SPEAKER = "omni_speaker"
 SPEAKER_MONITOR = "omni_speaker_monitor"
 MIC = "omni_mic"
@@ -288,12 +290,13 @@ class Feeder:
         self._current: tuple[np.ndarray, threading.Event, list[float]] | None = None
         self._offset = 0
         self._lock = threading.Lock()
-        self._stream = sd.OutputStream(
-            device=device, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-            blocksize=rate_hz // 100, callback=self._callback,
-        )  # fmt: skip
         self._callbacks = 0
-        self._stream.start()
+        with STREAM_SETUP_LOCK:
+            self._stream = sd.OutputStream(
+                device=device, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+                blocksize=rate_hz // 100, callback=self._callback,
+            )  # fmt: skip
+            self._stream.start()
         wait_flowing(lambda: self._callbacks)
 
     def play(self, signal: np.ndarray, wait: bool = False) -> list[float]:
@@ -343,11 +346,12 @@ class Recorder:
         self._blocks: list[np.ndarray] = []
         self._stamps: list[tuple[int, float]] = []  # (first sample index, capture time)
         self._count = 0
-        self._stream = sd.InputStream(
-            device=device, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-            blocksize=rate_hz // 100, callback=self._callback,
-        )  # fmt: skip
-        self._stream.start()
+        with STREAM_SETUP_LOCK:
+            self._stream = sd.InputStream(
+                device=device, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+                blocksize=rate_hz // 100, callback=self._callback,
+            )  # fmt: skip
+            self._stream.start()
         wait_flowing(lambda: len(self._stamps))
 
     def _callback(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -401,16 +405,17 @@ class EchoPath:
         self._ring.write(np.zeros(self._delay_n, dtype=np.float32))
         self._callbacks = 0
         self.late_samples = 0  # output samples played as silence because the input had not arrived
-        self._input = sd.InputStream(
-            device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-            blocksize=block, callback=self._record,
-        )  # fmt: skip
-        self._output = sd.OutputStream(
-            device=MIC_FEED, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-            blocksize=block, callback=self._play,
-        )  # fmt: skip
-        self._input.start()
-        self._output.start()
+        with STREAM_SETUP_LOCK:
+            self._input = sd.InputStream(
+                device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+                blocksize=block, callback=self._record,
+            )  # fmt: skip
+            self._output = sd.OutputStream(
+                device=MIC_FEED, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
+                blocksize=block, callback=self._play,
+            )  # fmt: skip
+            self._input.start()
+            self._output.start()
         wait_flowing(lambda: self._callbacks)
 
     def _record(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:

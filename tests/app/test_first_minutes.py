@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 import main
 from app import config as cfg
@@ -173,3 +175,113 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout_s: float = 
             break
     err = process.stderr.read() if process.stderr else ""
     raise AssertionError(f"no {marker!r} in the output: {seen!r}; stderr: {err}")
+
+
+def test_a_broken_model_folder_is_named_and_offers_no_download(
+    qtbot: Any, demo: Any, config_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"\0")
+    desk = make_desk(qtbot, demo, config_dir, demo_flag=False, text=f"[model]\nsource = '{folder}'\n")
+    qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
+    dialog = desk.first_run
+    assert dialog is not None
+    intro = dialog.findChild(QLabel).text()  # type: ignore[union-attr]
+    assert f"The folder {folder} is not a usable model checkpoint" in intro
+    assert "not on this computer" not in intro and "Meanwhile the app runs the demo" in intro
+    assert not dialog.download_button.isVisibleTo(dialog) and dialog.details_button.isVisibleTo(dialog)
+    assert "config.json" in dialog.details.text() and not dialog.details.isVisibleTo(dialog)
+    dialog.details_button.click()
+    assert dialog.details.isVisibleTo(dialog)  # the technical text, one click away
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    desk.window.close()
+
+
+def test_keeping_the_demo_is_remembered(qtbot: Any, demo: Any, config_dir: Path) -> None:
+    desk = make_desk(qtbot, demo, config_dir, demo_flag=False, text="[model]\nsource = 'instruct'\n")
+    qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
+    dialog = desk.first_run
+    assert dialog is not None and "is not downloaded yet" in dialog.findChild(QLabel).text()  # type: ignore[union-attr]
+    assert dialog.download_button.isVisibleTo(dialog) and "offline mode is on" in dialog.size_label.text()
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
+    desk.window.close()
+    again = make_desk(qtbot, demo, config_dir, demo_flag=False)
+    qtbot.waitUntil(lambda: again.session.model_info is not None, timeout=60_000)
+    assert again.first_run is None and again.session.model_info.is_demo  # type: ignore[union-attr]
+    again.window.close()
+
+
+def test_a_missing_gpu_offers_the_cpu(qtbot: Any, demo: Any, demo_dir: Path, config_dir: Path) -> None:
+    import torch
+
+    from model.loading import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the case is a machine without it")
+    path = config_dir / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"[model]\nsource = '{demo_dir}'\ndevice = 'cuda'\n")
+    loaded = cfg.load(path)
+    from app.desk import Desk
+    from app.launch import Launch
+    from tests.app.helpers import FAST
+
+    def loader(source: str, *, device: str = "auto", **kw: Any) -> Any:
+        pick_device(device)  # the real check: raises without CUDA
+        return demo
+
+    desk = Desk(Launch(loaded, text_only=True, file_config=loaded.config), loader=loader, engine_options=FAST)
+    qtbot.addWidget(desk.window)
+    desk.first_run_flow.model_found.emit("my-folder")  # as if the folder were there
+    desk.start()
+    qtbot.waitUntil(
+        lambda: desk.first_run is not None and desk.first_run.cpu_button.isVisibleTo(desk.first_run),
+        timeout=60_000,
+    )
+    dialog = desk.first_run
+    assert dialog is not None and dialog.cpu_button.isVisibleTo(dialog)
+    assert "no usable CUDA GPU" in dialog.findChild(QLabel).text()  # type: ignore[union-attr]
+    assert "No model is loaded now" in dialog.findChild(QLabel).text()  # type: ignore[union-attr]
+    qtbot.mouseClick(dialog.cpu_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    assert desk.session.model_info.device == "cpu"  # type: ignore[union-attr]
+    desk.window.close()
+    assert cfg.load(path).config.model.device == "cpu"  # remembered
+
+
+def test_model_settings_apply_by_reloading_and_about_says_where_things_live(
+    qtbot: Any, demo: Any, demo_dir: Path, config_dir: Path
+) -> None:
+    from app import settings_flow
+    from app.desk import Desk
+    from app.launch import Launch
+    from tests.app.helpers import FAST
+
+    path = config_dir / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"# mine\n[model]\nsource = '{demo_dir}'\n")
+    loaded = cfg.load(path)
+    loads: list[dict[str, Any]] = []
+
+    def loader(source: str, **how: Any) -> Any:
+        loads.append({"source": source, **how})
+        return demo
+
+    desk = Desk(Launch(loaded, text_only=True, file_config=loaded.config), loader=loader, engine_options=FAST)
+    qtbot.addWidget(desk.window)
+    desk.start()
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    dialog = settings_flow.open_settings(desk)
+    dialog.boxes["device"].setCurrentText("cpu")
+    dialog.boxes["quantization"].setCurrentText("none")
+    dialog.apply_button.click()
+    qtbot.waitUntil(lambda: len(loads) == 2 and desk.session.model_info is not None, timeout=60_000)
+    assert (loads[1]["device"], loads[1]["quantization"]) == ("cpu", "none")
+    about = settings_flow.show_about(desk)
+    assert str(path) in about.text() and "conversations" in about.text()
+    about.close()
+    desk.window.close()
+    text = path.read_text()
+    assert text.startswith("# mine\n") and 'quantization = "none"' in text and 'device = "cpu"' in text

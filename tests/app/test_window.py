@@ -158,7 +158,8 @@ def test_first_run_ends_in_the_labelled_demo_and_offers_the_real_model(
     qtbot.waitUntil(lambda: desk.first_run is not None, timeout=10_000)
     dialog = desk.first_run
     assert isinstance(dialog, FirstRunDialog) and DEMO_LABEL in dialog.demo_button.text()
-    assert "offline" in dialog.size_label.text()  # HF_HUB_OFFLINE: no size to ask for
+    # a folder that is not there: no download offered, so no size asked of the hub (issue 14)
+    assert not dialog.download_button.isVisibleTo(dialog) and not dialog.size_label.isVisibleTo(dialog)
     intro = dialog.findChild(QLabel)
     assert intro is not None and "none" in intro.text()  # says which model is missing
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
@@ -201,7 +202,9 @@ def test_first_run_download_progress_and_a_chosen_folder(
     flow.job.state = "failed"
     flow.job.error = "connection reset"
     flow.poll()
-    assert "connection reset" in dialog.message.text() and dialog.download_button.text() == "Resume download"
+    # in plain words, the raw text one hover away (issue 14)
+    assert "hub cannot be reached" in dialog.message.text() and "connection reset" in dialog.message.toolTip()
+    assert dialog.download_button.text() == "Resume download"
     dialog.folder_chosen.emit(str(tmp_path / "empty"))
     assert "does not exist" in dialog.message.text() or "no config.json" in dialog.message.text()
     dialog.folder_chosen.emit(str(demo_dir))
@@ -301,11 +304,11 @@ def test_no_sound_devices_leaves_a_typing_app(qtbot: Any, demo: Any, config_dir:
     qtbot.addWidget(desk.window)
     desk.start()
     qtbot.waitUntil(lambda: desk.window.error_banner.isVisible(), timeout=10_000)
-    assert (
-        "no output device" in desk.window.error_banner.text()
-        and "still type" in desk.window.error_banner.text()
-    )
-    assert not desk.window.mute_button.isEnabled() and desk.session.playback is None
+    problems = desk.window.error_banner.text()
+    assert "no output device" in problems and "replies are shown as text" in problems
+    # the microphone works on (issue 14: one device failing leaves the others); replies are text
+    qtbot.waitUntil(lambda: desk.session.playback is None, timeout=10_000)
+    assert desk.window.mute_button.isEnabled()
     qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
     desk.session.send_text("hello")
     qtbot.waitUntil(lambda: len(desk.engine.history()) == 2, timeout=60_000)
