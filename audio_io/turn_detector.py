@@ -6,8 +6,9 @@ Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_wi
 it at once (`SpeechEnded.ended_early`), no keeps listening until `end_of_turn.ceiling_ms` of silence.
 Without a judge, `end_of_turn.silence_only_ms` of silence ends it; `max_turn_ms` always does
 (`SpeechEnded` with the audio from `pre_roll_ms` before the start to `trailing_ms` after the last
-speech). A turn with less than `min_turn_ms` of speech is no turn: it ends
-with `SpeechEnded` whose audio is empty. Push-to-talk: `press()` and `release()` (any thread, stamped
+speech). A turn with less than `min_turn_ms` of speech, or whose speech does not stand out of the
+room's background (`VoiceActivity.stands_out`: background talk that just started), is no turn: it
+ends with `SpeechEnded` whose audio is empty. Push-to-talk: `press()` and `release()` (any thread, stamped
 on perf_counter) and the turn is exactly the frames captured in between.
 """
 
@@ -69,6 +70,7 @@ class TurnDetector:
         self._last_speech: MicFrame | None = None
         self._sent = 0  # frames of the current turn sent as SpeechProgress
         self._previous_speech = False
+        self._levels_db: list[tuple[bool, float]] = []  # the current turn's frames: (speech, level)
         self._asked: int | None = None  # the pause (frame index) the judge was asked about
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
@@ -140,6 +142,7 @@ class TurnDetector:
                 return []
             return [self._begin()]
         self._turn.append(frame)
+        self._levels_db.append((raw, self._vad.level_db))
         if speech:
             self._last_speech = frame
             self._asked = None
@@ -192,7 +195,9 @@ class TurnDetector:
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
             first_s = turn[0].time_s if turn else start.time_s
             return SpeechEnded(audio=audio, start_s=start.time_s, end_s=end_s, audio_start_s=first_s)
-        if (last.index - start.index + 1) * MIC_FRAME_MS < c.min_turn_ms:
+        levels, self._levels_db = self._levels_db, []
+        too_short = (last.index - start.index + 1) * MIC_FRAME_MS < c.min_turn_ms
+        if too_short or not self._vad.stands_out(levels):  # too short, or the background changed
             return SpeechEnded(audio=np.zeros(0, np.int16), start_s=start.time_s, end_s=end_s)
         last_kept = last.index + c.trailing_ms // MIC_FRAME_MS
         audio = np.concatenate([f.pcm for f in turn if f.index <= last_kept])

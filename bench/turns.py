@@ -26,13 +26,15 @@ from bench.rig.turn_set import Item, Outcome, make_set, run_detector
 
 
 def silence_only_detector() -> Any:
-    """The detector as it was: webrtcvad + pitch check, 500 ms of silence, 100 ms kept after speech."""
+    """The detector as it was: webrtcvad + pitch check, 500 ms of silence, 300 ms of pre-roll and
+    100 ms kept after speech."""
     from audio_io.end_of_turn import policy_for
     from audio_io.turn_detector import TurnConfig, TurnDetector
     from audio_io.vad import VadConfig
 
     policy = replace(policy_for("balanced"), silence_only_ms=500)
-    return TurnDetector(TurnConfig(vad=VadConfig(check="pitch"), end_of_turn=policy, trailing_ms=100))
+    config = TurnConfig(vad=VadConfig(check="pitch"), end_of_turn=policy, pre_roll_ms=300, trailing_ms=100)
+    return TurnDetector(config)
 
 
 def judged_detector(judge: Any, responsiveness: str = "balanced") -> Any:

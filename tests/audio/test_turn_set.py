@@ -88,13 +88,17 @@ def test_inner_pauses_and_fillers_are_not_cut_while_the_model_hears_an_unfinishe
             check_utterance(turns_of(item, judge), item.speech_start, item.speech_end, item.text)
 
 
-@pytest.mark.parametrize("kind", ["babble", "babble_loud", "pink10"])
+@pytest.mark.parametrize("kind", ["babble", "babble_loud", "babble_switched_on", "pink10"])
 def test_background_alone_forms_no_turn(kind: str, judge: ClockedJudge) -> None:
+    """Also background talk that starts after a silence (a television switched on), which passes for
+    the user's voice until the background estimate has caught up with it."""
     seconds = 30.0
     if kind == "pink10":
         noise = pink_noise(seconds, MIC_RATE_HZ, 0.05, seed=41)
     else:
         noise = babble(seconds, MIC_RATE_HZ, 0.15 if kind == "babble_loud" else 0.05, seed=42)
+    if kind == "babble_switched_on":
+        noise = np.concatenate([np.zeros(2 * MIC_RATE_HZ, np.float32), noise[: 15 * MIC_RATE_HZ]])
     assert turns_of(Item("background", kind, "", "", noise), judge) == []
 
 
