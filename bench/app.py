@@ -124,12 +124,18 @@ class Rig:
 
     def __init__(self, desk: Any, probe: StallProbe, monitor: Any, feeder: Any, rate_hz: int) -> None:
         self.desk, self.probe, self.monitor, self.feeder, self.rate_hz = desk, probe, monitor, feeder, rate_hz
-        self.seen: dict[str, Any] = {"user": {}, "stats": {}, "interrupted": [], "first_audio": {}}
+        self.seen: dict[str, Any] = {
+            "user": {},
+            "stats": {},
+            "interrupted": [],
+            "first_audio": {},
+            "devices": [],
+        }
         desk.session.reported.connect(self._on_report)
         desk.engine.signals.reported.connect(self._on_report)
 
     def _on_report(self, event: object) -> None:
-        from events import FirstAudio, ReplyTruncated, TurnFinished, UserTurnSent
+        from events import DeviceLost, DeviceRestored, FirstAudio, ReplyTruncated, TurnFinished, UserTurnSent
 
         match event:
             case UserTurnSent(turn_id):
@@ -140,6 +146,8 @@ class Rig:
                 self.seen["interrupted"].append(turn_id)
             case FirstAudio(turn_id, written_s):
                 self.seen["first_audio"][turn_id] = written_s
+            case DeviceLost() | DeviceRestored():
+                self.seen["devices"].append((time.perf_counter(), event))
 
     def loud_since(self, time_s: float) -> float | None:
         start = max(0, self.monitor.index_at(time_s))
@@ -270,7 +278,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     shutil.copytree(demo_dir, work / "cache" / "omnidesk" / "demo-model")
     sentences = [speech(text, SINK_RATE_HZ) for text in ("Hello, how are you today?", "Wait, stop please.")]
     result: dict[str, Any] = {"device": "cpu", "model": "demo", "engine": "child process"}
-    with VirtualAudio():
+    with VirtualAudio() as audio:
         qapp = QApplication.instance() or QApplication([])
         config = cfg.with_changes(cfg.Config(), audio={"input_device": MIC, "output_device": SPEAKER})
         launch = Launch(cfg.LoadedConfig(config, work / "config" / "config.toml"), demo=True)
@@ -295,14 +303,49 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
                 hog.wait()
         result |= {f"{key}_under_load": value for key, value in loaded.items() if not isinstance(value, dict)}
         result["engine_restart_s"] = engine_restart(rig)
+        rig.monitor.close()
+        rig.feeder.close()
+        result |= device_recovery(rig, audio, cycles=5)
         result["event_loop_max_stall_ms"] = max(
             result["event_loop_max_stall_ms_loading"], result["event_loop_max_stall_ms_talking"]
         )
         desk.window.close()
         qapp.processEvents()
-        rig.monitor.close()
-        rig.feeder.close()
     result |= protocol_overhead(demo_dir, trials)
+    return result
+
+
+def device_recovery(rig: Rig, audio: Any, cycles: int) -> dict[str, Any]:
+    """Unplug and replug the speaker, then the microphone (unload and load their null sinks):
+    seconds from the device back to the app saying it works again (its stream reopened and
+    started), median over `cycles` each."""
+    from events import DeviceLost, DeviceRestored
+
+    def seen(kind: type, device: str, since: float) -> float | None:
+        found = [
+            t
+            for t, e in rig.seen["devices"]
+            if isinstance(e, kind) and getattr(e, "kind", "") == device and t >= since
+        ]
+        return float(found[0]) if found else None
+
+    def seen_after(kind: type, device: str, since: float) -> Callable[[], bool]:
+        return lambda: seen(kind, device, since) is not None
+
+    result: dict[str, Any] = {}
+    for sink, device in (("speaker", "output"), ("mic", "input")):
+        times: list[float] = []
+        for _ in range(cycles):
+            unplugged = time.perf_counter()
+            audio.unload_sink(sink)
+            pump(seen_after(DeviceLost, device, unplugged), 30)
+            back = time.perf_counter()
+            audio.load_sink(sink)
+            if pump(seen_after(DeviceRestored, device, back), 30):
+                times.append(float(seen(DeviceRestored, device, back) or back) - back)
+        result[f"device_recovery_s_{device}"] = round(statistics.median(times), 2) if times else None
+    both = [v for v in result.values() if v is not None]
+    result["device_recovery_s"] = max(both) if both else None
     return result
 
 

@@ -19,6 +19,7 @@ Also here: `Feeder` (plays queued signals), `Recorder` (records with perf_counte
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import subprocess
@@ -363,6 +364,17 @@ class Recorder:
     def samples(self) -> np.ndarray:
         blocks = list(self._blocks)
         return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+    def samples_from(self, index: int) -> np.ndarray:
+        """The samples from `index` on, joining only the blocks that hold them (a long recording
+        is polled often: the whole of it each time would cost more than the thing measured)."""
+        stamps = list(self._stamps)
+        starts = [s for s, _ in stamps]
+        k = max(0, bisect.bisect_right(starts, index) - 1)
+        blocks = self._blocks[k : len(stamps)]
+        if not blocks:
+            return np.zeros(0, np.float32)
+        return np.concatenate(blocks)[max(0, index - starts[k]) :]
 
     def time_of(self, index: int) -> float:
         """perf_counter capture time of sample `index`, from the nearest block stamp."""
