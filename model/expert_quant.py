@@ -56,6 +56,21 @@ CODE_TABLE_BYTES = (NF4_CODE_ENTRIES + ABSMAX_CODE_ENTRIES) * FP32_BYTES
 """The NF4 code and the dynamic 8-bit absmax code, fp32, held once per quant state (or per `Nf4Experts`)."""
 
 
+CPU_NF4_ROW_MULTIPLE = 64  # bitsandbytes' CPU kernels: row lengths (input widths) in whole NF4 blocks
+CPU_NF4_OUT_MULTIPLE = 32  # ... and output widths (Linear4bit's AVX512-BF16 repacking)
+
+
+def cpu_nf4_misfit(out_features: int, in_features: int) -> str | None:
+    """Why bitsandbytes' CPU kernels cannot run a (out, in) matrix in NF4, or None when they can.
+    Its CPU `dequantize_4bit` looks scales up row by row and its `Linear4bit` repacks for widths of
+    whole blocks: other sizes quantize without complaint and then fail or compute wrong values."""
+    if in_features % CPU_NF4_ROW_MULTIPLE:
+        return f"rows of {in_features} values (not a multiple of {CPU_NF4_ROW_MULTIPLE})"
+    if out_features % CPU_NF4_OUT_MULTIPLE:
+        return f"{out_features} rows (not a multiple of {CPU_NF4_OUT_MULTIPLE})"
+    return None
+
+
 def nf4_bytes(numel: int) -> int:
     """Bytes bitsandbytes holds for one matrix quantized to NF4 with double quantization."""
     return Nf4Layout(numel).tensor_bytes + CODE_TABLE_BYTES

@@ -10,12 +10,15 @@ Together these are 94 % of Qwen3-Omni-30B-A3B's parameters. Kept in the load dty
 - the audio and vision encoders: run once per turn over the whole input, their errors feed every token;
 - the Talker's text/hidden projections, code predictor (MTP) and Code2Wav: small (0.37 B together) and
   directly on the path to the waveform, where 4-bit noise is heard as artifacts.
+On the CPU, a matrix whose sizes bitsandbytes' CPU kernels cannot run (`cpu_nf4_misfit`: the real
+checkpoint has none, small test models may) stays in the load dtype too, named in the report's notes.
 Mode `none` keeps everything in the load dtype. An `int8` mode for the dense layers was left out: they
 are 3 % of the weights, so int8 instead of NF4 would cost about 0.5 GB for no measured gain.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import resource
 import sys
@@ -27,12 +30,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from model.expert_quant import EXPERT_MATRICES, NF4_BLOCKSIZE, Nf4Experts, quantize_nf4
+from model.expert_quant import EXPERT_MATRICES, NF4_BLOCKSIZE, Nf4Experts, cpu_nf4_misfit, quantize_nf4
 
 Mode = Literal["nf4", "none"]
 MODES: tuple[Mode, ...] = ("nf4", "none")
 KEPT_LINEARS = frozenset({"shared_expert_gate"})
 """`nn.Linear` leaves inside decoder layers that stay unquantized: the Talker's shared-expert router."""
+log = logging.getLogger(__name__)
 _PER_EXPERT_KEY = re.compile(r"\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 
 
@@ -42,6 +46,7 @@ class QuantPlan:
 
     experts: tuple[str, ...]
     linears: tuple[str, ...]
+    kept: tuple[str, ...] = ()  # what the device's kernels cannot run in NF4, each with why
 
 
 @dataclass(slots=True)
@@ -77,22 +82,42 @@ def _text_decoders(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
-def quantization_plan(model: nn.Module, mode: Mode) -> QuantPlan:
-    """What `mode` quantizes in `model`; the one definition used by loading and by memory accounting."""
+def quantization_plan(model: nn.Module, mode: Mode, device: torch.device | str | None = None) -> QuantPlan:
+    """What `mode` quantizes in `model` on `device`; the one definition used by loading and by
+    memory accounting. On the CPU, matrices its 4-bit kernels cannot run are kept (`plan.kept`)."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
     if mode == "none":
         return QuantPlan((), ())
+    on_cpu = device is not None and torch.device(device).type == "cpu"
     experts: list[str] = []
     linears: list[str] = []
+    kept: list[str] = []
     for decoder_name, decoder in _text_decoders(model):
         prefix = f"{decoder_name}.layers." if decoder_name else "layers."
         for name, module in decoder.layers.named_modules():  # type: ignore[union-attr]
             if is_fused_experts(module):
-                experts.append(prefix + name)
+                shapes = [tuple(getattr(module, m).shape[1:]) for m in EXPERT_MATRICES]
             elif isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] not in KEPT_LINEARS:
-                linears.append(prefix + name)
-    return QuantPlan(tuple(experts), tuple(linears))
+                shapes = [(module.out_features, module.in_features)]
+            else:
+                continue
+            misfit = (
+                next(filter(None, (cpu_nf4_misfit(*shape) for shape in shapes)), None) if on_cpu else None
+            )
+            if misfit is not None:
+                kept.append(f"{prefix + name}: {misfit}")
+            else:
+                (experts if is_fused_experts(module) else linears).append(prefix + name)
+    return QuantPlan(tuple(experts), tuple(linears), tuple(kept))
+
+
+def _note_kept(plan: QuantPlan, report: QuantReport) -> None:
+    for entry in plan.kept:
+        report.notes.append(
+            f"kept unquantized on the CPU, bitsandbytes' CPU kernels need whole blocks: {entry}"
+        )
+        log.warning("nf4: %s", report.notes[-1])
 
 
 def _quantized_linear(linear: nn.Linear, weight: torch.Tensor, device: torch.device) -> nn.Module:
@@ -217,7 +242,8 @@ def quantize_model_(
     dtype = dtype or next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     report = QuantReport(mode=mode, device=str(device))
     sampler = _RssSampler()
-    plan = quantization_plan(model, mode)
+    plan = quantization_plan(model, mode, device)
+    _note_kept(plan, report)
     for path in plan.experts:
         dense = model.get_submodule(path)
         nf4 = Nf4Experts.like(dense, dtype, device)
@@ -346,7 +372,8 @@ def load_quantized(
     renamings, converters = _conversion_rules(model)
     meta_state = model.state_dict()
     prefix: str | None = getattr(model, "base_model_prefix", None)
-    plan = quantization_plan(model, mode)
+    plan = quantization_plan(model, mode, device)
+    _note_kept(plan, report)
     expert_paths = {name for name, m in model.named_modules() if is_fused_experts(m)}
     linear_paths = set(plan.linears)
     for expert_path in plan.experts:

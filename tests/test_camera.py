@@ -131,6 +131,36 @@ def test_spoken_turn_with_camera_frames_gets_text_and_speech(demo) -> None:
     assert {TextDelta, AudioChunk, TurnFinished} <= kinds
 
 
+def test_camera_turn_talker_hears_audio_and_frames_interleaved_unlike_generate(demo) -> None:
+    """Our choice for camera turns: the Talker's positions of the user turn are the Thinker's
+    audio-in-video TM-RoPE positions (`use_audio_in_video`), as the Thinker saw the turn.
+    transformers' `generate()` does not pass `use_audio_in_video` on to the Talker, so its codes
+    for such a turn differ from ours by design (the README says so)."""
+    from model.context import MediaIndex, user_position_mask
+
+    engine = greedy_engine(demo, max_text_tokens=2, max_codec_frames=2)
+    frames = np.random.default_rng(1).integers(0, 256, (6, 240, 320, 3), dtype=np.uint8)
+    run(engine, UserTurn(audio=tone(3.0), video=VideoClip(frames, 2.0)))
+    segment = next(s for s in engine.context.segments if "video_grid_thw" in s.media)
+    config = demo.model.config
+    users = user_position_mask(segment.ids, config.im_start_token_id, config.user_token_id)
+    media = MediaIndex.of([segment])
+    ours = rope_positions(engine.thinker.model, segment.ids, media)[1:, 0][:, users]
+    assert segment.talker_positions is not None
+    assert torch.equal(segment.talker_positions, ours - ours[:, :1])
+    row = segment.ids.view(1, -1)
+    theirs, _ = engine.thinker.model.get_rope_index(
+        row,
+        video_grid_thw=media.video_grid_thw,
+        attention_mask=torch.ones_like(row),
+        use_audio_in_video=False,
+        audio_seqlens=media.audio_lengths,
+        second_per_grids=media.video_second_per_grid,
+    )
+    theirs = theirs[:, 0][:, users]
+    assert not torch.equal(segment.talker_positions, theirs - theirs[:, :1])
+
+
 def test_missing_camera_reports_and_the_conversation_goes_on(demo) -> None:
     events: list[object] = []
     with Camera(CameraConfig(source=57, retry_min_s=0.05, retry_max_s=0.1), events.append) as camera:
@@ -186,14 +216,15 @@ def test_camera_frames_fed_while_speaking_give_the_one_shot_reply(demo) -> None:
     audio_start_s = 52.0
     live_engine = greedy_engine(demo)
     clip = None
+    windows = 0
     for start in range(0, audio.size, 8000):
         camera.now_s = audio_start_s + (start + 8000) / 16_000 + 0.2
         if clip is None:
             clip = LiveClip(camera, audio_start_s)
         piece, piece_frames = clip.add(audio[start : start + 8000])
-        live_engine.listen(piece, piece_frames, clip.fps)
+        windows = live_engine.listen(piece, piece_frames, clip.fps)
     assert clip is not None and clip.fps == 2.0
-    assert live_engine._live is not None and len(live_engine._live.windows) == 2
+    assert windows == 2
     camera.now_s = 1e9
     turn = SpokenTurn(
         audio, audio_start_s, camera.frames_between(audio_start_s - 2.0, audio_start_s + 18.0)

@@ -86,8 +86,7 @@ def test_cancel_stops_within_one_step_and_truncates_to_what_was_heard(demo) -> N
     assert engine.context.cache.get_seq_length() == engine.context.length
     # The next turn sees exactly the cut conversation: same as a one-shot prefill of it.
     twin = greedy_engine(demo, max_text_tokens=40, max_codec_frames=60)
-    twin.context = engine.context
-    twin._unfed = list(engine._unfed)
+    twin.conversation = engine.conversation.snapshot()  # shares the cache until the rebuild
     twin.rebuild_cache()
     run(engine, UserTurn(text="go on"), 2)
     run(twin, UserTurn(text="go on"), 2)

@@ -108,8 +108,8 @@ def test_thinker_decode_steps_have_no_sync_and_static_ones_equal_the_growing_cac
     logits = torch.randn(1, 1, vocab, generator=torch.Generator().manual_seed(6))
     length = int(cache.get_seq_length())
     growing = copy.deepcopy(cache)
-    dynamic = ThinkerDecoder(thinker, growing, engine._rope_delta, static=False)
-    static = ThinkerDecoder(thinker, cache, engine._rope_delta, static=True)
+    dynamic = ThinkerDecoder(thinker, growing, engine.conversation.rope_delta, static=False)
+    static = ThinkerDecoder(thinker, cache, engine.conversation.rope_delta, static=True)
     signatures, static_logits = [], logits
     with torch.inference_mode():
         for _ in range(4):
@@ -129,7 +129,7 @@ def test_thinker_decode_steps_have_no_sync_and_static_ones_equal_the_growing_cac
         for mine, theirs in zip(cache.layers, growing.layers, strict=True):
             torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-4, atol=1e-5)
         # The next reply reuses the buffers (and, on CUDA, the recorded graph) kept with the cache.
-        again = ThinkerDecoder(thinker, cache, engine._rope_delta, static=True)
+        again = ThinkerDecoder(thinker, cache, engine.conversation.rope_delta, static=True)
         assert again._step is static._step and again._step is not None and again._step.kv is not None
         buffer = again._step.kv.keys.data_ptr()
         torch.testing.assert_close(again.step(chosen), dynamic.step(chosen), rtol=1e-4, atol=1e-5)
@@ -201,7 +201,9 @@ def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: 
     hidden = int(talker.config.text_config.hidden_size)
     with torch.inference_mode():
         stream.prefill(torch.randn(1, 5, hidden), torch.arange(5).view(1, 1, 5).expand(4, 1, 5))
-        decoder = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=True)
+        decoder = ThinkerDecoder(
+            loaded.model.thinker, engine.context.cache, engine.conversation.rope_delta, static=True
+        )
         decoder.step(torch.tensor([[5]]))  # builds the static buffers
         static_step = decoder._step
         assert static_step is not None and static_step.kv is not None
@@ -210,7 +212,9 @@ def test_thinker_and_talker_decode_steps_compile_without_graph_breaks(demo_dir: 
         mask = static_step.kv.mask(position)
         (logits,) = step(torch.tensor([[5]]), torch.full((4, 1, 1), position), torch.tensor([position]), mask)
         assert logits.shape[-1] == int(loaded.model.thinker.config.text_config.vocab_size)
-        dynamic = ThinkerDecoder(loaded.model.thinker, engine.context.cache, engine._rope_delta, static=False)
+        dynamic = ThinkerDecoder(
+            loaded.model.thinker, engine.context.cache, engine.conversation.rope_delta, static=False
+        )
         torch.compile(dynamic.step, fullgraph=True, backend="eager")(torch.tensor([[5]]))
         seen = stream._sampler.seen_mask(torch.tensor([[3]]))
         decode = torch.compile(stream.decode, fullgraph=True, backend="eager")

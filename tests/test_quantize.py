@@ -266,3 +266,47 @@ def test_streaming_engine_runs_unchanged_on_the_nf4_model(demo_dir: Path) -> Non
     events = run(greedy_engine(loaded), UserTurn(text="hello"))
     kinds = {type(e) for e in events}
     assert {TextDelta, AudioChunk, TurnFinished} <= kinds
+
+
+def test_nf4_on_the_cpu_keeps_what_its_kernels_cannot_run(demo_dir: Path, tmp_path: Path) -> None:
+    """bitsandbytes' CPU 4-bit kernels need rows of whole 64-value blocks (DESIGN.md): a model whose
+    Thinker experts are 96 wide (and the Talker's shared expert) keeps exactly those matrices in
+    float, says so in the report, and answers turns (quantized, they failed every turn)."""
+    import shutil
+
+    from transformers import Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
+
+    from events import AudioChunk, TextDelta, TurnFinished
+    from model.demo import MARKER_FILE, demo_config_dict
+    from model.loading import load_model
+    from model.media_input import UserTurn
+    from tests.engine_helpers import greedy_engine, run
+
+    config = demo_config_dict()
+    config["thinker_config"]["text_config"]["moe_intermediate_size"] = 96
+    config["talker_config"]["text_config"]["shared_expert_intermediate_size"] = 96
+    checkpoint = tmp_path / "wide96"
+    shutil.copytree(demo_dir, checkpoint)
+    (checkpoint / MARKER_FILE).unlink()
+    torch.manual_seed(0)
+    wide = Qwen3OmniMoeForConditionalGeneration(Qwen3OmniMoeConfig(**config)).float()
+    with torch.no_grad():
+        for parameter in wide.parameters():
+            if parameter.dim() == 3:  # fused experts, which transformers' init may leave unset
+                parameter.normal_(0.0, 0.02)
+    wide.save_pretrained(checkpoint)
+
+    model, report = load_quantized(checkpoint, "nf4", "cpu", torch.float32)
+    plan = quantization_plan(
+        build_empty(Qwen3OmniMoeConfig.from_pretrained(checkpoint), torch.float32), "nf4", "cpu"
+    )
+    kept = [entry.split(":")[0] for entry in plan.kept]
+    assert kept and all(".mlp.experts" in p or "shared_expert.down_proj" in p for p in kept), kept
+    assert all(any(path in note and "96" in note for note in report.notes) for path in kept)
+    assert report.quantized_experts == len(plan.experts) > 0  # the Talker's 64-wide experts
+    assert not any(isinstance(model.get_submodule(p), Nf4Experts) for p in kept if ".experts" in p)
+    loaded = load_model(str(checkpoint), device="cpu", quantization="nf4")
+    engine = greedy_engine(loaded)
+    for turn_id in (1, 2):
+        kinds = {type(e) for e in run(engine, UserTurn(text="hello"), turn_id)}
+        assert {TextDelta, AudioChunk, TurnFinished} <= kinds
