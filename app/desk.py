@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QObject, QStandardPaths, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
@@ -19,6 +19,7 @@ from app.camera_feed import CameraFeed, camera_choices
 from app.device_control import AudioFactory, DeviceControl, real_audio
 from app.engine_client import LoadRequest, ModelInfo, make_engine
 from app.first_run import DEMO_SOURCE, FirstRun
+from app.global_hotkey import start_talk_hotkey
 from app.history_log import HistoryLog
 from app.journal_feed import JournalFeed
 from app.launch import Launch
@@ -168,27 +169,13 @@ class Desk(QObject):
             window.show_error(problem)
         if not self.text_only:
             self.devices.start_audio(self.config.audio.input_device, self.config.audio.output_device)
-        self._start_hotkey()
+        self.hotkey = start_talk_hotkey(
+            self.config.window.talk_hotkey, self.session, self.window, self.text_only
+        )
         self._meter_timer.start()
         self._memory_timer.start()
         self._update_memory()
         QTimer.singleShot(0, self.choose_model)
-
-    def _start_hotkey(self) -> None:
-        """The global push-to-talk key, when the user set one (`[window] talk_hotkey`)."""
-        hotkey = self.config.window.talk_hotkey
-        if not hotkey or self.text_only:
-            return
-        from app.global_hotkey import GlobalTalkKey
-
-        self.hotkey = GlobalTalkKey(hotkey, self)
-        self.hotkey.pressed.connect(self.session.press_talk)
-        self.hotkey.released.connect(self.session.release_talk)
-        try:
-            self.hotkey.start()
-        except (ValueError, ImportError) as error:
-            self.window.show_error(f"The push-to-talk key {hotkey!r} works only in the window: {error}.")
-            self.hotkey = None
 
     def choose_model(self) -> None:
         """Load the configured model, or the demo, or ask (first run) when it is not on disk; a remote
@@ -389,7 +376,8 @@ class Desk(QObject):
     # -- export --------------------------------------------------------------------------------------
 
     def _ask_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window, "Export the conversation to")
+        documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        folder = QFileDialog.getExistingDirectory(self.window, "Export the conversation to", documents)
         if folder:
             self.export_to(Path(folder))
 

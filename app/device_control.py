@@ -18,7 +18,8 @@ from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
 from app.camera_feed import CameraFeed, camera_choices
-from app.session import DEVICE_WORDS, Session
+from app.session import Session
+from app.session_parts import DEVICE_WORDS
 from events import DeviceLost, DeviceRestored, DeviceUnavailable
 from ui.main_window import MainWindow
 

@@ -76,3 +76,19 @@ class GlobalTalkKey(QObject):
         if self.active and canonical in self._combo:
             self.active = False
             self.released.emit()
+
+
+def start_talk_hotkey(hotkey: str, session: Any, window: Any, text_only: bool) -> GlobalTalkKey | None:
+    """The global push-to-talk key the user set (`[window] talk_hotkey`), driving the session's
+    push-to-talk; a key that cannot work is said in the window."""
+    if not hotkey or text_only:
+        return None
+    key = GlobalTalkKey(hotkey, window)
+    key.pressed.connect(session.press_talk)
+    key.released.connect(session.release_talk)
+    try:
+        key.start()
+    except (ValueError, ImportError) as error:
+        window.show_error(f"The push-to-talk key {hotkey!r} works only in the window: {error}.")
+        return None
+    return key

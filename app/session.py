@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.personas import Persona
-from app.session_parts import AudioInput, FrameSource, Playback
+from app.session_parts import AudioEvents, AudioInput, FrameSource, Playback, device_problem
 from events import (
     BargeIn,
     ConversationReset,
@@ -48,7 +48,6 @@ from events import (
 )
 from facts import SPEECH_IN_RATE_HZ as MIC_RATE_HZ
 
-DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
 
 
@@ -59,15 +58,6 @@ class State(enum.Enum):
     THINKING = "thinking"
     SPEAKING = "assistant speaking"
     INTERRUPTED = "interrupted"
-
-
-class AudioEvents(QObject):
-    """Carries audio-thread events to the Qt thread: `post` may be called from any thread."""
-
-    arrived = Signal(object)
-
-    def post(self, event: object) -> None:
-        self.arrived.emit(event)
 
 
 class Session(QObject):
@@ -438,17 +428,3 @@ class Session(QObject):
             self._active = None
             if self.state == State.SPEAKING:
                 self._set_state(self._resting_state())
-
-
-def device_problem(event: DeviceLost | DeviceUnavailable | DeviceRestored) -> str:
-    """What the user is told when a device fails (nothing when it is back: the window says so)."""
-    what = DEVICE_WORDS.get(event.kind, event.kind)
-    if isinstance(event, DeviceLost):
-        return f"The {what} {event.name!r} stopped working; it will be used again as soon as it is back."
-    if isinstance(event, DeviceUnavailable):
-        fallback = " Replies are shown as text meanwhile." if event.kind == "output" else ""
-        return (
-            f"The {what} {event.name!r} cannot be opened ({event.reason}). Trying again, and using it "
-            f"as soon as it appears; you can pick another one in the window.{fallback}"
-        )
-    return ""

@@ -1,10 +1,15 @@
 """What the session drives besides the engine: the audio input, the playback and the camera, as the
-small interfaces the session needs of them (the real ones and the tests' recorded ones fit)."""
+small interfaces the session needs of them (the real ones and the tests' recorded ones fit); how
+their events reach the Qt thread, and what the user is told when a device fails."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, Signal
+
+from events import DeviceLost, DeviceRestored, DeviceUnavailable
 
 
 class AudioInput(Protocol):
@@ -37,3 +42,29 @@ class FrameSource(Protocol):
 
     def frames_between(self, start_s: float, end_s: float) -> list[Any]: ...
     def latest(self) -> Any: ...
+
+
+class AudioEvents(QObject):
+    """Carries audio-thread events to the Qt thread: `post` may be called from any thread."""
+
+    arrived = Signal(object)
+
+    def post(self, event: object) -> None:
+        self.arrived.emit(event)
+
+
+DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
+
+
+def device_problem(event: DeviceLost | DeviceUnavailable | DeviceRestored) -> str:
+    """What the user is told when a device fails (nothing when it is back: the window says so)."""
+    what = DEVICE_WORDS.get(event.kind, event.kind)
+    if isinstance(event, DeviceLost):
+        return f"The {what} {event.name!r} stopped working; it will be used again as soon as it is back."
+    if isinstance(event, DeviceUnavailable):
+        fallback = " Replies are shown as text meanwhile." if event.kind == "output" else ""
+        return (
+            f"The {what} {event.name!r} cannot be opened ({event.reason}). Trying again, and using it "
+            f"as soon as it appears; you can pick another one in the window.{fallback}"
+        )
+    return ""

@@ -50,10 +50,9 @@ def run(quick: bool) -> dict[str, Any]:
         Feeder,
         Recorder,
         VirtualAudio,
-        harmonic_voice,
-        speech,
         wait_flowing,
     )
+    from bench.rig.signals import harmonic_voice, speech
     from events import BargeIn
 
     result: dict[str, Any] = {"quick": quick}

@@ -100,10 +100,28 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         root = QWidget(self)
         layout = QVBoxLayout(root)
-
         self.error_banner = ProblemList(root)  # every problem of the session until dismissed
         layout.addWidget(self.error_banner)
+        self._build_pickers(root, layout)
+        middle = QHBoxLayout()
+        self.transcript = TranscriptView(root)
+        middle.addWidget(self.transcript, 1)
+        self.camera_view = CameraView(root)
+        middle.addWidget(self.camera_view)
+        layout.addLayout(middle, 1)
+        self._build_indicators(root, layout)
+        self._build_entry(root, layout)
+        self.setCentralWidget(root)
+        self.conversations_dock = QDockWidget("Past conversations", self)
+        self.conversations_dock.setObjectName("pastConversations")
+        self.conversation_list = ConversationList(self.conversations_dock)
+        self.conversations_dock.setWidget(self.conversation_list)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.conversations_dock)
+        self.conversations_dock.hide()
+        self._build_status_bar()
+        self._connect_controls()
 
+    def _build_pickers(self, root: QWidget, layout: QVBoxLayout) -> None:
         pickers = QHBoxLayout()
         self.persona_box = self._combo("Persona", pickers)
         self.edit_personas_button = QPushButton("Edit…", root)
@@ -126,13 +144,7 @@ class MainWindow(QMainWindow):
             box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         layout.addLayout(devices)
 
-        middle = QHBoxLayout()
-        self.transcript = TranscriptView(root)
-        middle.addWidget(self.transcript, 1)
-        self.camera_view = CameraView(root)
-        middle.addWidget(self.camera_view)
-        layout.addLayout(middle, 1)
-
+    def _build_indicators(self, root: QWidget, layout: QVBoxLayout) -> None:
         indicators = QHBoxLayout()
         self.state_label = QLabel(root)
         self.state_label.setObjectName("stateIndicator")
@@ -153,6 +165,7 @@ class MainWindow(QMainWindow):
         indicators.addWidget(self.latency_label)
         layout.addLayout(indicators)
 
+    def _build_entry(self, root: QWidget, layout: QVBoxLayout) -> None:
         entry = QHBoxLayout()
         self.text_box = QLineEdit(root)
         self.text_box.setPlaceholderText("Type a message and press Enter")
@@ -162,7 +175,7 @@ class MainWindow(QMainWindow):
         self.snapshot_box.setToolTip("Send the camera's current picture with the next typed message")
         self.talk_button = QPushButton("Hold to talk", root)
         self.talk_button.setToolTip(
-            "Hold this button, or the space bar outside the text box, while you speak"
+            "Hold this button, or the space bar anywhere but the text box, while you speak"
         )
         self.mute_button = QPushButton("Mute mic", root)
         self.mute_button.setCheckable(True)
@@ -174,15 +187,8 @@ class MainWindow(QMainWindow):
         ):  # fmt: skip
             entry.addWidget(widget, 1 if widget is self.text_box else 0)
         layout.addLayout(entry)
-        self.setCentralWidget(root)
 
-        self.conversations_dock = QDockWidget("Past conversations", self)
-        self.conversations_dock.setObjectName("pastConversations")
-        self.conversation_list = ConversationList(self.conversations_dock)
-        self.conversations_dock.setWidget(self.conversation_list)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.conversations_dock)
-        self.conversations_dock.hide()
-
+    def _build_status_bar(self) -> None:
         status = self.statusBar()
         self.progress_label = QLabel("", self)
         self.cancel_load_button = QPushButton("Cancel loading", self)
@@ -194,6 +200,7 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.model_label)
         status.addPermanentWidget(self.memory_label)
 
+    def _connect_controls(self) -> None:
         self.text_box.returnPressed.connect(self._submit)
         self.send_button.clicked.connect(self._submit)
         self.talk_button.pressed.connect(self.talk_pressed)

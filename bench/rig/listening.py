@@ -15,7 +15,8 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.microphone import MicFrame, Microphone, MicrophoneConfig
 from audio_io.playback import Player
 from audio_io.turn_detector import TurnDetector
-from bench.rig.pulse import MIC, find_offset, wait_flowing
+from bench.rig.pulse import MIC, wait_flowing
+from bench.rig.signals import find_offset
 
 
 class Listening:

@@ -14,7 +14,7 @@ session alone. `ALSA_CONFIG_PATH` must be set before PortAudio starts; `start()`
 PortAudio when sounddevice was already imported.
 
 Also here: `Feeder` (plays queued signals), `Recorder` (records with perf_counter stamps),
-`EchoPath` (loudspeaker monitor → delay and gain → microphone), espeak-ng speech and noise.
+`EchoPath` (loudspeaker monitor → delay and gain → microphone). Speech and noise: `bench.rig.signals`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,64 +215,6 @@ def wait_flowing(progress: Any, blocks: int = 30, timeout_s: float = 20.0) -> No
 
 
 # -- signals ---------------------------------------------------------------------------------------
-
-
-def speech(text: str, rate_hz: int, voice: str = "en") -> np.ndarray:
-    """espeak-ng speaking `text`, float32 mono at `rate_hz`, with its leading/trailing silence trimmed."""
-    import soxr
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
-        with wave.open(str(path)) as w:
-            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
-            source_rate = w.getframerate()
-    pcm = np.asarray(soxr.resample(pcm, source_rate, rate_hz), dtype=np.float32)
-    loud = np.flatnonzero(np.abs(pcm) > 0.01)
-    return pcm[loud[0] : loud[-1] + 1] * (0.5 / max(1e-6, float(np.abs(pcm).max())))
-
-
-def harmonic_voice(seconds: float, rate_hz: int, amplitude: float = 0.3) -> np.ndarray:
-    """A continuous vowel-like signal (no pauses): where it stops on the monitor is where playback stopped."""
-    t = np.arange(int(seconds * rate_hz)) / rate_hz
-    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
-    x = sum(np.sin(k * phase) / k for k in range(1, 12))
-    return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
-
-
-def white_noise(seconds: float, rate_hz: int, rms: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(seconds * rate_hz)) * rms).astype(np.float32)
-
-
-def pink_noise(seconds: float, rate_hz: int, rms: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate_hz)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
-    spectrum[0] = 0
-    pink = np.fft.irfft(spectrum, n)
-    return (pink * rms / pink.std()).astype(np.float32)
-
-
-def silence(seconds: float, rate_hz: int) -> np.ndarray:
-    return np.zeros(int(seconds * rate_hz), dtype=np.float32)
-
-
-def find_offset(haystack: np.ndarray, needle: np.ndarray) -> tuple[int, float]:
-    """Where `needle` best matches inside `haystack` (FFT cross-correlation) and the normalized peak."""
-    n = len(haystack) + len(needle)
-    size = 1 << (n - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(haystack, size) * np.conj(np.fft.rfft(needle, size)), size)
-    corr = corr[: len(haystack) - len(needle) + 1] if len(haystack) >= len(needle) else corr[:1]
-    offset = int(np.argmax(corr))
-    window = haystack[offset : offset + len(needle)]
-    norm = float(np.linalg.norm(window) * np.linalg.norm(needle)) or 1.0
-    return offset, float(corr[offset] / norm)
-
-
-# -- streams ---------------------------------------------------------------------------------------
 
 
 class Feeder:

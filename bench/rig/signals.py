@@ -1,5 +1,6 @@
-"""Test speech beyond `pulse.speech`: espeak-ng at a speaking rate and with SSML pauses, background
-talk (babble), a cough-like burst, and mixing at a signal-to-noise ratio."""
+"""Test signals: espeak-ng speech (plain, at a speaking rate, with SSML pauses), background
+talk (babble), pink and white noise, a cough-like burst, a steady vowel, and mixing at a
+signal-to-noise ratio."""
 
 from __future__ import annotations
 
@@ -110,3 +111,61 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     noise = noise[: len(speech)]
     scale = speech_rms(speech) / max(rms(noise), 1e-9) / 10 ** (snr_db / 20)
     return (speech + noise * scale).astype(np.float32)
+
+
+def speech(text: str, rate_hz: int, voice: str = "en") -> np.ndarray:
+    """espeak-ng speaking `text`, float32 mono at `rate_hz`, with its leading/trailing silence trimmed."""
+    import soxr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+        with wave.open(str(path)) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+            source_rate = w.getframerate()
+    pcm = np.asarray(soxr.resample(pcm, source_rate, rate_hz), dtype=np.float32)
+    loud = np.flatnonzero(np.abs(pcm) > 0.01)
+    return pcm[loud[0] : loud[-1] + 1] * (0.5 / max(1e-6, float(np.abs(pcm).max())))
+
+
+def harmonic_voice(seconds: float, rate_hz: int, amplitude: float = 0.3) -> np.ndarray:
+    """A continuous vowel-like signal (no pauses): where it stops on the monitor is where playback stopped."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def white_noise(seconds: float, rate_hz: int, rms: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * rate_hz)) * rms).astype(np.float32)
+
+
+def pink_noise(seconds: float, rate_hz: int, rms: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate_hz)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    spectrum[0] = 0
+    pink = np.fft.irfft(spectrum, n)
+    return (pink * rms / pink.std()).astype(np.float32)
+
+
+def silence(seconds: float, rate_hz: int) -> np.ndarray:
+    return np.zeros(int(seconds * rate_hz), dtype=np.float32)
+
+
+def find_offset(haystack: np.ndarray, needle: np.ndarray) -> tuple[int, float]:
+    """Where `needle` best matches inside `haystack` (FFT cross-correlation) and the normalized peak."""
+    n = len(haystack) + len(needle)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(haystack, size) * np.conj(np.fft.rfft(needle, size)), size)
+    corr = corr[: len(haystack) - len(needle) + 1] if len(haystack) >= len(needle) else corr[:1]
+    offset = int(np.argmax(corr))
+    window = haystack[offset : offset + len(needle)]
+    norm = float(np.linalg.norm(window) * np.linalg.norm(needle)) or 1.0
+    return offset, float(corr[offset] / norm)
+
+
+# -- streams ---------------------------------------------------------------------------------------

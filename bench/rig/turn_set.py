@@ -18,8 +18,7 @@ import numpy as np
 
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.microphone import MicFrame
-from bench.rig.pulse import pink_noise
-from bench.rig.signals import babble, rms, say, speech_rms
+from bench.rig.signals import babble, pink_noise, rms, say, speech_rms
 
 # (voice, first half, second half): a pause goes between the halves
 SENTENCES: dict[str, tuple[tuple[str, str], ...]] = {

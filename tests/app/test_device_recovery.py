@@ -13,7 +13,8 @@ import pytest
 from app import config as cfg
 from app.desk import Desk
 from app.launch import Launch
-from bench.rig.pulse import MIC, MIC_FEED, SINK_RATE_HZ, SPEAKER, SPEAKER_MONITOR, Feeder, Recorder, speech
+from bench.rig.pulse import MIC, MIC_FEED, SINK_RATE_HZ, SPEAKER, SPEAKER_MONITOR, Feeder, Recorder
+from bench.rig.signals import speech
 from tests.app.helpers import FAST, on_report
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]

@@ -31,8 +31,8 @@ from bench.rig.pulse import (
     Feeder,
     Recorder,
     VirtualAudio,
-    speech,
 )
+from bench.rig.signals import speech
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.audio, pytest.mark.slow]

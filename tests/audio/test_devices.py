@@ -31,14 +31,9 @@ from bench.rig.pulse import (
     Feeder,
     Recorder,
     VirtualAudio,
-    find_offset,
-    harmonic_voice,
-    pink_noise,
-    silence,
-    speech,
     wait_flowing,
-    white_noise,
 )
+from bench.rig.signals import find_offset, harmonic_voice, pink_noise, silence, speech, white_noise
 from events import AudioChunk, BargeIn, DeviceLost, SpeechEnded, SpeechStarted
 
 pytestmark = [pytest.mark.audio, pytest.mark.timeout(180)]

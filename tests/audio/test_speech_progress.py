@@ -7,7 +7,7 @@ import numpy as np
 
 from audio_io.formats import MIC_RATE_HZ
 from audio_io.turn_detector import TurnConfig, TurnDetector
-from bench.rig.pulse import silence, speech
+from bench.rig.signals import silence, speech
 from events import SpeechEnded, SpeechProgress, SpeechStarted
 from tests.audio.test_units import frames_of
 

@@ -13,8 +13,7 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.smart_turn import SmartTurn
 from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.turn_judge import ClockedJudge
-from bench.rig.pulse import pink_noise
-from bench.rig.signals import babble, rms, speech_rms
+from bench.rig.signals import babble, pink_noise, rms, speech_rms
 from bench.rig.turn_set import CONDITIONS, SENTENCES, Item, make_item, run_detector
 from tests.audio.test_end_of_turn import LATENCY_MS, scripted, smart_turn  # noqa: F401 (fixture)
 

@@ -17,18 +17,8 @@ from audio_io.smart_turn import SmartTurn
 from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.turn_judge import ThreadedJudge
 from bench.rig.listening import Listening, play_reply
-from bench.rig.pulse import (
-    MIC_FEED,
-    SINK_RATE_HZ,
-    SPEAKER_MONITOR,
-    Feeder,
-    Recorder,
-    VirtualAudio,
-    harmonic_voice,
-    pink_noise,
-    silence,
-)
-from bench.rig.signals import babble, rms, say, speech_rms
+from bench.rig.pulse import MIC_FEED, SINK_RATE_HZ, SPEAKER_MONITOR, Feeder, Recorder, VirtualAudio
+from bench.rig.signals import babble, harmonic_voice, pink_noise, rms, say, silence, speech_rms
 from events import BargeIn, SpeechEnded
 from tests.audio.test_devices import started_player
 from tests.audio.test_end_of_turn import smart_turn  # noqa: F401 (fixture)

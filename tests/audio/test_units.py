@@ -13,7 +13,7 @@ from audio_io.microphone import MicFrame
 from audio_io.ring_buffer import SampleRing
 from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.vad import VoiceActivity
-from bench.rig.pulse import pink_noise, silence, speech, white_noise
+from bench.rig.signals import pink_noise, silence, speech, white_noise
 from events import SpeechEnded, SpeechProgress, SpeechStarted
 
 
