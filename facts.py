@@ -18,6 +18,8 @@ MODEL_ALIASES = {
     "captioner": "Qwen/Qwen3-Omni-30B-A3B-Captioner",
 }
 DEMO_LABEL = "demo model: random weights, its speech is noise"
+QUANTIZATIONS = ("auto", "none", "nf4")  # "auto": NF4 on a GPU, none on the CPU
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 INT16_SCALE = 32768.0
 

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.config import DTYPES, MODES, QUANTIZATIONS, Config, default_path
+    from app.config import MODES, Config, default_path
     from app.history_log import data_dir
     from app.launch import version
-    from facts import DEMO_LABEL, VOICES
+    from facts import DEMO_LABEL, DTYPES, QUANTIZATIONS, VOICES
 
     d = Config()  # what an empty settings file means: the defaults shown
     parser = argparse.ArgumentParser(

@@ -17,12 +17,10 @@ from typing import Any
 from app.atomic_file import write_atomic
 from audio_io.barge_in import RECOVERIES as BACKCHANNELS
 from audio_io.end_of_turn import RESPONSIVENESS
-from facts import VOICES
+from facts import DTYPES, QUANTIZATIONS, VOICES
 
 CONFIG_FILE = "config.toml"
 CONFIG_DIR_ENV = "OMNIDESK_CONFIG_DIR"
-QUANTIZATIONS = ("auto", "none", "nf4")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 MODES = ("hands-free", "push-to-talk")
 
 

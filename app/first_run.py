@@ -60,7 +60,7 @@ class FirstRun(QObject):
         try:
             from model.loading import ModelLoadError, check_checkpoint, resolve_checkpoint
 
-            check_checkpoint(resolve_checkpoint(source, offline=True))
+            check_checkpoint(resolve_checkpoint(source))
         except ModelLoadError as error:
             self.model_missing.emit(source, str(error))
             return

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QMessageBox
 from app import config as cfg
 from app.history_log import data_dir
 from app.launch import version
+from facts import DTYPES, QUANTIZATIONS
 from ui.settings_dialog import SettingsDialog
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def open_settings(desk: Desk) -> SettingsDialog:
     model = desk.config.model
     current = {"source": model.source, "device": model.device, "quantization": model.quantization,
                "dtype": model.dtype}  # fmt: skip
-    choices = {"device": ("auto", "cpu", "cuda"), "quantization": cfg.QUANTIZATIONS, "dtype": cfg.DTYPES}
+    choices = {"device": ("auto", "cpu", "cuda"), "quantization": QUANTIZATIONS, "dtype": DTYPES}
     dialog = SettingsDialog(current, choices, where_things_live(desk), desk.window)
     dialog.applied.connect(lambda changes: apply_model_settings(desk, changes))
     dialog.open()

@@ -13,14 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from facts import DTYPES, MODEL_ALIASES, QUANTIZATIONS
+
 Quantization = Literal["auto", "none", "nf4"]
-QUANTIZATIONS: tuple[str, ...] = ("auto", "none", "nf4")
-DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
-KNOWN_CHECKPOINTS = {
-    "instruct": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
-    "thinking": "Qwen/Qwen3-Omni-30B-A3B-Thinking",
-    "captioner": "Qwen/Qwen3-Omni-30B-A3B-Captioner",
-}
 
 
 class ModelLoadError(RuntimeError):
@@ -53,11 +48,10 @@ def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def resolve_checkpoint(source: str, *, offline: bool | None = None, download: bool = False) -> Path:
-    """The local folder of `source`: a path as is, or a hub id from the local cache (downloaded
-    first only when `download` is set and we are online)."""
-    offline = is_offline() if offline is None else offline
-    source = KNOWN_CHECKPOINTS.get(source.lower(), source)
+def resolve_checkpoint(source: str) -> Path:
+    """The local folder of `source`: a path as is, or a hub id from the local cache (never
+    downloaded here: `app.download` does that, with progress)."""
+    source = MODEL_ALIASES.get(source.lower(), source)
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
@@ -68,19 +62,11 @@ def resolve_checkpoint(source: str, *, offline: bool | None = None, download: bo
     try:
         return Path(snapshot_download(source, local_files_only=True))
     except Exception as error:
-        if offline or not download:
-            why = (
-                "offline mode (HF_HUB_OFFLINE) forbids downloading it" if offline else "it is not downloaded"
-            )
-            raise ModelLoadError(
-                f"model {source!r} is not on this computer and {why}. Download it first "
-                f"(`omnidesk --download {source}`, or the window's first-run dialog), choose a local folder "
-                f"with --model PATH, or run the demo model with --demo."
-            ) from error
-    try:
-        return Path(snapshot_download(source))
-    except Exception as error:
-        raise ModelLoadError(f"could not download model {source!r}: {error}") from error
+        raise ModelLoadError(
+            f"model {source!r} is not on this computer: it is not downloaded. Download it first "
+            f"(`omnidesk --download {source}`, or the window's first-run dialog), choose a local folder "
+            f"with --model PATH, or run the demo model with --demo."
+        ) from error
 
 
 def check_checkpoint(path: Path) -> dict[str, Any]:
@@ -125,7 +111,6 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     quantization: str = "auto",
-    offline: bool | None = None,
     status: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load checkpoint `source` onto `device`: bf16 and NF4 on CUDA by default, float32 on the CPU."""
@@ -143,7 +128,7 @@ def load_model(
     dtype = dtype if dtype != "auto" else ("bfloat16" if on_gpu else "float32")
     quantization = quantization if quantization != "auto" else ("nf4" if on_gpu else "none")
     say(f"finding {source}")
-    path = resolve_checkpoint(source, offline=offline)
+    path = resolve_checkpoint(source)
     check_checkpoint(path)
     from model.demo import is_demo_checkpoint
 

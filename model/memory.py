@@ -63,14 +63,6 @@ class MemoryReport:
     def total_bytes(self) -> int:
         return sum(self.bytes_by_part.values())
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "parameters": self.parameters,
-            "total_gb": round(self.total_bytes / GIB, 3),
-            "parts_gb": {part: round(n / GIB, 3) for part, n in self.bytes_by_part.items()},
-        }
-
 
 def build_meta_model(config: Any) -> nn.Module:
     """`Qwen3OmniMoeForConditionalGeneration` on the meta device: shapes only, no memory."""

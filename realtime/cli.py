@@ -16,7 +16,7 @@ LISTENING = "omnidesk serve: listening on"  # the line the app waits for when it
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from model.loading import DTYPES, QUANTIZATIONS
+    from facts import DTYPES, QUANTIZATIONS
 
     parser = argparse.ArgumentParser(
         prog="omnidesk serve",

@@ -37,7 +37,7 @@ def test_hub_id_offline_says_what_to_do() -> None:
     with pytest.raises(
         ModelLoadError, match=r"'Qwen/Qwen3-Omni-30B-A3B-Instruct' is not on this computer.*--demo"
     ):
-        load_model("instruct", offline=True)
+        load_model("instruct")
 
 
 def test_broken_config_names_file_and_line(demo_dir: Path, tmp_path: Path) -> None:
