@@ -50,9 +50,9 @@ def test_features_equal_whisper_feature_extractor() -> None:
             : seconds * MIC_RATE_HZ
         ]
         window = np.pad(audio[-8 * MIC_RATE_HZ :], (max(0, 8 * MIC_RATE_HZ - len(audio)), 0))
-        options: dict[str, Any] = {"padding": "max_length", "max_length": 128_000, "truncation": True}
+        options: dict[str, Any] = {"padding": "max_length", "max_length": 128_000, "do_normalize": True}
         expected = extractor(
-            window, sampling_rate=MIC_RATE_HZ, return_tensors="np", **options
+            window, sampling_rate=MIC_RATE_HZ, truncation=True, return_tensors="np", **options
         ).input_features[0]
         assert np.abs(log_mel(audio) - expected).max() < 1e-4
 
@@ -115,8 +115,8 @@ def test_complete_ends_at_the_pause_incomplete_at_the_ceiling(statement: Item, r
     end = last_voiced_frame(statement)
     assert early[4] and not late[4]
     early_ms, late_ms = (early[1] - end) * MIC_FRAME_MS, (late[1] - end) * MIC_FRAME_MS
-    assert policy.pause_ms + LATENCY_MS - 60 <= early_ms <= policy.pause_ms + LATENCY_MS + 150
-    assert policy.ceiling_ms - 60 <= late_ms <= policy.ceiling_ms + 150
+    assert policy.pause_ms + LATENCY_MS - 150 <= early_ms <= policy.pause_ms + LATENCY_MS + 150
+    assert policy.ceiling_ms - 150 <= late_ms <= policy.ceiling_ms + 150  # (an unvoiced end: -)
 
 
 def test_a_verdict_on_a_pause_that_speech_broke_is_ignored() -> None:
@@ -134,7 +134,8 @@ def test_without_a_model_silence_alone_ends_turns(statement: Item) -> None:
     config = TurnConfig(end_of_turn=EndOfTurnPolicy(silence_only_ms=500))
     turns = [t for t in run_detector(TurnDetector(config), statement).turns if t[3]]
     assert len(turns) == 1 and not turns[0][4]
-    assert 500 <= (turns[0][1] - last_voiced_frame(statement)) * MIC_FRAME_MS <= 700
+    # from the true end of the sound: an unvoiced ending may be heard as silence already
+    assert 500 - 150 <= (turns[0][1] - last_voiced_frame(statement)) * MIC_FRAME_MS <= 500 + 200
 
 
 def test_responsiveness_is_one_ordered_setting() -> None:
@@ -150,3 +151,16 @@ def test_responsiveness_is_one_ordered_setting() -> None:
 def test_ended_early_is_on_the_event() -> None:
     fields = SpeechEnded.__dataclass_fields__
     assert "ended_early" in fields and "completion" in fields
+
+
+def test_the_app_chain_maps_its_settings_to_the_detector_and_the_monitor() -> None:
+    from dataclasses import replace
+
+    from app.audio_chain import MeteredPlayer, MicrophoneChain
+
+    chain = MicrophoneChain(
+        MeteredPlayer(object()), responsiveness="eager", backchannels="duck", end_of_turn_silence_ms=700
+    )
+    assert chain._turns().config.end_of_turn == replace(policy_for("eager"), silence_only_ms=700)
+    assert chain._barge_in_config().recovery == "duck"
+    assert MicrophoneChain(MeteredPlayer(object()))._barge_in_config().recovery == "pause"
