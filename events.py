@@ -203,6 +203,7 @@ class UserTurnSent:
     turn_id: int
     text: str
     audio_s: float
+    ended_early: bool = False  # a spoken turn the end-of-turn model judged complete at a pause
 
 
 @dataclass(frozen=True, slots=True)

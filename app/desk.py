@@ -158,6 +158,7 @@ class Desk(QObject):
         self._fill_personas()
         window.set_voice(self.config.conversation.voice)
         window.set_mode(self.config.audio.mode)
+        window.set_responsiveness(self.config.audio.responsiveness)
         window.set_audio_enabled(not self.text_only)
         window.set_ready(False)
         window.camera_view.set_sources(camera_choices(), self.camera.source)
@@ -249,6 +250,7 @@ class Desk(QObject):
         w.talk_released.connect(s.release_talk)
         w.mute_toggled.connect(s.set_muted)
         w.mode_chosen.connect(s.set_mode)
+        w.responsiveness_chosen.connect(self.devices.set_responsiveness)
         w.voice_chosen.connect(s.set_voice)
         w.persona_chosen.connect(self.choose_persona)
         w.edit_personas_requested.connect(self.edit_personas)
@@ -272,8 +274,8 @@ class Desk(QObject):
                 w.set_state(state)
             case SpeechStarted(time_s):
                 w.show_pending_turn(time_s, understood=self._prefills_live())
-            case UserTurnSent(turn_id, text, audio_s):
-                t.add_user(turn_id, text, audio_s)
+            case UserTurnSent(turn_id, text, audio_s, ended_early):
+                t.add_user(turn_id, text, audio_s, ended_early=ended_early)
             case UserTranscript(turn_id, text):
                 t.set_user_text(turn_id, text)
             case TextDelta(turn_id, text):

@@ -41,6 +41,8 @@ def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) 
         echo_cancellation=settings.echo_cancellation,
         barge_in=settings.barge_in,
         end_of_turn_silence_ms=settings.end_of_turn_silence_ms,
+        responsiveness=settings.responsiveness,
+        backchannels=settings.backchannels,
     )
     return mic, player
 
@@ -188,6 +190,13 @@ class DeviceControl(QObject):
                     self.device_failed.emit(f"The microphone could not restart: {error}")
 
         threading.Thread(target=switch, name="audio-switch", daemon=True).start()
+
+    def set_responsiveness(self, responsiveness: str) -> None:
+        """Eager, balanced or patient, from the next pause on; saved on quit."""
+        self.remember(audio={"responsiveness": responsiveness})
+        setter = getattr(self.audio_input, "set_responsiveness", None)
+        if setter is not None:
+            setter(responsiveness)
 
     def levels(self) -> tuple[float, float]:
         mic = self.audio_input.level_dbfs() if self.audio_input is not None else -90.0

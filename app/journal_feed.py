@@ -34,10 +34,11 @@ class JournalFeed:
 
     def on_event(self, event: object) -> None:
         match event:
-            case UserTurnSent(turn_id, text, audio_s):
+            case UserTurnSent(turn_id, text, audio_s, ended_early):
                 self._text[turn_id] = []
                 self._forget_before(turn_id - KEPT_TURNS)
-                self.log.write("user", turn_id=turn_id, text=text, audio_s=round(audio_s, 3))
+                early = {"ended_early": True} if ended_early else {}
+                self.log.write("user", turn_id=turn_id, text=text, audio_s=round(audio_s, 3), **early)
             case UserTranscript(turn_id, text):
                 self.log.write("transcript", turn_id=turn_id, text=text)
             case TextDelta(turn_id, text):

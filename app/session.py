@@ -278,12 +278,18 @@ class Session(QObject):
         from app.turn_video import spoken_turn
 
         self._start_turn(
-            spoken_turn(audio, event.audio_start_s, self.camera), "", audio.size / MIC_RATE_HZ, end_s
+            spoken_turn(audio, event.audio_start_s, self.camera),
+            "",
+            audio.size / MIC_RATE_HZ,
+            end_s,
+            ended_early=event.ended_early,
         )
 
     # -- turns ---------------------------------------------------------------------------------------
 
-    def _start_turn(self, turn: Any, text: str, duration_s: float, end_of_speech_s: float) -> int:
+    def _start_turn(
+        self, turn: Any, text: str, duration_s: float, end_of_speech_s: float, *, ended_early: bool = False
+    ) -> int:
         self._turn_id += 1
         turn_id = self._turn_id
         self._active = turn_id
@@ -292,7 +298,7 @@ class Session(QObject):
         for old in [t for t in self._latency if t < turn_id - 32]:
             del self._latency[old]
         self._interrupted = {t for t in self._interrupted if t >= turn_id - 32}
-        self._report(UserTurnSent(turn_id, text, duration_s))
+        self._report(UserTurnSent(turn_id, text, duration_s, ended_early))
         self._set_state(State.THINKING)
         self.engine.respond(turn_id, turn)
         return turn_id

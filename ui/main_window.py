@@ -43,6 +43,11 @@ STATE_COLORS = {
 }
 VOICE_ITEMS = [("Persona's voice", ""), *[(voice.capitalize(), voice) for voice in VOICES]]
 MODE_ITEMS = [("Hands-free", "hands-free"), ("Push-to-talk", "push-to-talk")]
+RESPONSIVENESS_ITEMS = [  # how soon a pause ends a hands-free turn (audio_io.end_of_turn)
+    ("Eager", "eager", "answers at the first pause that sounds finished"),
+    ("Balanced", "balanced", "waits a little longer when unsure"),
+    ("Patient", "patient", "lets you pause and think"),
+]
 DEFAULT_DEVICE = "System default"
 SHORTCUTS = [
     ("Enter", "send the typed message"),
@@ -65,6 +70,7 @@ class MainWindow(QMainWindow):
     talk_released = Signal()
     mute_toggled = Signal(bool)
     mode_chosen = Signal(str)
+    responsiveness_chosen = Signal(str)
     voice_chosen = Signal(str)
     persona_chosen = Signal(str)
     input_device_chosen = Signal(str)
@@ -133,6 +139,10 @@ class MainWindow(QMainWindow):
         self.mode_box = self._combo("Mode", pickers)
         for label, mode in MODE_ITEMS:
             self.mode_box.addItem(label, mode)
+        self.responsiveness_box = self._combo("Answer", pickers)
+        for index, (label, value, tip) in enumerate(RESPONSIVENESS_ITEMS):
+            self.responsiveness_box.addItem(label, value)
+            self.responsiveness_box.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
         pickers.addStretch(1)
         layout.addLayout(pickers)
 
@@ -213,6 +223,7 @@ class MainWindow(QMainWindow):
             (self.persona_box, self.persona_chosen),
             (self.voice_box, self.voice_chosen),
             (self.mode_box, self.mode_chosen),
+            (self.responsiveness_box, self.responsiveness_chosen),
             (self.input_box, self.input_device_chosen),
             (self.output_box, self.output_device_chosen),
         ):
@@ -331,6 +342,9 @@ class MainWindow(QMainWindow):
     def set_mode(self, mode: str) -> None:
         self._select(self.mode_box, mode)
         self.talk_button.setEnabled(mode == "push-to-talk" and self._audio_enabled)
+
+    def set_responsiveness(self, responsiveness: str) -> None:
+        self._select(self.responsiveness_box, responsiveness)
 
     def set_muted(self, muted: bool) -> None:
         self.mute_button.setChecked(muted)

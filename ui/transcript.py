@@ -25,6 +25,7 @@ class Entry:
     unheard: str = ""  # the part of an interrupted reply the user never heard
     done: bool = False
     latency: str = ""
+    ended_early: bool = False  # the end-of-turn model judged the turn complete at a pause
 
 
 class TranscriptView(QTextBrowser):
@@ -49,8 +50,8 @@ class TranscriptView(QTextBrowser):
     def add_note(self, text: str) -> None:
         self._add(Entry("note", text, done=True))
 
-    def add_user(self, turn_id: int, text: str, duration_s: float) -> None:
-        self._add(Entry("user", text, turn_id, duration_s, done=True))
+    def add_user(self, turn_id: int, text: str, duration_s: float, *, ended_early: bool = False) -> None:
+        self._add(Entry("user", text, turn_id, duration_s, done=True, ended_early=ended_early))
 
     def add_greeting(self, text: str) -> None:
         self._add(Entry("assistant", text, done=True))
@@ -163,6 +164,9 @@ _SPACED = QTextBlockFormat()
 _SPACED.setTopMargin(8)
 
 
+EARLY_MARK = ' <small style="color:#888">(ended at a pause the model judged final)</small>'
+
+
 def _entry_html(entry: Entry) -> str:
     text = html.escape(entry.text).replace("\n", "<br>")
     if entry.role == "note":
@@ -170,6 +174,8 @@ def _entry_html(entry: Entry) -> str:
     if entry.role == "user":
         who = "You" + (f" ({entry.duration_s:.1f} s)" if entry.duration_s else "")
         body = text or "<i>(spoken)</i>"
+        if entry.ended_early:
+            body += EARLY_MARK
         return f'<p><b style="color:#2a6fdb">{who}:</b> {body}</p>'
     tail = ""
     if entry.interrupted:
