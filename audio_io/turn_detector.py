@@ -3,7 +3,8 @@
 Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_window_ms`
 (`SpeechStarted`, timed at its first voiced frame). At each pause of `end_of_turn.pause_ms` a judge
 (the end-of-turn model, off this thread: `turn_judge`) is asked whether the turn is complete; yes ends
-it at once (`SpeechEnded.ended_early`), no keeps listening until `end_of_turn.ceiling_ms` of silence.
+it once the pause reaches `end_of_turn.earliest_ms` (`SpeechEnded.ended_early`), no keeps listening
+until `end_of_turn.ceiling_ms` of silence.
 Without a judge, `end_of_turn.silence_only_ms` of silence ends it; `max_turn_ms` always does
 (`SpeechEnded` with the audio from `pre_roll_ms` before the start to `trailing_ms` after the last
 speech). A turn with less than `min_turn_ms` of speech, or whose speech does not stand out of the
@@ -72,6 +73,7 @@ class TurnDetector:
         self._previous_speech = False
         self._levels_db: list[tuple[bool, float]] = []  # the current turn's frames: (speech, level)
         self._asked: int | None = None  # the pause (frame index) the judge was asked about
+        self._complete: float | None = None  # the judge's "complete" for this pause
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
         self._release_s: float | None = None
@@ -145,7 +147,7 @@ class TurnDetector:
         self._levels_db.append((raw, self._vad.level_db))
         if speech:
             self._last_speech = frame
-            self._asked = None
+            self._asked = self._complete = None
         assert self._start is not None and self._last_speech is not None
         silence_ms = (frame.index - self._last_speech.index) * MIC_FRAME_MS
         length_ms = (frame.index - self._start.index) * MIC_FRAME_MS
@@ -165,7 +167,9 @@ class TurnDetector:
             self._asked = frame.index
             self.judge.ask(frame.index, np.concatenate([f.pcm for f in self._turn]))
         if verdict is not None and verdict.ticket == self._asked and verdict.completion >= policy.complete_at:
-            return [self._end(end_s, completion=verdict.completion)]
+            self._complete = verdict.completion
+        if self._complete is not None and silence_ms >= policy.earliest_ms:
+            return [self._end(end_s, completion=self._complete)]
         if silence_ms >= policy.ceiling_ms:
             return [self._end(end_s)]
         return []
@@ -189,7 +193,7 @@ class TurnDetector:
         c = self.config
         assert self._turn is not None and self._start is not None and self._last_speech is not None
         turn, start, last = self._turn, self._start, self._last_speech
-        self._turn = self._start = self._last_speech = self._asked = None
+        self._turn = self._start = self._last_speech = self._asked = self._complete = None
         self._sent = 0
         if c.mode == "push_to_talk":
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
