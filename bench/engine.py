@@ -33,6 +33,7 @@ def make_engine(loaded: Any, **settings: Any) -> Any:
     from model.sampling import SamplingPlan
 
     plan = SamplingPlan.from_generation_config(loaded.model.generation_config).greedy()
+    settings.setdefault("transcribe", False)  # measured on its own (`transcription`)
     return Engine(
         loaded.model, loaded.processor, EngineSettings(system_prompt=SYSTEM, sampling=plan, **settings)
     )
@@ -81,6 +82,20 @@ def first_audio(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
         "engine_overhead_ms_per_frame": (total_s - model_s) * 1e3 / max(1, stats.codec_frames),
         "decode_step_ms": total_s * 1e3 / max(1, stats.codec_frames),
         "real_time_factor": total_s / max(1e-9, stats.codec_frames * FRAME_S),
+    }
+
+
+def transcription(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
+    """The same 5 s turn with the user's words transcribed after the reply's text: first audio
+    (the goal: as without), and the transcription's Thinker time per second of speech."""
+    turn = UserTurn(audio=tone(5.0))
+    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames, "transcribe": True}
+    stream_turn(make_engine(loaded, **settings), turn)  # warm-up
+    engine = make_engine(loaded, **settings)
+    first_ms, _ = stream_turn(engine, turn)
+    return {
+        "first_audio_ms_with_transcription": first_ms,
+        "transcribe_ms_per_s": (engine.last_transcribe_s or 0.0) * 1e3 / 5.0,
     }
 
 
@@ -247,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with torch.inference_mode():
         result.update(first_audio(loaded, frames=frames, text_tokens=max(8, frames // 3)))
+        result.update(transcription(loaded, frames=frames, text_tokens=max(8, frames // 3)))
         result.update(first_audio_video(loaded, frames=frames, text_tokens=max(8, frames // 3)))
         result.update(code2wav_constancy(loaded, args.long_reply_s, chunk_frames=4))
         result.update(prefill_growth(loaded, args.turns))

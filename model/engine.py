@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from events import EngineError, Event, Message, TurnFinished, TurnStats
+from events import EngineError, Event, Message, TurnFinished, TurnStats, UserTranscript
 from model import live_prefill, thinker_prefill
 from model.context import Segment, ThinkerContext
 from model.conversation_state import ConversationState, LastReply
@@ -32,6 +32,7 @@ from model.prompt import PromptFormat
 from model.reply_turn import ReplyTurn, output_rate_hz
 from model.sampling import SamplingPlan
 from model.thinker_decode import ThinkerDecoder
+from model.transcription import Transcription, start_transcription
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class EngineSettings:
     seed: int | None = None
     video_max_pixels: int = VIDEO_MAX_PIXELS
     max_context_tokens: int = 32_768
+    transcribe: bool = True  # the user's words of a spoken turn (`UserTranscript`), after the reply's text
 
 
 class Engine:
@@ -91,6 +93,7 @@ class Engine:
         self.plan = self.settings.sampling or SamplingPlan.from_generation_config(model.generation_config)
         self.conversation = ConversationState()
         self.last_codes: torch.Tensor | None = None  # (16, frames) of the last reply, for tests and export
+        self.last_transcribe_s: float | None = None  # the last transcription's Thinker time, for benches
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.settings.seed if self.settings.seed is not None else time.time_ns())
         if self.settings.speak and self.talker is not None:
@@ -230,6 +233,8 @@ class Engine:
         """Prefill the turn, then loop: Thinker step, Talker step (Code2Wav inside it) until both are done."""
         reply = self._prefill_turn(turn, turn_id, stats)
         state = self.conversation
+        spoken = self.settings.transcribe and turn.audio is not None
+        job: Transcription | None = None
         while not reply.done:
             if cancel.is_set():
                 reply.cancelled = True
@@ -238,10 +243,28 @@ class Engine:
                 yield from reply.thinker_step()
             if not reply.talker_done:
                 yield from reply.talker_step(state.talker, state.context.segments)
+            # The Thinker is idle once the text is complete: a transcription step after each Talker
+            # step, from the reply's first audio on (so that never waits for it).
+            if spoken and reply.text_done and (reply.samples or reply.talker_done):
+                job = job or self._transcribe(reply, turn)
+                yield from _transcript_step(job, turn_id)
+        if spoken and reply.text_done and not reply.cancelled:
+            job = job or self._transcribe(reply, turn)
+            while not job.done and not cancel.is_set():
+                yield from _transcript_step(job, turn_id)
+        if job is not None:
+            job.close()  # given up half way by a cancel: the cache goes back all the same
+            self.last_transcribe_s = job.decode_s
         reply.decoder.finish()
         self._finish_reply(reply)
         stats.update(reply.finish_stats())
         yield TurnFinished(turn_id, TurnStats(**stats))
+
+    def _transcribe(self, reply: ReplyTurn, turn: UserTurn) -> Transcription:
+        """Start transcribing `turn` on the cache after the reply's text (its last token not fed)."""
+        audio_s = len(np.asarray(turn.audio)) / turn.audio_rate_hz
+        segments = self.conversation.context.segments
+        return start_transcription(self._prompt(), segments, reply.decoder, reply.ids[-1:], audio_s)
 
     def _prefill_turn(self, turn: UserTurn, turn_id: int, stats: dict[str, Any]) -> ReplyTurn:
         """Feed the turn's new tokens (what a live turn left), record the user's message, and set
@@ -305,6 +328,14 @@ class Engine:
     def _fit_budget(self, incoming: int) -> bool:
         budget, reply_tokens = self.settings.max_context_tokens, self.settings.max_text_tokens
         return thinker_prefill.fit_budget(self.parts, self.conversation, incoming, budget, reply_tokens)
+
+
+def _transcript_step(job: Transcription, turn_id: int) -> Iterator[Event]:
+    """One decode step of the transcription; its words as soon as it is complete."""
+    if not job.done:
+        job.step()
+        if job.done:
+            yield UserTranscript(turn_id, job.text)
 
 
 def _user_message(turn: UserTurn, turn_id: int) -> Message:

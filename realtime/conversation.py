@@ -217,6 +217,7 @@ class Conversation:
         options = event.get("response")
         options = options if isinstance(options, dict) else {}
         turn = merge_turns([p.turn for p in self.pending])
+        spoken = next((p.item_id for p in reversed(self.pending) if p.turn.audio is not None), None)
         self.pending = []
         self.replies += 1
         response = Response(
@@ -226,6 +227,7 @@ class Conversation:
             turn=turn,
             audio=self.config.response_speaks(options.get("output_modalities"), self.host),
             metadata=options.get("metadata") if isinstance(options.get("metadata"), dict) else None,
+            audio_item_id=spoken,
         )
         self.active = response
         self.last_reply_item = response.item_id

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import AudioChunk, EngineError, TextDelta, TurnFinished, TurnStats
+from events import AudioChunk, EngineError, TextDelta, TurnFinished, TurnStats, UserTranscript
 from realtime.items import assistant_item_json
 from realtime.wire import WIRE_RATE_HZ, Resampler, encode_pcm16, error_event, new_id
 
@@ -21,6 +21,7 @@ class Response:
     turn: Any  # UserTurn
     audio: bool
     metadata: dict[str, Any] | None = None
+    audio_item_id: str | None = None  # the user item whose audio the engine transcribes
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def json(self, status: str, output: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
@@ -65,6 +66,14 @@ def run_response(engine: Any, response: Response, send: Callable[[dict[str, Any]
                     to_wire = to_wire or Resampler(event.sample_rate, WIRE_RATE_HZ)
                 pcm = to_wire.push(event.pcm) if to_wire is not None else event.pcm
                 out("response.output_audio.delta", **part_where, delta=encode_pcm16(pcm))
+            elif isinstance(event, UserTranscript) and response.audio_item_id is not None:
+                out(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id=response.audio_item_id,
+                    content_index=0,
+                    transcript=event.text,
+                    usage={"type": "duration", "seconds": _audio_s(response.turn)},
+                )
             elif isinstance(event, TurnFinished):
                 stats = event.stats
                 status = "cancelled" if event.stats.cancelled else "completed"
@@ -106,6 +115,11 @@ def _usage(stats: TurnStats) -> dict[str, Any]:
         "total_tokens": stats.prompt_tokens + stats.text_tokens,
         "input_token_details": {"cached_tokens": cached},
     }
+
+
+def _audio_s(turn: Any) -> float:
+    audio = turn.audio
+    return 0.0 if audio is None else round(len(audio) / turn.audio_rate_hz, 3)
 
 
 def _details(status: str) -> dict[str, Any] | None:

@@ -1,7 +1,10 @@
 """The Realtime session's settings (`session.update`) and what they mean for our engine.
 
 `instructions` is the system prompt, `audio.output.voice` the Talker's speaker, `output_modalities`
-whether replies are spoken. A new prompt starts a new conversation (it heads the KV cache). Turn
+whether replies are spoken, `audio.input.transcription` whether a spoken turn's words come back
+(`conversation.item.input_audio_transcription.completed`; null turns it off, an object on; the
+model transcribes, in the language spoken, whatever the object names).
+A new prompt starts a new conversation (it heads the KV cache). Turn
 detection stays on the client (the app has its own, with echo cancellation), so the server reports
 `turn_detection: null` and refuses server VAD.
 """
@@ -22,6 +25,7 @@ class SessionConfig:
     voice: str
     speak: bool
     model: str
+    transcribe: bool = True
 
     @staticmethod
     def initial(host: Any) -> SessionConfig:
@@ -32,7 +36,12 @@ class SessionConfig:
         return SessionConfig(VOICE_CHAT_PROMPT, voice, host.can_speak, str(host.info.get("source", "")))
 
     def engine_changes(self) -> dict[str, Any]:
-        return {"system_prompt": self.instructions, "speaker": self.voice, "speak": self.speak}
+        return {
+            "system_prompt": self.instructions,
+            "speaker": self.voice,
+            "speak": self.speak,
+            "transcribe": self.transcribe,
+        }
 
     def updated(self, session: Any, host: Any) -> SessionConfig:
         """This config with `session`'s changes, or WireError naming the field that cannot be used."""
@@ -72,6 +81,13 @@ class SessionConfig:
                 code="unsupported",
                 param="session.audio.input.turn_detection",
             )
+        if isinstance(input_, dict) and "transcription" in input_:
+            transcription = input_["transcription"]
+            if transcription is not None and not isinstance(transcription, dict):
+                raise WireError(
+                    "transcription must be an object or null", param="session.audio.input.transcription"
+                )
+            new = replace(new, transcribe=transcription is not None)
         voice = output.get("voice") if isinstance(output, dict) else None
         if isinstance(voice, dict):
             voice = voice.get("id")
@@ -102,7 +118,11 @@ class SessionConfig:
             "instructions": self.instructions,
             "output_modalities": ["audio"] if self.speak else ["text"],
             "audio": {
-                "input": {"format": PCM_FORMAT, "turn_detection": None},
+                "input": {
+                    "format": PCM_FORMAT,
+                    "turn_detection": None,
+                    "transcription": {"model": self.model} if self.transcribe else None,
+                },
                 "output": {"format": PCM_FORMAT, "voice": self.voice},
             },
         }

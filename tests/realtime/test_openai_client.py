@@ -143,3 +143,41 @@ def test_a_text_only_checkpoint_answers_in_text(served_text_only: Served) -> Non
         events = events_until(connection, "response.done")
     assert "response.output_text.delta" in types(events) and reply_audio(events).size == 0
     assert events[-1]["response"]["output"][0]["content"][0]["type"] == "output_text"
+
+
+def spoken_turn(connection: Any, seconds: float) -> tuple[str, list[dict[str, Any]]]:
+    """Send a spoken turn and ask for a reply: the user item's id and the events up to response.done."""
+    audio = pcm24(seconds)
+    for i in range(0, len(audio), 16_000):
+        connection.input_audio_buffer.append(audio=audio[i : i + 16_000])
+    connection.input_audio_buffer.commit()
+    item_id = events_until(connection, "input_audio_buffer.committed")[-1]["item_id"]
+    events_until(connection, "conversation.item.done")
+    connection.response.create()
+    return item_id, events_until(connection, "response.done")
+
+
+def test_the_users_words_come_back_as_input_transcription_unless_turned_off(served: Served) -> None:
+    """Input transcription is on by default (the session says so); `transcription: null` turns it off."""
+    completed = "conversation.item.input_audio_transcription.completed"
+    with openai_connection(served) as connection:
+        session = ready(connection)["session"]
+        assert session["audio"]["input"]["transcription"] is not None
+        item_id, events = spoken_turn(connection, 2.0)
+        words = [e for e in events if e["type"] == completed]
+        assert len(words) == 1 and words[0]["item_id"] == item_id and words[0]["content_index"] == 0
+        assert isinstance(words[0]["transcript"], str) and words[0]["usage"]["seconds"] == 2.0
+        order = types(events)
+        assert (
+            order.index("response.output_audio.delta") < order.index(completed) < order.index("response.done")
+        )
+        audio_input = {"transcription": None}
+        connection.session.update(session={"type": "realtime", "audio": {"input": audio_input}})
+        updated = events_until(connection, "session.updated")[-1]["session"]
+        assert updated["audio"]["input"]["transcription"] is None
+        _, quiet = spoken_turn(connection, 1.5)
+        assert completed not in types(quiet) and quiet[-1]["response"]["status"] == "completed"
+        connection.session.update(session={"type": "realtime", "audio": {"input": {"transcription": {}}}})
+        assert events_until(connection, "session.updated")[-1]["session"]["audio"]["input"]["transcription"]
+        _, heard = spoken_turn(connection, 1.5)
+        assert completed in types(heard)
