@@ -87,6 +87,9 @@ class Desk(QObject):
         if launch.loaded.message:
             self.problems.append(launch.loaded.message)
         self.problems += self.library.problems
+        note = self.library.fallback_note(self.config.conversation.persona, self.persona)
+        if note:
+            self.problems.append(note)
         self.devices = self._make_devices(audio)
         self.engine = make_engine(self.config.engine, self.player, loader=loader, demo_dir=demo_dir)
         self.session = Session(

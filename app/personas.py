@@ -99,6 +99,13 @@ class PersonaLibrary:
             return personas[DEFAULT_PERSONA]
         raise PersonaError(f"no persona {persona_id!r} and no default persona in {self.preset_dir}")
 
+    def fallback_note(self, persona_id: str, used: Persona) -> str:
+        """What to tell the user when `persona_id` was asked for and `used` is what they got."""
+        if not persona_id or persona_id == used.id:
+            return ""
+        known = ", ".join(p.id for p in self.all())
+        return f"There is no usable persona {persona_id!r} (personas: {known}); using {used.name!r}."
+
     def save(self, persona: Persona) -> Persona:
         """Create or update a user persona (an edited preset is saved as the user's own copy)."""
         persona.check()

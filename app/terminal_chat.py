@@ -69,7 +69,11 @@ def run_terminal_chat(
     out = out or sys.stdout
     if launch.loaded.message:
         print(f"omnidesk: {launch.loaded.message}", file=out)
-    persona = PersonaLibrary(config_dir() / "personas").get(launch.config.conversation.persona)
+    library = PersonaLibrary(config_dir() / "personas")
+    persona = library.get(launch.config.conversation.persona)
+    for problem in [*library.problems, library.fallback_note(launch.config.conversation.persona, persona)]:
+        if problem:
+            print(f"omnidesk: {problem}", file=out)
     try:
         loaded = load_for_terminal(launch, out, loader, demo_dir)
     except ModelLoadError as error:

@@ -1,6 +1,7 @@
 """Each device on its own (issue 14): the app on virtual devices loses the microphone, then the
 speaker; the other keeps working, each comes back by itself, and the next spoken turn gets a spoken
-reply. Unplugging is unloading a PulseAudio null sink, as in the audio layer's tests."""
+reply; then both go and come back. Unplugging is unloading a PulseAudio null sink, as in the audio
+layer's tests."""
 
 from __future__ import annotations
 
@@ -74,14 +75,34 @@ def test_the_microphone_and_the_speaker_fail_and_come_back_alone(
         qtbot.waitUntil(lambda: back(desk, "speaker"), timeout=30_000)
         spoken_turn_gets_a_spoken_reply(qtbot, desk, finished, feeder)
         feeder.close()
+
+        # both go, and both come back
+        mics, speakers = backs(desk, "microphone"), backs(desk, "speaker")
+        virtual_audio.unload_sink("speaker")
+        virtual_audio.unload_sink("mic")
+        qtbot.waitUntil(
+            lambda: "speaker" in errors_text(desk) and "microphone" in errors_text(desk), timeout=30_000
+        )
+        virtual_audio.load_sink("mic")
+        virtual_audio.load_sink("speaker")
+        qtbot.waitUntil(
+            lambda: backs(desk, "microphone") > mics and backs(desk, "speaker") > speakers, timeout=30_000
+        )
+        feeder = Feeder(MIC_FEED)
+        spoken_turn_gets_a_spoken_reply(qtbot, desk, finished, feeder)
+        feeder.close()
     finally:
         desk.window.close()
     assert desk.closed_cleanly
 
 
 def back(desk: Desk, what: str) -> bool:
-    notes = desk.window.info_text()
-    return f"The {what} " in notes and "works again" in notes
+    return backs(desk, what) > 0
+
+
+def backs(desk: Desk, what: str) -> int:
+    """How often the window said the device works again."""
+    return sum(f"The {what} " in n and "works again" in n for n in desk.window.info_text().splitlines())
 
 
 def spoken_turn_gets_a_spoken_reply(qtbot: Any, desk: Desk, finished: list[int], feeder: Feeder) -> None:

@@ -285,3 +285,16 @@ def test_model_settings_apply_by_reloading_and_about_says_where_things_live(
     desk.window.close()
     text = path.read_text()
     assert text.startswith("# mine\n") and 'quantization = "none"' in text and 'device = "cpu"' in text
+
+
+def test_every_broken_persona_and_a_missing_one_are_listed(qtbot: Any, demo: Any, config_dir: Path) -> None:
+    personas = config_dir / "personas"
+    personas.mkdir(parents=True)
+    (personas / "first.toml").write_text("name = 'First'\nsystem_prompt = \n")
+    (personas / "second.toml").write_text("name = 'Second'\nvoice = 'nobody'\nsystem_prompt = 'hi'\n")
+    desk = make_desk(qtbot, demo, config_dir, text="[conversation]\npersona = 'second'\n")
+    problems = desk.window.error_banner.messages()
+    assert any("first.toml" in p for p in problems) and any("second.toml" in p for p in problems)
+    assert any("no usable persona 'second'" in p and "using" in p for p in problems)
+    qtbot.waitUntil(lambda: desk.session.model_info is not None, timeout=60_000)
+    desk.window.close()
