@@ -95,6 +95,22 @@ def test_typed_and_spoken_turns_stream_text_and_audio(qtbot: Any, remote: Any, t
         check(event, "client" if side == "sent" else "server")
 
 
+def test_the_users_words_reach_the_app_and_its_history(qtbot: Any, remote: Any) -> None:
+    """Issue 16: the server's input audio transcription becomes `UserTranscript` for the spoken turn
+    (none for a typed one), and the client's history shows the words instead of "(spoken)"."""
+    client, collector, _speaker = remote
+    client.respond(1, UserTurn(text="hello"))
+    finished(qtbot, collector, 1)
+    audio = (tone(2.0) * 32767).astype(np.int16)
+    client.respond(2, UserTurn(audio=audio))
+    finished(qtbot, collector, 2)
+    qtbot.waitUntil(lambda: bool(collector.of("transcript")), timeout=30_000)
+    ((turn_id, words),) = collector.of("transcript")
+    assert turn_id == 2 and words.strip()
+    spoken = client.history()[2]
+    assert (spoken.role, spoken.turn_id, spoken.text) == ("user", 2, words.strip())
+
+
 def test_truncation_keeps_the_heard_text_on_both_sides(qtbot: Any, remote: Any) -> None:
     client, collector, _speaker = remote
     client.respond(1, UserTurn(text="tell me"))
