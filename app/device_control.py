@@ -32,7 +32,7 @@ AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any
 
 def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
     """The microphone chain and the player on the configured devices, not started yet."""
-    from app.audio_chain import MicrophoneChain, make_player
+    from audio_io.chain import MicrophoneChain, make_player
 
     player = make_player(settings.output_device, on_event)
     mic = MicrophoneChain(

@@ -78,10 +78,6 @@ class TurnDetector:
         self._press_s: float | None = None
         self._release_s: float | None = None
 
-    @property
-    def in_turn(self) -> bool:
-        return self._turn is not None
-
     def press(self, at_s: float | None = None) -> None:
         """Push-to-talk key down (time on perf_counter; now by default)."""
         with self._ptt_lock:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.audio_chain import MeteredPlayer
 from app.engine_worker import EngineThread, EngineWorker, LoadRequest
 from app.personas import Persona
 from app.session import Session, State
+from audio_io.chain import MeteredPlayer
 from bench.rig.pulse import SPEAKER, VirtualAudio
 from events import BargeIn, SpeechEnded
 from tests.app.helpers import FAST, SHORT_PROMPT, ScriptedInput, on_report

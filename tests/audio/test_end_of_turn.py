@@ -157,7 +157,7 @@ def test_ended_early_is_on_the_event() -> None:
 def test_the_app_chain_maps_its_settings_to_the_detector_and_the_monitor() -> None:
     from dataclasses import replace
 
-    from app.audio_chain import MeteredPlayer, MicrophoneChain
+    from audio_io.chain import MeteredPlayer, MicrophoneChain
 
     chain = MicrophoneChain(
         MeteredPlayer(object()), responsiveness="eager", backchannels="duck", end_of_turn_silence_ms=700

@@ -1,4 +1,4 @@
-"""The real audio edges of the session, built from `audio_io`: the microphone chain and the player.
+"""The real audio edges of the app's session: the microphone chain and the player (no Qt here).
 
 `MicrophoneChain` is the session's `AudioInput`: microphone → echo canceller → barge-in monitor and
 turn detector (the end-of-turn model on a thread of its own), on the audio layer's threads.
@@ -99,7 +99,7 @@ class MeteredPlayer:
 
 
 class MicrophoneChain:
-    """The session's `AudioInput` on real devices (see `app.session.AudioInput`)."""
+    """The session's `AudioInput` on real devices (`app.session_parts.AudioInput`)."""
 
     def __init__(
         self,
