@@ -199,8 +199,9 @@ def refresh_portaudio() -> None:
     """Make PortAudio see the current ALSA configuration (only needed if it was already initialised)."""
     sd = sys.modules.get("sounddevice")
     if sd is not None:
-        sd._terminate()
-        sd._initialize()
+        with STREAM_SETUP_LOCK:  # a stream keeper left running must not open a stream meanwhile
+            sd._terminate()
+            sd._initialize()
 
 
 def wait_flowing(progress: Any, blocks: int = 30, timeout_s: float = 20.0) -> None:
