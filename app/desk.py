@@ -90,7 +90,10 @@ class Desk(QObject):
         note = self.library.fallback_note(self.config.conversation.persona, self.persona)
         if note:
             self.problems.append(note)
-        self.devices = self._make_devices(audio)
+        self.devices = DeviceControl(
+            self.window, self.config, None if launch.text_only else audio, self.remember
+        )
+        self.problems += self.devices.problems
         self.engine = make_engine(self.config.engine, self.player, loader=loader, demo_dir=demo_dir)
         self.session = Session(
             self.engine,
@@ -116,21 +119,6 @@ class Desk(QObject):
             demo_in_use=self._demo_in_use,
             remember=self.change_model,
         )
-
-    def _make_devices(self, audio: AudioFactory | None) -> DeviceControl:
-        audio_input = player = None
-        relay: list[Callable[[object], None]] = []
-        if not self.launch.text_only and audio is not None:
-            try:
-                audio_input, player = audio(self.config.audio, lambda event: relay[0](event))
-            except Exception as error:
-                self.problems.append(
-                    f"Audio is off ({error}); you can still type. Check the devices or --text."
-                )
-        camera = CameraFeed(self.config.camera, lambda event: relay[0](event), self)
-        devices = DeviceControl(self.window, audio_input, player, camera, self.remember)
-        relay.append(devices.relay)
-        return devices
 
     @property
     def text_only(self) -> bool:

@@ -278,7 +278,7 @@ class EngineThread(QObject):
 
     _load = Signal(object)
     _respond = Signal(int, object, object)
-    _truncate = Signal(int, int)
+    _truncate = Signal(int, object)  # heard samples: "all of it" is 1 << 40, beyond a C int
     _configure = Signal(str, str)
     _new_conversation = Signal()
     _restore = Signal(object)

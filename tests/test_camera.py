@@ -13,7 +13,7 @@ import torch
 
 from app.camera import Camera, CameraConfig, CameraFrame
 from app.turn_video import TurnVideoConfig, clip_for_turn, sample_frames
-from events import AudioChunk, DeviceLost, TextDelta, TurnFinished
+from events import AudioChunk, DeviceLost, DeviceUnavailable, TextDelta, TurnFinished
 from model.context import rope_positions
 from model.media_input import UserTurn, VideoClip
 from tests.engine_helpers import greedy_engine, run, tone
@@ -168,7 +168,8 @@ def test_missing_camera_reports_and_the_conversation_goes_on(demo) -> None:
         assert camera.status == "failed" and "cannot be opened" in camera.message
         assert camera.latest() is None
         run(greedy_engine(demo, speak=False), UserTurn(audio=tone(1.0)))
-    assert DeviceLost("camera", "57") in events
+    # a camera that never opened is unavailable, not lost (issue 14: it never "stopped working")
+    assert DeviceUnavailable("camera", "57", camera.message) in events
 
 
 def test_a_camera_that_dies_mid_stream_comes_back(video_file: Path) -> None:

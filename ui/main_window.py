@@ -139,10 +139,6 @@ class MainWindow(QMainWindow):
         self.mode_box = self._combo("Mode", pickers)
         for label, mode in MODE_ITEMS:
             self.mode_box.addItem(label, mode)
-        self.responsiveness_box = self._combo("Answer", pickers)
-        for index, (label, value, tip) in enumerate(RESPONSIVENESS_ITEMS):
-            self.responsiveness_box.addItem(label, value)
-            self.responsiveness_box.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
         pickers.addStretch(1)
         layout.addLayout(pickers)
 
@@ -152,6 +148,13 @@ class MainWindow(QMainWindow):
         for box in (self.input_box, self.output_box):
             box.addItem(DEFAULT_DEVICE, "")
             box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            # a long device name must not set the window's smallest width
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(12)
+        self.responsiveness_box = self._combo("Answer", devices)
+        for index, (label, value, tip) in enumerate(RESPONSIVENESS_ITEMS):
+            self.responsiveness_box.addItem(label, value)
+            self.responsiveness_box.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
         layout.addLayout(devices)
 
     def _build_indicators(self, root: QWidget, layout: QVBoxLayout) -> None:

@@ -59,6 +59,8 @@ def session_named(event: object) -> tuple[str, tuple[Any, ...]]:
     name = SESSION_NAMES.get(type(event), type(event).__name__)
     if isinstance(event, TurnLatency):
         return name, (event,)
+    if isinstance(event, UserTurnSent):  # the fields the session's old signal carried
+        return name, (event.turn_id, event.text, event.audio_s)
     return name, tuple(getattr(event, f.name) for f in fields(event))  # type: ignore[arg-type]
 
 

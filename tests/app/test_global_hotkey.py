@@ -68,10 +68,10 @@ def test_the_global_key_talks_while_another_program_has_the_focus(
             typing.release(Key.space)
             for part in (Key.ctrl, Key.alt, Key.space):
                 typing.press(part)
-            qtbot.waitUntil(lambda: seen == ["press"], timeout=5_000)
+            qtbot.waitUntil(lambda: seen == ["press"], timeout=30_000)
             for part in (Key.space, Key.alt, Key.ctrl):
                 typing.release(part)
-            qtbot.waitUntil(lambda: seen == ["press", "release"], timeout=5_000)
+            qtbot.waitUntil(lambda: seen == ["press", "release"], timeout=30_000)
             assert focused_window() == other_window  # the key was not taken from the other program
         finally:
             key.stop()
