@@ -131,8 +131,8 @@ class DeviceControl(QObject):
         self._route_speech(False)
 
     def on_device_event(self, event: object) -> None:
-        """A device failed or came back (Qt thread): replies are text only while the speaker is away
-        (a reply being played is cut, so nothing waits on a dead device), and the window says so."""
+        """A device failed or came back (Qt thread): replies are text only while the speaker is away,
+        and the window says so."""
         if isinstance(event, DeviceUnavailable | DeviceLost) and event.kind == "output":
             self._route_speech(False)
         elif isinstance(event, DeviceRestored):
@@ -148,8 +148,6 @@ class DeviceControl(QObject):
             return
         session.engine.set_speech(self.player if speaker_works else None)
         session.playback = self.player if speaker_works else None
-        if not speaker_works:
-            threading.Thread(target=self.player.flush, name="playback-flush", daemon=True).start()
 
     @Slot(list, list)
     def _on_audio_started(self, inputs: list[str], outputs: list[str]) -> None:
