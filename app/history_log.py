@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from app.export import write_wav
+
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "OMNIDESK_DATA_DIR"
@@ -163,7 +165,7 @@ class HistoryLog:
             _atomic(target, lambda tmp: _write_png(tmp, item.image))
         else:
             target = folder / f"{item.turn_id}-{item.role}.wav"
-            _atomic(target, lambda tmp: _write_wav(tmp, item.audio, item.rate_hz))
+            _atomic(target, lambda tmp: write_wav(tmp, np.asarray(item.audio).reshape(-1), item.rate_hz))
         record: dict[str, Any] = {"kind": "media", "time": time.time(), "turn_id": item.turn_id}
         record.update(role=item.role, file=f"{folder.name}/{target.name}")
         return record
@@ -203,20 +205,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _write_wav(path: Path, audio: Any, rate_hz: int) -> None:
-    import wave
-
-    samples = np.asarray(audio).reshape(-1)
-    if not np.issubdtype(samples.dtype, np.integer):
-        samples = np.clip(samples, -1.0, 1.0) * 32767.0
-    pcm = np.clip(samples, -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate_hz)
-        out.writeframes(pcm.tobytes())
 
 
 def _write_png(path: Path, rgb: Any) -> None:

@@ -20,11 +20,12 @@ from app.journal import Turn
 from app.recording import TurnRecord
 from app.resume import read_audio
 from events import ReplyTruncated, TurnFinished
+from facts import SPEECH_IN_RATE_HZ, SPEECH_OUT_RATE_HZ, to_int16
 
 log = logging.getLogger(__name__)
 
-MIC_RATE_HZ = 16_000
-REPLY_RATE_HZ = 24_000
+MIC_RATE_HZ = SPEECH_IN_RATE_HZ
+REPLY_RATE_HZ = SPEECH_OUT_RATE_HZ
 
 
 class MediaKeeper:
@@ -85,6 +86,7 @@ def _pcm16(path: Any, rate_hz: int) -> np.ndarray | None:
         log.warning("the kept audio %s does not read: %s", path.name, error)
         return None
     if rate != rate_hz and audio.size:
-        length = round(audio.size * rate_hz / rate)
-        audio = np.interp(np.arange(length) * rate / rate_hz, np.arange(audio.size), audio)
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        import soxr
+
+        audio = soxr.resample(audio, rate, rate_hz)
+    return to_int16(audio)

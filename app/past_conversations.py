@@ -33,11 +33,12 @@ from app.journal import (
 from app.kept_media import MediaKeeper, turn_records
 from app.resume import DEFAULT_CONTEXT_TOKENS, restore_plan
 from events import AudioChunk
+from facts import SPEECH_OUT_RATE_HZ
 from ui.conversation_list import ConversationList, ConversationRow
 
 log = logging.getLogger(__name__)
 
-PLAYBACK_CHUNK_SAMPLES = 12_000  # half a second at 24 kHz: a stop is heard within it
+PLAYBACK_CHUNK_SAMPLES = SPEECH_OUT_RATE_HZ // 2  # half a second: a stop is heard within it
 PLAYBACK_TURN = 1
 
 
@@ -177,7 +178,7 @@ class PastConversations(QObject):
                 if stop.is_set():
                     break
                 piece = mix[at : at + PLAYBACK_CHUNK_SAMPLES]
-                output.write(AudioChunk(PLAYBACK_TURN, piece, 24_000, i))
+                output.write(AudioChunk(PLAYBACK_TURN, piece, SPEECH_OUT_RATE_HZ, i))
             output.finish_turn(PLAYBACK_TURN)
             while not stop.is_set() and hasattr(output, "wait_idle") and not output.wait_idle(0.2):
                 pass

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.client_history import REPLAY_AUDIO_S, Exchange
 from app.journal import Conversation, Turn
+from facts import to_float
 from model.media_input import MODEL_AUDIO_RATE_HZ
 
 log = logging.getLogger(__name__)
@@ -156,4 +157,4 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as source:
         rate = source.getframerate()
         pcm = np.frombuffer(source.readframes(source.getnframes()), "<i2")
-    return pcm.astype(np.float32) / 32768.0, rate
+    return to_float(pcm), rate

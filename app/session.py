@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,8 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.personas import Persona
-from app.session_parts import AudioEvents, AudioInput, FrameSource, Playback, device_problem
+from app.session_parts import AudioEvents, AudioInput, FrameSource, LatencyBook, Playback, device_problem
+from app.turn_video import LiveFeed, spoken_turn
 from events import (
     BargeIn,
     ConversationReset,
@@ -42,7 +42,6 @@ from events import (
     StateChanged,
     TextDelta,
     TurnFinished,
-    TurnLatency,
     TurnStats,
     UserTurnSent,
 )
@@ -85,7 +84,7 @@ class Session(QObject):
         self.audio_input = audio_input
         self.playback = playback
         self.camera = camera
-        self._live_clip: Any = None  # the camera side of the turn being spoken (audio thread only)
+        self._live = LiveFeed()  # the turn being spoken, to the engine (audio thread only)
         self.persona = persona
         self.voice = voice
         self.mode = mode
@@ -97,7 +96,7 @@ class Session(QObject):
         self._active: int | None = None  # the turn whose reply is being generated or played
         self._generating: set[int] = set()
         self._interrupted: set[int] = set()
-        self._latency: dict[int, TurnLatency] = {}
+        self._latency = LatencyBook()
         self._state_before_speech = State.LISTENING
         self._flushes: list[threading.Thread] = []
         self._audio_events = AudioEvents(self)
@@ -131,23 +130,9 @@ class Session(QObject):
         straight to the engine worker (prefilled as it arrives); the rest is handled on the Qt thread."""
         if isinstance(event, SpeechProgress):
             if self.model_info is not None and not self.muted:
-                self._listen(event)
+                self._live.send(self.engine, self.camera, event)
             return
         self._audio_events.post(event)
-
-    def _listen(self, event: SpeechProgress) -> None:
-        """Audio thread: feed the engine the turn being spoken, with the camera's frames at the
-        clip's ticks when the camera runs (the same frames `SpokenTurn` picks at the end)."""
-        camera = self.camera
-        if camera is None or event.audio_start_s <= 0:
-            self.engine.listen(event.audio)
-            return
-        from app.turn_video import LiveClip
-
-        if self._live_clip is None or self._live_clip.audio_start_s != event.audio_start_s:
-            self._live_clip = LiveClip(camera, event.audio_start_s)
-        audio, frames = self._live_clip.add(np.asarray(event.audio))
-        self.engine.listen(audio, frames, self._live_clip.fps)
 
     def start_audio(self) -> None:
         if self.audio_input is not None:
@@ -275,8 +260,6 @@ class Session(QObject):
             return
         self._interrupt(None)
         end_s = event.end_s or time.perf_counter()
-        from app.turn_video import spoken_turn
-
         self._start_turn(
             spoken_turn(audio, event.audio_start_s, self.camera),
             "",
@@ -294,9 +277,7 @@ class Session(QObject):
         turn_id = self._turn_id
         self._active = turn_id
         self._generating.add(turn_id)
-        self._latency[turn_id] = TurnLatency(turn_id, end_of_speech_s)
-        for old in [t for t in self._latency if t < turn_id - 32]:
-            del self._latency[old]
+        self._latency.start(turn_id, end_of_speech_s)
         self._interrupted = {t for t in self._interrupted if t >= turn_id - 32}
         self._report(UserTurnSent(turn_id, text, duration_s, ended_early))
         self._set_state(State.THINKING)
@@ -343,11 +324,6 @@ class Session(QObject):
             self.state = state
             self._report(StateChanged(state.value))
 
-    def _stamp(self, turn_id: int, **changes: Any) -> None:
-        current = self._latency.get(turn_id)
-        if current is not None:
-            self._latency[turn_id] = replace(current, **changes)
-
     # -- engine events (Qt thread) -------------------------------------------------------------------
 
     def _report(self, event: object) -> None:
@@ -388,27 +364,23 @@ class Session(QObject):
     def _on_text_delta(self, turn_id: int) -> bool:
         if turn_id in self._interrupted:
             return False
-        latency = self._latency.get(turn_id)
-        if latency is not None and latency.first_text_s is None:
-            self._stamp(turn_id, first_text_s=time.perf_counter())
-            if not self.speaks and turn_id == self._active:
-                self._set_state(State.SPEAKING)
+        first = self._latency.first_text(turn_id, time.perf_counter())
+        if first and not self.speaks and turn_id == self._active:
+            self._set_state(State.SPEAKING)
         return True
 
     def _on_first_audio(self, turn_id: int, written_s: float) -> None:
         if turn_id in self._interrupted:
             return
-        self._stamp(turn_id, first_audio_s=written_s)
+        self._latency.stamp(turn_id, first_audio_s=written_s)
         if turn_id == self._active:
             self._set_state(State.SPEAKING)
 
     def _on_turn_finished(self, turn_id: int, stats: TurnStats) -> bool:
         """Whether the finish is reported (an interrupted reply was reported as truncated)."""
         self._generating.discard(turn_id)
-        self._stamp(
-            turn_id, finished_s=stats.finished_s or time.perf_counter(), text_tokens=stats.text_tokens
-        )
-        latency = self._latency.get(turn_id)
+        finished_s = stats.finished_s or time.perf_counter()
+        latency = self._latency.stamp(turn_id, finished_s=finished_s, text_tokens=stats.text_tokens)
         if latency is not None:
             self._report(latency)
         if turn_id in self._interrupted:

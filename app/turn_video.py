@@ -148,3 +148,20 @@ def spoken_turn(audio: np.ndarray, audio_start_s: float, camera: Any) -> Any:
     if not frames:
         return UserTurn(audio=audio, audio_rate_hz=MODEL_AUDIO_RATE_HZ)
     return SpokenTurn(audio, audio_start_s, frames)
+
+
+class LiveFeed:
+    """Audio thread: the turn being spoken, to the engine as it comes, with the camera's frames at
+    the clip's ticks when the camera runs (the same frames `SpokenTurn` picks at the end)."""
+
+    def __init__(self) -> None:
+        self._clip: LiveClip | None = None
+
+    def send(self, engine: Any, camera: Any, progress: Any) -> None:
+        if camera is None or progress.audio_start_s <= 0:
+            engine.listen(progress.audio)
+            return
+        if self._clip is None or self._clip.audio_start_s != progress.audio_start_s:
+            self._clip = LiveClip(camera, progress.audio_start_s)
+        audio, frames = self._clip.add(np.asarray(progress.audio))
+        engine.listen(audio, frames, self._clip.fps)
