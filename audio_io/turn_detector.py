@@ -27,7 +27,7 @@ from audio_io.end_of_turn import DEFAULT_RESPONSIVENESS, EndOfTurnPolicy, policy
 from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
 from audio_io.turn_judge import TurnJudge
-from audio_io.vad import VadConfig, VoiceActivity
+from audio_io.vad import VadConfig, VoiceActivity, level_db
 from events import SpeechEnded, SpeechProgress, SpeechStarted
 
 TurnMode = Literal["hands_free", "push_to_talk"]
@@ -41,6 +41,10 @@ class TurnConfig:
     start_voiced_ms: int = 120
     end_of_turn: EndOfTurnPolicy = field(default_factory=lambda: policy_for(DEFAULT_RESPONSIVENESS))
     pre_roll_ms: int = 500  # a first word under noise may be heard as speech only ~0.4 s in
+    # the VAD hears a soft onset ("th", "h") late: the start goes back over the frames just before it
+    # that stand this far above the background, up to `onset_lookback_ms`
+    onset_margin_db: float = 6.0
+    onset_lookback_ms: int = 200
     trailing_ms: int = 400  # unvoiced endings ("...thanks.") run on after the last frame heard as speech
     min_turn_ms: int = 250
     max_turn_ms: int = 30_000
@@ -175,14 +179,27 @@ class TurnDetector:
         window = list(self._window)
         recent = list(self._recent)[-len(window) :]
         first_voiced = recent[window.index(True)]
-        self._start = self._last_speech = first_voiced
+        self._last_speech = first_voiced
         for f, voiced in zip(recent, window, strict=True):
             if voiced:
                 self._last_speech = f
+        self._start = self._onset(first_voiced)
         pre_roll_frames = c.pre_roll_ms // MIC_FRAME_MS
-        self._turn = [f for f in self._recent if f.index >= first_voiced.index - pre_roll_frames]
+        self._turn = [f for f in self._recent if f.index >= self._start.index - pre_roll_frames]
         self._window.clear()
-        return SpeechStarted(time_s=first_voiced.time_s)
+        return SpeechStarted(time_s=self._start.time_s)
+
+    def _onset(self, first_voiced: MicFrame) -> MicFrame:
+        """The frame the speech began on: `first_voiced`, or the run of loud frames just before it."""
+        c = self.config
+        floor_db = self._vad.background_db() + c.onset_margin_db
+        earliest = first_voiced.index - c.onset_lookback_ms // MIC_FRAME_MS
+        onset = first_voiced
+        for frame in reversed([f for f in self._recent if earliest <= f.index < first_voiced.index]):
+            if level_db(frame.pcm) < floor_db:
+                break
+            onset = frame
+        return onset
 
     def _end(self, end_s: float, completion: float | None = None) -> SpeechEnded:
         """The turn's event; `completion` set means the judge ended it before the silence ceiling."""

@@ -95,8 +95,8 @@ class VoiceActivity:
         self._context[-MIC_FRAME_SAMPLES:] = frame
         power = float(np.mean(self._context[-MIC_FRAME_SAMPLES:] ** 2))
         probability = self._silero.probability(frame) if self._silero is not None else 0.0
-        level_db = self.level_db = float(10 * np.log10(power + 1.0))
-        self._levels_db[self._at] = level_db
+        frame_db = self.level_db = power_db(power)
+        self._levels_db[self._at] = frame_db
         self._at = (self._at + 1) % len(self._levels_db)
         self._heard += 1
         if power < self._min_power:
@@ -109,7 +109,7 @@ class VoiceActivity:
             return False
         if self._heard * MIC_FRAME_MS < self.config.background_warmup_ms:
             return False
-        return level_db >= self.background_db() + self.config.background_margin_db
+        return frame_db >= self.background_db() + self.config.background_margin_db
 
     def background_db(self) -> float:
         """The room's level now: a low percentile of the recent frames' levels (dB over 1 LSB²)."""
@@ -128,6 +128,16 @@ class VoiceActivity:
         quiet = float(np.percentile([level for _, level in levels_db], self.config.background_percentile))
         floor = max(quiet, self.background_db())
         return float(np.percentile(speech, 80)) >= floor + self.config.turn_margin_db
+
+
+def power_db(power: float) -> float:
+    """dB over 1 LSB², which keeps digital silence finite."""
+    return float(10 * np.log10(power + 1.0))
+
+
+def level_db(frame: np.ndarray) -> float:
+    """A frame's level (int16 samples) as `VoiceActivity` measures it."""
+    return power_db(float(np.mean(frame.astype(np.float32) ** 2)))
 
 
 def periodicity(window: np.ndarray) -> float:
