@@ -59,10 +59,15 @@ class TurnFinished:
 
 @dataclass(frozen=True, slots=True)
 class EngineError:
-    """A turn ended by a failure; the engine stays usable for the next turn."""
+    """A turn ended by a failure; the engine stays usable for the next turn. `code` names a cause
+    the app acts on (`PROMPT_TOO_LONG`: the persona's prompt leaves no room for a turn)."""
 
     turn_id: int
     message: str
+    code: str = "engine_error"
+
+
+PROMPT_TOO_LONG = "system_prompt_too_long"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.client_history import ClientHistory
@@ -104,6 +104,7 @@ class RealtimeEngine:
         self.ws: Any = None
         self.connected = threading.Event()
         self.replies: dict[int, PendingReply] = {}
+        self._failure: EngineError | None = None  # the engine's error for the reply in flight
         self.stopping = False
         self.generation = 0  # bumped by load(): a new engine, a new link
         self._link: threading.Thread | None = None
@@ -271,6 +272,8 @@ class RealtimeEngine:
             self.load_error = message
             self.signals.report(LoadFailed(message))
             return
+        if self.replies:  # the failed reply's `response.done` follows: it reports this message
+            self._failure = EngineError(-1, message, str(error.get("code") or "engine_error"))
         log.warning("engine: %s (%s)", message, error.get("code"))
 
     def _on_session_created(self, event: dict[str, Any]) -> None:
@@ -338,7 +341,9 @@ class RealtimeEngine:
         text = "".join(reply.text)
         if status == "failed":
             self.conversation.drop(reply.turn_id)
-            self.signals.report(EngineError(reply.turn_id, "the engine failed on this turn (see its log)"))
+            failure = self._failure or EngineError(-1, "the engine failed on this turn (see its log)")
+            self._failure = None
+            self.signals.report(replace(failure, turn_id=reply.turn_id))
             return
         self.conversation.reply(reply.turn_id, text, interrupted=status == "cancelled")
         usage = response.get("usage") or {}

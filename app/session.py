@@ -22,6 +22,7 @@ from app.personas import Persona
 from app.session_parts import AudioEvents, AudioInput, FrameSource, LatencyBook, Playback, device_problem
 from app.turn_video import LiveFeed, spoken_turn
 from events import (
+    PROMPT_TOO_LONG,
     BargeIn,
     ConversationReset,
     DeviceLost,
@@ -348,8 +349,11 @@ class Session(QObject):
             case TurnFinished(turn_id, stats):
                 if not self._on_turn_finished(turn_id, stats):
                     return
-            case EngineError(turn_id, message):
+            case EngineError(turn_id, message, code):
                 self._on_turn_failed(turn_id)
+                if code == PROMPT_TOO_LONG and self.persona is not None:
+                    name = self.persona.name
+                    message = f"Persona {name!r}: {message}. Shorten its prompt (Edit › Personas…)."
                 event = Problem(message)
             case ReplyTruncated():
                 if self.state == State.INTERRUPTED:

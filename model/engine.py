@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from events import EngineError, Event, Message, TurnFinished, TurnStats, UserTranscript
+from events import PROMPT_TOO_LONG, EngineError, Event, Message, TurnFinished, TurnStats, UserTranscript
 from model import live_prefill, thinker_prefill
 from model.context import Segment, ThinkerContext
 from model.conversation_state import ConversationState, LastReply
@@ -57,6 +57,10 @@ VOICE_CHAT_PROMPT = (
     "conversation.\n"
     "Keep replies concise and conversational, as if talking face-to-face."
 )
+
+
+class PromptTooLong(InputError):
+    """The turn would fit, but not after the system prompt."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,9 @@ class Engine:
         try:
             with torch.inference_mode():
                 yield from self._respond(turn, turn_id, cancel or threading.Event(), stats)
+        except PromptTooLong as error:
+            self._restore(saved)
+            yield EngineError(turn_id, str(error), PROMPT_TOO_LONG)
         except InputError as error:
             self._restore(saved)
             yield EngineError(turn_id, f"cannot use this turn: {error}")
@@ -327,7 +334,17 @@ class Engine:
 
     def _fit_budget(self, incoming: int) -> bool:
         budget, reply_tokens = self.settings.max_context_tokens, self.settings.max_text_tokens
-        return thinker_prefill.fit_budget(self.parts, self.conversation, incoming, budget, reply_tokens)
+        try:
+            return thinker_prefill.fit_budget(self.parts, self.conversation, incoming, budget, reply_tokens)
+        except InputError:
+            system = sum(int(s.ids.shape[0]) for s in self._prompt().lead_segments([], []))
+            turn = incoming - (0 if self.conversation.context.segments else system)
+            if system and turn + reply_tokens <= budget:
+                raise PromptTooLong(
+                    f"the system prompt takes {system} tokens: with this turn ({turn}) and room for a "
+                    f"reply ({reply_tokens}) it does not fit the model's context of {budget} tokens"
+                ) from None
+            raise
 
 
 def _transcript_step(job: Transcription, turn_id: int) -> Iterator[Event]:

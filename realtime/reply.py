@@ -79,7 +79,7 @@ def run_response(engine: Any, response: Response, send: Callable[[dict[str, Any]
                 status = "cancelled" if event.stats.cancelled else "completed"
             elif isinstance(event, EngineError):
                 status = "failed"
-                send(error_event(event.message, "engine_error", kind="server_error"))
+                send(error_event(event.message, event.code, kind="server_error"))
     finally:
         if response.audio != speak_before:
             engine.configure(speak=speak_before)

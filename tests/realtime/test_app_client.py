@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 from app.engine_client import LoadRequest
+from app.personas import Persona
 from app.realtime_client import RealtimeEngine
+from app.session import Session
+from events import Problem, TurnFinished
 from model.media_input import UserTurn
-from tests.app.helpers import SHORT_PROMPT, Collector, FakeSpeaker
+from tests.app.helpers import SHORT_PROMPT, Collector, FakePlayer, FakeSpeaker, ScriptedInput
 from tests.engine_helpers import tone
 from tests.realtime.conformance import check
 from tests.realtime.conftest import SMALL_REPLIES, Served
@@ -148,3 +151,35 @@ def test_killed_engine_restarts_and_remembers(qtbot: Any, demo_dir: Path, traced
         assert third.prompt_tokens >= second.prompt_tokens + second.text_tokens
     finally:
         assert client.stop()
+
+
+def test_a_persona_whose_prompt_overflows_the_context_is_named(qtbot: Any, demo_dir: Path) -> None:
+    """The engine in its own process: the error crosses the protocol with its cause, and the session
+    names the persona (every turn failed with a bare token count before)."""
+    persona = Persona("epic", "Epic Narrator", "You narrate. " + "Every detail matters greatly. " * 60)
+    client = RealtimeEngine(FakeSpeaker())
+    session = Session(client, audio_input=ScriptedInput(), playback=FakePlayer(), persona=persona)
+    seen: list[object] = []
+    session.reported.connect(seen.append)
+
+    def problems() -> list[str]:
+        return [e.message for e in seen if isinstance(e, Problem)]
+
+    options = {**SMALL_REPLIES, "max_context_tokens": 200}
+    session.load(
+        LoadRequest(source=str(demo_dir), system_prompt=persona.system_prompt, engine_options=options)
+    )
+    try:
+        qtbot.waitUntil(lambda: session.model_info is not None, timeout=120_000)
+        session.send_text("hello")
+        qtbot.waitUntil(lambda: bool(problems()), timeout=60_000)
+        assert problems()[0].startswith("Persona 'Epic Narrator': the system prompt takes ")
+        assert "context of 200 tokens" in problems()[0] and "Shorten its prompt" in problems()[0]
+        session.set_persona(Persona("brief", "Brief", SHORT_PROMPT))
+        turn_id = session.send_text("hello again")
+        qtbot.waitUntil(
+            lambda: any(isinstance(e, TurnFinished) and e.turn_id == turn_id for e in seen), timeout=60_000
+        )
+        assert len(problems()) == 1  # a short prompt fits: the next turn is answered
+    finally:
+        assert session.close()
