@@ -49,6 +49,9 @@ class TurnStats:
     thinker_forward_s: float = 0.0
     talker_forward_s: float = 0.0
     code2wav_forward_s: float = 0.0
+    first_token_s: float | None = None  # the reply's first token chosen (spoken or not)
+    tool_calls: int = 0  # calls the reply ended with: the turn goes on once their results are back
+    call_end_s: float | None = None  # the last call's closing token chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +273,57 @@ class DeviceRestored:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    """The model called a tool (its `<tool_call>` parsed as it streamed, never spoken). `name` is
+    empty when the call was not the JSON the format asks for; `arguments` then holds its raw text."""
+
+    turn_id: int
+    call_id: str
+    name: str
+    arguments: str  # a JSON object, as text
+    called_s: float = 0.0  # perf_counter when the call's last token was chosen
+
+
+@dataclass(frozen=True, slots=True)
+class ToolConfirmationNeeded:
+    """A tool that acts waits for the user's yes or no (in the window, or by voice)."""
+
+    turn_id: int
+    call_id: str
+    name: str
+    arguments: str
+    question: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """A tool began to run (after the user allowed it, for a tool that acts)."""
+
+    turn_id: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A call's outcome: `result` is what the model is told; `ok` False with `message` saying, in
+    words, what went wrong (malformed call, unknown tool, failure, timeout, refusal)."""
+
+    turn_id: int
+    call_id: str
+    name: str
+    arguments: str
+    result: str
+    ok: bool
+    message: str = ""
+    duration_s: float = 0.0
+
+
 Event = (
     TextDelta
+    | ToolCallRequested
     | AudioChunk
     | TurnFinished
     | EngineError
