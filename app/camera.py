@@ -1,4 +1,5 @@
-"""The webcam (or a video file standing in for it), read by opencv in its own thread.
+"""The webcam (or a video file standing in for it), read by opencv in its own thread; the same
+thread and store serve any visual source that gives RGB frames (the shared screen: a `FrameReader`).
 
 Frames are timestamped on `time.perf_counter()`, the clock the microphone uses, and kept for the
 last `history_s` seconds at `store_fps`, downscaled, so a user turn can take the frames it spans.
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +55,20 @@ class CameraError(RuntimeError):
     """A camera that cannot be opened; the message names it."""
 
 
+class SourceEnded(CameraError):
+    """A source gone for good (a shared window closed): capture stops with status "ended"."""
+
+
+class FrameReader(Protocol):
+    """One opened visual source. `read()` gives the next (h, w, 3) uint8 RGB frame or raises
+    CameraError; `period_s` paces the reads (0: the device delivers at its own rate)."""
+
+    period_s: float
+
+    def read(self) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
 def list_cameras() -> list[tuple[int, str]]:
     """(index, name) of the video capture devices the system lists (Linux: video4linux)."""
     root = Path("/sys/class/video4linux")
@@ -88,7 +103,7 @@ def quiet_cv2() -> Any:
     return cv2
 
 
-def _downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
+def downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
     import cv2
 
     height, width = rgb.shape[:2]
@@ -106,8 +121,15 @@ class Camera:
         config: CameraConfig,
         on_event: Callable[[Any], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        open_reader: Callable[[], FrameReader] | None = None,
+        kind: str = "camera",
     ) -> None:
+        """`open_reader` opens another visual source than opencv's (raising CameraError); `kind`
+        names it in the device events."""
         self.config = config
+        self.open_reader = open_reader or (lambda: VideoReader(config))
+        self.kind = kind
         self.on_event = on_event or (lambda _event: None)
         self.clock = clock
         capacity = max(2, int(config.history_s * config.store_fps))
@@ -164,14 +186,17 @@ class Camera:
             try:
                 self._capture()
                 delay = self.config.retry_min_s
+            except SourceEnded as error:
+                self.status, self.message = "ended", str(error)
+                return
             except CameraError as error:
                 self.failures += 1
                 if self.status != "failed":
                     log.warning("%s", error)
                     if self.frames_read:
-                        self.on_event(DeviceLost("camera", self.name))
+                        self.on_event(DeviceLost(self.kind, self.name))
                     else:
-                        self.on_event(DeviceUnavailable("camera", self.name, str(error)))
+                        self.on_event(DeviceUnavailable(self.kind, self.name, str(error)))
                 self.status, self.message = "failed", str(error)
             if self._stop.wait(delay):
                 break
@@ -179,42 +204,56 @@ class Camera:
 
     def _capture(self) -> None:
         """Open the source and read until it fails or `stop()`; raises CameraError on failure."""
-        cv2 = quiet_cv2()
-        source = resolve_source(self.config.source)
-        capture = cv2.VideoCapture(source)
+        reader = self.open_reader()
         try:
-            if not capture.isOpened():
-                raise CameraError(
-                    f"camera {self.name!r} cannot be opened (missing, or busy in another program)"
-                )
-            is_file = isinstance(source, str)
-            if not is_file:
-                capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.config.width)
-                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.config.height)
-                capture.set(cv2.CAP_PROP_FPS, self.config.fps)
-            file_fps = capture.get(cv2.CAP_PROP_FPS) if is_file else 0.0
-            period_s = 1.0 / (file_fps if file_fps > 0 else self.config.fps)
             if self.status == "failed":
-                self.on_event(DeviceRestored("camera", self.name))
+                self.on_event(DeviceRestored(self.kind, self.name))
             self.status, self.message = "running", ""
             last_store = -1e9
             next_frame = self.clock()
             while not self._stop.is_set():
-                ok, bgr = capture.read()
-                if not ok or bgr is None:
-                    why = "the video file ended" if is_file else "it stopped delivering frames"
-                    raise CameraError(f"camera {self.name!r} failed: {why}")
+                rgb = reader.read()
                 now = self.clock()
-                frame = CameraFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now, self.frames_read)
+                frame = CameraFrame(rgb, now, self.frames_read)
                 self.frames_read += 1
                 with self._lock:
                     self._latest = frame
                     if now - last_store >= STORE_SLACK / self.config.store_fps:
-                        small = _downscale(frame.rgb, self.config.store_max_pixels)
+                        small = downscale(frame.rgb, self.config.store_max_pixels)
                         self._stored.append(CameraFrame(small, now, frame.index))
                         last_store = now
-                if is_file:  # a file plays in real time, as a camera would deliver it
-                    next_frame += period_s
+                if reader.period_s:  # a file plays in real time, as a camera would deliver it
+                    next_frame += reader.period_s
                     self._stop.wait(max(0.0, next_frame - self.clock()))
         finally:
-            capture.release()
+            reader.close()
+
+
+class VideoReader:
+    """A camera or a video file through opencv; a file is paced at its own frame rate."""
+
+    def __init__(self, config: CameraConfig) -> None:
+        cv2 = self._cv2 = quiet_cv2()
+        self.name = str(config.source)
+        source = resolve_source(config.source)
+        self.is_file = isinstance(source, str)
+        self.capture = cv2.VideoCapture(source)
+        if not self.capture.isOpened():
+            self.capture.release()
+            raise CameraError(f"camera {self.name!r} cannot be opened (missing, or busy in another program)")
+        if not self.is_file:
+            self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, config.width)
+            self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, config.height)
+            self.capture.set(cv2.CAP_PROP_FPS, config.fps)
+        file_fps = self.capture.get(cv2.CAP_PROP_FPS) if self.is_file else 0.0
+        self.period_s = 1.0 / (file_fps if file_fps > 0 else config.fps) if self.is_file else 0.0
+
+    def read(self) -> np.ndarray:
+        ok, bgr = self.capture.read()
+        if not ok or bgr is None:
+            why = "the video file ended" if self.is_file else "it stopped delivering frames"
+            raise CameraError(f"camera {self.name!r} failed: {why}")
+        return self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self.capture.release()

@@ -1,0 +1,84 @@
+"""The screen under Xvfb: a window with a known pattern is listed by its title and captured pixel
+for pixel, alone or as part of the whole screen, on the capture thread the camera uses; a closed
+window ends its capture, and a Wayland session without X11 is refused in words."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from app.camera import Camera, CameraConfig
+from app.screen_capture import (
+    WAYLAND_PROBLEM,
+    WHOLE_SCREEN,
+    ScreenCaptureError,
+    ScreenReader,
+    ScreenTarget,
+    WindowGone,
+    capture_problem,
+    grab,
+    list_windows,
+)
+from tests.app.test_e2e import display
+from tests.screen_pattern import FIRST, SECOND, PatternWindow, shows
+
+__all__ = ["display"]  # the Xvfb fixture
+
+
+@pytest.fixture
+def on_display(display: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    return display
+
+
+def test_a_window_is_listed_by_title_and_captured_pixel_for_pixel(on_display: str) -> None:
+    with PatternWindow("Known pattern", x=200, y=100) as pattern:
+        listed = [w for w in list_windows() if w.title == "Known pattern"]
+        assert listed == [ScreenTarget(pattern.window_id, "Known pattern")]
+        window = grab(listed[0])
+        assert window.shape == (240, 320, 3) and window.dtype.name == "uint8"
+        assert shows(window, FIRST, tolerance=0)
+        screen = grab(WHOLE_SCREEN)
+        assert screen.shape == (800, 1280, 3)
+        assert shows(screen[100:340, 200:520], FIRST, tolerance=0)
+        by_title = grab(ScreenTarget.from_setting("window:Known pattern"))  # a remembered choice
+        assert shows(by_title, FIRST, tolerance=0)
+        pattern.show(SECOND)
+        assert shows(grab(listed[0]), SECOND, tolerance=0)
+
+
+def test_the_capture_thread_stores_the_window_and_stops_when_it_closes(on_display: str) -> None:
+    pattern = PatternWindow("Closing pattern")
+    target = ScreenTarget(pattern.window_id, pattern.title)
+    events: list[Any] = []
+    config = CameraConfig(source=target.label, fps=8.0, store_fps=8.0)
+    camera = Camera(config, events.append, open_reader=lambda: ScreenReader(target, 8.0), kind="screen")
+    with camera:
+        deadline = time.monotonic() + 20
+        while len(camera.frames_between(-1e9, 1e9)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = camera.frames_between(-1e9, 1e9)
+        assert len(stored) >= 3 and all(shows(f.rgb, FIRST) for f in stored)
+        assert [f.time_s for f in stored] == sorted(f.time_s for f in stored)
+        pattern.close()
+        while camera.status != "ended" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert camera.status == "ended" and "'Closing pattern' was closed" in camera.message
+    assert events == []  # a closed window is no device outage: sharing it stops (app.screen_share)
+    with pytest.raises(WindowGone, match="'Closing pattern' was closed"):
+        grab(target)
+
+
+def test_a_wayland_session_without_x11_is_refused_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert capture_problem() == WAYLAND_PROBLEM
+    with pytest.raises(ScreenCaptureError, match="needs an X11 session"):
+        grab()
+    assert list_windows() == []
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    monkeypatch.delenv("XDG_SESSION_TYPE", raising=False)
+    assert "DISPLAY is not set" in capture_problem()
