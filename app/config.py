@@ -73,6 +73,14 @@ class CameraSettings:
 
 
 @dataclass(frozen=True)
+class ScreenSettings:
+    """Screen sharing itself is off at every start (nothing is shared unless the user turns it on
+    in the window); what was last picked is remembered: "screen", or "window:" and its title."""
+
+    target: str = "screen"
+
+
+@dataclass(frozen=True)
 class EngineConnection:
     """Where the engine runs: `url` empty starts our own (`omnidesk serve`) as a child process;
     `ws://` or `wss://` is a remote Omni Desk server, `http://` or `https://` a vLLM-Omni server
@@ -105,6 +113,7 @@ class Config:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
+    screen: ScreenSettings = field(default_factory=ScreenSettings)
     engine: EngineConnection = field(default_factory=EngineConnection)
     window: WindowSettings = field(default_factory=WindowSettings)
 
