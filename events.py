@@ -133,7 +133,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class DeviceLost:
-    """An audio or video device failed; `kind` is "input", "output" or "camera"."""
+    """An audio or video device failed; `kind` is "input", "output", "camera" or "screen"."""
 
     kind: str
     name: str
@@ -271,6 +271,16 @@ class DeviceRestored:
 
     kind: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenSharingChanged:
+    """Screen sharing went on or off (`target` in words, e.g. "the whole screen"); `reason` says why
+    when it stopped or could not start without the user asking (a closed window, Wayland)."""
+
+    on: bool
+    target: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
