@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic_file import write_atomic
+from app.tool_config import McpConfigProblem, McpServerSettings, ToolSettings, parse_mcp_servers
 from audio_io.barge_in import RECOVERIES as BACKCHANNELS
 from audio_io.end_of_turn import RESPONSIVENESS
 from facts import DTYPES, QUANTIZATIONS, VOICES
@@ -96,6 +97,7 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("camera", "width"): (16, 7680),
     ("camera", "height"): (16, 4320),
     ("camera", "fps"): (1, 120),
+    ("tools", "timeout_s"): (1, 600),
 }
 NUMBER_AS_TEXT = {("camera", "source")}  # `source = 0` means the string "0" (a camera index)
 
@@ -116,6 +118,8 @@ class Config:
     screen: ScreenSettings = field(default_factory=ScreenSettings)
     engine: EngineConnection = field(default_factory=EngineConnection)
     window: WindowSettings = field(default_factory=WindowSettings)
+    tools: ToolSettings = field(default_factory=ToolSettings)
+    mcp: tuple[McpServerSettings, ...] = ()  # [mcp.NAME] tables (app/tool_config.py); never written
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -202,7 +206,13 @@ def parse(text: str, path: Path) -> Config:
         problem = getattr(error, "msg", None) or re.sub(r"\s*\(at line.*\)$", "", str(error))
         raise ConfigError(path, line, f"not valid TOML: {problem}") from error
     sections: dict[str, Any] = {}
+    try:
+        sections["mcp"] = parse_mcp_servers(data.pop("mcp", {}))
+    except McpConfigProblem as problem:
+        raise ConfigError(path, _find_mcp_line(text, problem.key), str(problem)) from problem
     for section in fields(Config):
+        if section.name == "mcp":
+            continue
         table = data.pop(section.name, {})
         if not isinstance(table, dict):
             raise ConfigError(path, _find_line(text, None, section.name), f"{section.name} must be a table")
@@ -243,6 +253,17 @@ def _section(name: str, table: dict[str, Any], text: str, path: Path) -> Any:
             raise ConfigError(path, _find_line(text, name, key), problem)
         values[key] = expected(item)
     return replace(defaults, **values)
+
+
+def _find_mcp_line(text: str, key: str) -> int:
+    """The line of an `[mcp...]` table's header or of `key` under it (1 if unseen)."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("[mcp") and (key in line or key == "mcp"):
+            return number
+        if re.match(rf"^{re.escape(key)}\s*=", line):
+            return number
+    return 1
 
 
 def _type_name(kind: type) -> str:
@@ -298,6 +319,7 @@ def save_changes(path: Path, before: Config, after: Config, *, every: bool = Fal
     changes = [
         (section.name, key, item)
         for section in fields(Config)
+        if section.name != "mcp"
         for key, item in to_dict(getattr(after, section.name)).items()
         if every or getattr(getattr(before, section.name), key) != item
     ]
