@@ -32,6 +32,7 @@ from model.prompt import PromptFormat
 from model.reply_turn import ReplyTurn, output_rate_hz
 from model.sampling import SamplingPlan
 from model.thinker_decode import ThinkerDecoder
+from model.tool_format import ToolSpec, system_prompt_with_tools, tool_response_text
 from model.transcription import Transcription, start_transcription
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class EngineSettings:
     seed: int | None = None
     video_max_pixels: int = VIDEO_MAX_PIXELS
     max_context_tokens: int = 32_768
+    tools: tuple[ToolSpec, ...] = ()  # functions the model may call (declared in the system turn)
     transcribe: bool = True  # the user's words of a spoken turn (`UserTranscript`), after the reply's text
 
 
@@ -137,11 +139,26 @@ class Engine:
         if new.speak and self.talker is not None:
             self.parts.speaker_id(new.speaker)
         restart = new.system_prompt != self.settings.system_prompt
+        retool = new.tools != self.settings.tools
         self.settings = new
         if new.sampling is not None:
             self.plan = new.sampling
         if restart:
             self.new_conversation()
+        elif retool:
+            self._redeclare_tools()
+
+    def _redeclare_tools(self) -> None:
+        """New tools in the system turn of a conversation under way: its head is written again and
+        the cache rebuilt (the turns stay)."""
+        self.abandon_turn()
+        segments = self.conversation.context.segments
+        if not segments:
+            return
+        if segments[0].kind == "system":
+            del segments[0]
+        segments[:0] = self._prompt().lead_segments([], [])
+        self.rebuild_cache()
 
     def new_conversation(self) -> None:
         self.conversation = ConversationState()
@@ -248,7 +265,7 @@ class Engine:
                 break
             if not reply.text_done:
                 yield from reply.thinker_step()
-            if not reply.talker_done:
+            if not reply.talker_done and reply.talker_ready:
                 yield from reply.talker_step(state.talker, state.context.segments)
             # The Thinker is idle once the text is complete: a transcription step after each Talker
             # step, from the reply's first audio on (so that never waits for it).
@@ -330,7 +347,8 @@ class Engine:
         )
 
     def _prompt(self) -> PromptFormat:
-        return PromptFormat(self.parts, self.settings.system_prompt, self.settings.video_max_pixels)
+        system = system_prompt_with_tools(self.settings.system_prompt, self.settings.tools)
+        return PromptFormat(self.parts, system, self.settings.video_max_pixels)
 
     def _fit_budget(self, incoming: int) -> bool:
         budget, reply_tokens = self.settings.max_context_tokens, self.settings.max_text_tokens
@@ -359,4 +377,6 @@ def _user_message(turn: UserTurn, turn_id: int) -> Message:
     """The history's record of a user turn (its text, or what it was when it had none)."""
     audio_s = 0.0 if turn.audio is None else len(np.asarray(turn.audio)) / turn.audio_rate_hz
     text = turn.text or ("(spoken)" if turn.audio is not None else "(image)")
+    if turn.tool_results:
+        text = tool_response_text(turn.tool_results)
     return Message("user", text, turn_id, audio_s=audio_s)

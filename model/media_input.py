@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from model.tool_format import ToolResult
+
 MODEL_AUDIO_RATE_HZ = 16_000  # the Whisper feature extractor's rate (the processor's `sampling_rate`)
 MIN_AUDIO_S = 0.1
 MAX_AUDIO_S = 600.0
@@ -35,17 +37,20 @@ class VideoClip:
 
 @dataclass(frozen=True)
 class UserTurn:
-    """One user turn: typed text, spoken audio, images, or camera frames, in any mix."""
+    """One user turn: typed text, spoken audio, images, or camera frames, in any mix; or the
+    results of the tool calls the last reply ended with (the reply goes on after them)."""
 
     text: str = ""
     audio: Any = None  # numpy array, (n,) or (n, channels), int16 or float
     audio_rate_hz: int = MODEL_AUDIO_RATE_HZ
     images: tuple[Any, ...] = field(default_factory=tuple)
     video: VideoClip | None = None
+    tool_results: tuple[ToolResult, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not self.text.strip() and self.audio is None and not self.images and self.video is None
+        media = self.audio is not None or self.images or self.video is not None
+        return not self.text.strip() and not media and not self.tool_results
 
 
 def prepare_audio(audio: Any, rate_hz: int) -> np.ndarray:

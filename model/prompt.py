@@ -19,6 +19,7 @@ from model.media_input import (
     prepare_video,
 )
 from model.model_parts import ModelParts
+from model.tool_format import tool_response_text
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class PromptFormat:
         if turn.images:
             images = [prepare_image(image) for image in turn.images]
             content += [{"type": "image", "image": f"image{i}.png"} for i in range(len(images))]
+        if turn.tool_results:
+            content.append({"type": "text", "text": tool_response_text(turn.tool_results)})
         if turn.text.strip():
             content.append({"type": "text", "text": turn.text})
         inputs = self.parts.processor(

@@ -5,6 +5,7 @@ the first text token is there), then Code2Wav on the frames that are due."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from events import AudioChunk, Event, TextDelta
+from events import AudioChunk, Event, TextDelta, ToolCallRequested
 from model.code2wav_stream import Code2WavStream
 from model.context import Segment
 from model.device_sampling import DeviceSampler
@@ -22,6 +23,7 @@ from model.talker_prompt import TalkerMemory, TtsSpecial, talker_prompt, trailin
 from model.talker_stream import TalkerStream
 from model.text_stream import TextStream
 from model.thinker_decode import ThinkerDecoder
+from model.tool_format import CallSplitter, ParsedCall, call_token_ids
 
 if TYPE_CHECKING:
     from model.engine import EngineSettings
@@ -43,6 +45,8 @@ class ReplyTurn:
     assistant_embeds: torch.Tensor | None  # the assistant start as the Thinker embedded it
     context_ids: torch.Tensor  # the conversation so far, which the repetition penalty looks at
     ids: list[int] = field(default_factory=list)
+    spoken: list[int] = field(default_factory=list)  # the ids outside tool calls: what the Talker reads
+    calls: list[ToolCallRequested] = field(default_factory=list)
     frames: int = 0
     samples: int = 0
     text_done: bool = False
@@ -66,10 +70,20 @@ class ReplyTurn:
         self.talker: TalkerStream | None = None
         self.code2wav: Code2WavStream | None = None
         self.pending: list[torch.Tensor] = []
+        markers = call_token_ids(self.parts.tokenizer)
+        decode = self.parts.tokenizer.decode
+        self.splitter = CallSplitter(*markers, decode) if markers is not None else None
 
     @property
     def done(self) -> bool:
         return self.text_done and self.talker_done
+
+    @property
+    def talker_ready(self) -> bool:
+        """Whether the Talker has its next text token (while a call streams, what is said waits)."""
+        if self.talker is None:
+            return bool(self.spoken) or self.text_done
+        return self.text_done or len(self.spoken) > self.frames + 1
 
     @property
     def text_tokens(self) -> int:
@@ -80,12 +94,20 @@ class ReplyTurn:
         chosen = self.sampler.choose(self.logits[:, -1], seen=self.seen)
         token = int(chosen)
         self.ids.append(token)
+        self.stats.setdefault("first_token_s", time.perf_counter())
         if self.seen is not None:
             self.seen.scatter_(1, chosen, True)
         ended = token in self.parts.eos_ids
         if ended or len(self.ids) >= self.settings.max_text_tokens:
             self.text_done = True
-        if not ended:
+        said, call = self.splitter.push(token) if self.splitter and not ended else (True, None)
+        if said:
+            self.spoken.append(token)
+        if self.text_done and self.splitter is not None:
+            call = call or self.splitter.close()
+        if call is not None:
+            yield self._called(call)
+        if said and not ended:
             delta = self.text.push(token)
             if delta:
                 self.stats.setdefault("first_text_s", time.perf_counter())
@@ -103,7 +125,7 @@ class ReplyTurn:
             return
         assert self.special is not None and self.code2wav is not None
         codes, next_code0 = self.talker.step(
-            trailing_embed(self.parts, self.ids, self.text_done, self.frames + 1, self.special)
+            trailing_embed(self.parts, self.spoken, self.text_done, self.frames + 1, self.special)
         )
         self.frames += 1
         self.codes.append(codes)
@@ -117,7 +139,7 @@ class ReplyTurn:
             self.pending = []
 
     def _start_talker(self, memory: TalkerMemory, segments: list[Segment]) -> None:
-        if self.ids[0] in self.parts.eos_ids:
+        if not self.spoken or self.spoken[0] in self.parts.eos_ids:
             self.talker_done = True
             return
         assert self.special is not None and self.assistant_embeds is not None
@@ -125,7 +147,7 @@ class ReplyTurn:
             self.parts.talker, self.plan.talker, self.plan.code_predictor, generator=self.generator
         )
         self.code2wav = Code2WavStream(self.parts.model.code2wav)
-        first = self.parts.text_embed(self.ids[0])
+        first = self.parts.text_embed(self.spoken[0])
         embeds, positions, new_users = talker_prompt(
             self.parts, memory, segments, self.settings.speaker, self.assistant_embeds, first, self.special
         )
@@ -133,6 +155,14 @@ class ReplyTurn:
         self.stats["talker_prefill_tokens"] = int(embeds.shape[1])
         memory.users.extend(new_users)
         memory.live = 0
+
+    def _called(self, call: ParsedCall) -> ToolCallRequested:
+        now = time.perf_counter()
+        self.stats["call_end_s"] = now
+        call_id = f"call_{uuid.uuid4().hex[:16]}"
+        event = ToolCallRequested(self.turn_id, call_id, call.name, call.arguments, now)
+        self.calls.append(event)
+        return event
 
     def _emit_audio(self, final: bool) -> Iterator[Event]:
         assert self.code2wav is not None
@@ -157,6 +187,7 @@ class ReplyTurn:
             "codec_frames": self.frames,
             "audio_samples": self.samples,
             "cancelled": self.cancelled,
+            "tool_calls": len(self.calls),
             "thinker_forward_s": self.thinker_s,
             "talker_forward_s": self.talker.forward_s if self.talker else 0.0,
             "code2wav_forward_s": self.code2wav_s,
