@@ -91,7 +91,8 @@ def test_tools_declared_mid_conversation_rewrite_the_system_turn(demo) -> None:
     run(engine, UserTurn(text="hello"), 1)
     turns = len(engine.context.segments)
     engine.configure(tools=(ADD,))
-    assert len(engine.context.segments) == turns and engine.context.cache.get_seq_length() == engine.context.length
+    assert len(engine.context.segments) == turns
+    assert engine.context.cache.get_seq_length() == engine.context.length
     assert "<tools>" in engine.tokenizer.decode(engine.context.segments[0].ids)
     assert [m.role for m in engine.history] == ["user", "assistant"]
     run(engine, UserTurn(text="and now?"), 2)
