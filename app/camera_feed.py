@@ -32,21 +32,18 @@ def camera_choices() -> list[tuple[str, str]]:
     return [(f"{index}: {name}", str(index)) for index, name in list_cameras()]
 
 
-class CameraFeed(QObject):
-    """`frames_between` and `latest` answer from any thread (nothing while the camera is off)."""
+class FrameFeed(QObject):
+    """A visual source (`Camera`, which also reads the shared screen) while it is on: its newest
+    frame for the preview, its state in words. `frames_between` and `latest` answer from any thread
+    (nothing while it is off)."""
 
     frame = Signal(object)  # (h, w, 3) uint8 RGB, each new frame once, at most PREVIEW_FPS a second
-    status_changed = Signal(str)  # what the window should say about the camera ("" when it works)
+    status_changed = Signal(str)  # what the window should say about the source ("" when it works)
 
-    def __init__(
-        self,
-        settings: CameraSettings,
-        on_event: Callable[[object], None],
-        parent: QObject | None = None,
-    ) -> None:
+    def __init__(self, on_event: Callable[[object], None], what: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.settings = settings
         self.on_event = on_event
+        self.what = what  # "camera" or "screen": how the status names the source
         self.camera: Camera | None = None
         self._shown: CameraFrame | None = None
         self._status = ""
@@ -59,32 +56,21 @@ class CameraFeed(QObject):
     def on(self) -> bool:
         return self.camera is not None
 
-    @property
-    def source(self) -> str:
-        return self.settings.source
-
-    def start(self, source: str | None = None) -> None:
-        """Turn the camera on (`source` replaces the configured one); returns at once."""
-        if source is not None and source != self.settings.source:
-            self.stop()
-            self.settings = replace(self.settings, source=source)
-        if self.camera is not None:
-            return
-        s = self.settings
-        config = CameraConfig(source=s.source, width=s.width, height=s.height, fps=s.fps)
-        self.camera = Camera(config, self._on_camera_event)
-        self.camera.start()
+    def run(self, camera: Camera) -> None:
+        """Start `camera` (built with this feed's `_on_camera_event`); returns at once."""
+        self.camera = camera
+        camera.start()
         self._timer.start()
         self._tick()
 
     def stop(self) -> None:
-        """Turn the camera off; the device is released on a short-lived thread."""
+        """Turn the source off; it is released on a short-lived thread."""
         camera, self.camera = self.camera, None
         self._timer.stop()
         self._shown = None
         self._set_status("")
         if camera is not None:
-            thread = threading.Thread(target=camera.stop, name="camera-stop", daemon=True)
+            thread = threading.Thread(target=camera.stop, name=f"{self.what}-stop", daemon=True)
             thread.start()
             self._stops = [t for t in self._stops if t.is_alive()] + [thread]
 
@@ -111,10 +97,11 @@ class CameraFeed(QObject):
             return
         if camera.status == "running":
             self._set_status("")
-        elif camera.status == "failed":
-            self._set_status(f"{camera.message}; trying again")
+        elif camera.status in ("failed", "ended"):
+            again = "; trying again" if camera.status == "failed" else ""
+            self._set_status(f"{camera.message}{again}")
         else:
-            self._set_status(f"opening camera {camera.name}…")
+            self._set_status(f"opening {self.what} {camera.name}…")
         frame = camera.latest()
         if frame is not None and frame is not self._shown and camera.status == "running":
             self._shown = frame
@@ -124,3 +111,28 @@ class CameraFeed(QObject):
         if text != self._status:
             self._status = text
             self.status_changed.emit(text)
+
+
+class CameraFeed(FrameFeed):
+    """The webcam as the settings name it; `start(source)` switches to another one."""
+
+    def __init__(
+        self, settings: CameraSettings, on_event: Callable[[object], None], parent: QObject | None = None
+    ) -> None:
+        super().__init__(on_event, "camera", parent)
+        self.settings = settings
+
+    @property
+    def source(self) -> str:
+        return self.settings.source
+
+    def start(self, source: str | None = None) -> None:
+        """Turn the camera on (`source` replaces the configured one); returns at once."""
+        if source is not None and source != self.settings.source:
+            self.stop()
+            self.settings = replace(self.settings, source=source)
+        if self.camera is not None:
+            return
+        s = self.settings
+        config = CameraConfig(source=s.source, width=s.width, height=s.height, fps=s.fps)
+        self.run(Camera(config, self._on_camera_event))

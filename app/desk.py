@@ -39,6 +39,7 @@ from events import (
     ModelLoaded,
     Problem,
     ReplyTruncated,
+    ScreenSharingChanged,
     SpeechStarted,
     StateChanged,
     TextDelta,
@@ -99,7 +100,7 @@ class Desk(QObject):
             self.engine,
             audio_input=self.audio_input,
             playback=self.player,
-            camera=self.camera,
+            camera=self.devices.visual,  # the shared screen while it is shared, else the camera
             persona=self.persona,
             voice=self.config.conversation.voice,
             mode=self.config.audio.mode,
@@ -294,6 +295,8 @@ class Desk(QObject):
                 self._on_load_cancelled()
             case DeviceLost() | DeviceUnavailable() | DeviceRestored():
                 self.devices.on_device_event(event)
+            case ScreenSharingChanged():
+                self.devices.screen.show(event)
             case ConversationReset(persona):
                 t.clear_entries()
                 if persona is not None and persona.greeting:

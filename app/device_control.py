@@ -1,6 +1,7 @@
 """The app's devices as the window changes them: starting audio, switching the microphone or the
-speaker, the camera on, off or to another source. Opening a device takes a few hundred
-milliseconds, so every start and switch runs off the Qt thread and reports back by signal.
+speaker, the camera on, off or to another source, and screen sharing (`app/screen_share.py`).
+Opening a device takes a few hundred milliseconds, so every start and switch runs off the Qt thread
+and reports back by signal.
 
 Each device stands alone: a microphone that fails leaves the speaker working and the other way
 round, and each is waited for and taken up again by itself (`audio_io.stream_keeper`). While the
@@ -18,6 +19,8 @@ from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
 from app.camera_feed import CameraFeed, camera_choices
+from app.screen_capture import ScreenTarget
+from app.screen_share import ScreenShare, TurnPicture
 from app.session import Session
 from app.session_parts import DEVICE_WORDS
 from events import DeviceLost, DeviceRestored, DeviceUnavailable
@@ -48,8 +51,8 @@ def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) 
 
 
 class DeviceControl(QObject):
-    """Owns the microphone chain, the player and the camera feed; `remember` records a choice in the
-    config the app saves on quit."""
+    """Owns the microphone chain, the player, the camera feed and the screen share; `remember`
+    records a choice in the config the app saves on quit."""
 
     audio_started = Signal(list, list)  # input and output device names
     device_failed = Signal(str)  # a device change that did not work (audio stays on)
@@ -77,6 +80,10 @@ class DeviceControl(QObject):
                     f"Audio is off ({error}); you can still type. Check the devices or --text."
                 )
         self.camera = CameraFeed(settings.camera, self.relay, self)
+        self.screen = ScreenShare(
+            self.relay, ScreenTarget.from_setting(settings.screen.target), remember, self
+        )
+        self.visual = TurnPicture(self.camera, self.screen)  # what spoken turns see: screen or camera
         self.session: Session | None = None
         self.audio_started.connect(self._on_audio_started)
         self.device_failed.connect(window.show_error)
@@ -212,6 +219,7 @@ class DeviceControl(QObject):
 
     def stop(self) -> None:
         self.camera.close()
+        self.screen.close()
         if self.player is not None:
             try:
                 self.player.stop()
@@ -251,5 +259,6 @@ class DeviceControl(QObject):
         w.camera_view.toggled.connect(self.set_camera_on)
         w.camera_view.source_chosen.connect(self.choose_camera)
         w.camera_view.file_requested.connect(self.ask_video_file)
+        self.screen.wire(w.screen_view)
         w.input_device_chosen.connect(self.choose_input)
         w.output_device_chosen.connect(self.choose_output)

@@ -56,7 +56,9 @@ class ScreenTarget:
 
     @property
     def label(self) -> str:
-        return f"the window {self.title!r}" if self.is_window else "the whole screen"
+        if self.title:
+            return f"the window {self.title!r}"
+        return "the shared window" if self.window_id else "the whole screen"
 
     def as_setting(self) -> str:
         """How `[screen] target` keeps it: "screen", or "window:" and the title."""
@@ -228,7 +230,8 @@ def grab(target: ScreenTarget = WHOLE_SCREEN) -> np.ndarray:
 
 class ScreenReader:
     """The shared screen or window as an `app.camera.FrameReader`, read `fps` times a second on the
-    capture thread (which opens it, so the X connections belong to that thread)."""
+    capture thread (which opens it, so the X connections belong to that thread). Its errors say
+    "the shared window", not the title: they become problems, which the journal keeps."""
 
     def __init__(self, target: ScreenTarget, fps: float) -> None:
         if target.is_window and not target.window_id:
@@ -236,7 +239,7 @@ class ScreenReader:
             if found is None:
                 raise WindowGone(f"no window called {target.title!r} is open")
             target = found
-        self.target = target
+        self.target = ScreenTarget(target.window_id)  # its messages name no title: they are journaled
         self.period_s = 1.0 / fps
         self.grabber = ScreenGrabber()
 

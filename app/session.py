@@ -37,6 +37,7 @@ from events import (
     ModelLoaded,
     Problem,
     ReplyTruncated,
+    ScreenSharingChanged,
     SpeechEnded,
     SpeechProgress,
     SpeechStarted,
@@ -249,6 +250,10 @@ class Session(QObject):
             problem = device_problem(event)
             if problem:
                 self._report(Problem(problem))
+        elif isinstance(event, ScreenSharingChanged):
+            self._report(event)
+            if event.reason:
+                self._report(Problem(event.reason))
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)

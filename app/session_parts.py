@@ -54,7 +54,7 @@ class AudioEvents(QObject):
         self.arrived.emit(event)
 
 
-DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera"}
+DEVICE_WORDS = {"input": "microphone", "output": "speaker", "camera": "camera", "screen": "screen capture"}
 
 
 def device_problem(event: DeviceLost | DeviceUnavailable | DeviceRestored) -> str:

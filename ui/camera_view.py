@@ -17,12 +17,12 @@ PREVIEW_HEIGHT = 180
 VIDEO_FILE = "\0video-file"  # the picker's "Video file…" item
 
 
-def preview_image(rgb: np.ndarray, max_width: int = PREVIEW_WIDTH) -> QImage:
+def preview_image(rgb: np.ndarray, max_width: int = PREVIEW_WIDTH, mirror: bool = True) -> QImage:
     """(h, w, 3) uint8 RGB as a QImage at most `max_width` wide, mirrored like a mirror (the user's
-    right hand on the right)."""
+    right hand on the right) unless `mirror` is off (a shared screen)."""
     width = rgb.shape[1]
     step = max(1, -(-width // max_width))
-    small = np.ascontiguousarray(rgb[::step, ::-step])
+    small = np.ascontiguousarray(rgb[::step, ::-step] if mirror else rgb[::step, ::step])
     height, width = small.shape[:2]
     return QImage(small.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 

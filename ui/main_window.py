@@ -28,6 +28,7 @@ from ui.conversation_list import ConversationList
 from ui.level_meter import LevelMeter
 from ui.pending_turn import PendingTurnLabel
 from ui.problems import ProblemList
+from ui.screen_view import ScreenView
 from ui.talk_key import TalkKey
 from ui.transcript import TranscriptView
 from ui.tray import Tray
@@ -113,7 +114,11 @@ class MainWindow(QMainWindow):
         self.transcript = TranscriptView(root)
         middle.addWidget(self.transcript, 1)
         self.camera_view = CameraView(root)
-        middle.addWidget(self.camera_view)
+        self.screen_view = ScreenView(root)  # screen sharing, with its indicator (issue 15)
+        side = QVBoxLayout()
+        side.addWidget(self.camera_view)
+        side.addWidget(self.screen_view)
+        middle.addLayout(side)
         layout.addLayout(middle, 1)
         self._build_indicators(root, layout)
         self._build_entry(root, layout)
