@@ -160,6 +160,10 @@ class RealtimeEngine:
     def abandon(self) -> None:
         self.queue_command("abandon")
 
+    def speculate(self) -> None:
+        """The user paused with everything said so far sent: the engine may compute the reply now."""
+        self.queue_command("speculate")
+
     def truncate(self, turn_id: int, heard_samples: int) -> None:
         self.queue_command("truncate", turn_id, heard_samples)
 

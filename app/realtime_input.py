@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from model.media_input import MODEL_AUDIO_RATE_HZ
-from realtime.wire import VIDEO_FRAME_APPEND, Resampler, encode_pcm16, image_data_url, new_id, to_wire
+from realtime.wire import (
+    SPECULATE,
+    VIDEO_FRAME_APPEND,
+    Resampler,
+    encode_pcm16,
+    image_data_url,
+    new_id,
+    to_wire,
+)
 
 APPEND_SAMPLES = MODEL_AUDIO_RATE_HZ // 5  # 200 ms of audio per append event at most
 
@@ -60,6 +68,16 @@ class InputStream:
         self.samples += samples.size
         events += self._appends(self._resampler.push(samples))
         return events
+
+    def speculate(self) -> list[dict[str, Any]]:
+        """At a pause: the rest of the stream (flushed; more audio starts a new one, as the server's
+        buffer does) and the request to compute the reply now (`realtime/speculation.py`). Nothing
+        for a turn with camera frames or no audio: the server would not keep it."""
+        if self.frames or not self.samples:
+            return []
+        events = self._appends(self._resampler.push(np.zeros(0, np.float32), last=True))
+        self._resampler = to_wire()
+        return [*events, _event(SPECULATE)]
 
     def _appends(self, wire_audio: np.ndarray) -> list[dict[str, Any]]:
         step = APPEND_SAMPLES * 3 // 2

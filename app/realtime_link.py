@@ -192,6 +192,9 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
     if kind == "listen":
         for event in client.input.pieces(*args):
             client.send(event)
+    elif kind == "speculate":
+        for event in client.input.speculate():
+            client.send(event)
     elif kind == "respond":
         turn_id, turn = args
         if callable(turn):

@@ -29,7 +29,8 @@ from realtime.items import (
 )
 from realtime.reply import Response, run_response
 from realtime.session_config import SessionConfig
-from realtime.wire import MAX_PENDING_ITEMS, WireError, heard_samples, new_id
+from realtime.speculation import Gate, Speculation
+from realtime.wire import MAX_PENDING_ITEMS, SPECULATE, WireError, heard_samples, new_id
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Conversation:
     last_item_id: str | None = None
     last_reply_item: str | None = None
     replies: int = 0
+    speculation: Speculation | None = None
 
     def __post_init__(self) -> None:
         self.config = SessionConfig.initial(self.host)
@@ -102,6 +104,7 @@ class Conversation:
         handler(self, event)
 
     def session_update(self, event: dict[str, Any]) -> None:
+        self._drop_speculation()
         updated = self.config.updated(event.get("session"), self.host)
 
         def apply() -> None:
@@ -112,10 +115,12 @@ class Conversation:
         self._locked(apply)
 
     def audio_append(self, event: dict[str, Any]) -> None:
+        self._drop_speculation()
         self.buffer.append_audio(event.get("audio"))
         self._listen()
 
     def frame_append(self, event: dict[str, Any]) -> None:
+        self._drop_speculation()
         self.buffer.append_frame(event)
         self._listen()
 
@@ -127,8 +132,13 @@ class Conversation:
     def audio_commit(self, event: dict[str, Any]) -> None:
         if self.buffer.empty:
             raise WireError("the input audio buffer is empty", code="input_audio_buffer_commit_empty")
+        spec = self.speculation
         turn, self.buffer = self.buffer.turn(), InputBuffer()
         item_id = _str(event.get("item_id")) or new_id("item")
+        if spec is not None and spec.matches(int(turn.audio.size if turn.audio is not None else 0), 0):
+            turn, item_id, spec.committed = spec.response.turn, spec.user_item_id, True
+        else:
+            self._drop_speculation()
         self._add_user(UserItem(item_id, turn))
         self.send(
             {
@@ -141,11 +151,13 @@ class Conversation:
         self._announce(user_item_json(item_id, turn))
 
     def audio_clear(self, _event: dict[str, Any]) -> None:
+        self._drop_speculation()
         self.buffer = InputBuffer()
         self._locked(lambda: self.engine.abandon_turn())
         self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
 
     def item_create(self, event: dict[str, Any]) -> None:
+        self._drop_speculation()
         item = event.get("item")
         if not isinstance(item, dict) or item.get("type", "message") != "message":
             raise WireError("only message items are supported", param="item.type")
@@ -216,6 +228,9 @@ class Conversation:
             raise WireError("nothing to answer: commit audio or create a user item first")
         options = event.get("response")
         options = options if isinstance(options, dict) else {}
+        if self._promote(options):
+            return
+        self._drop_speculation()
         turn = merge_turns([p.turn for p in self.pending])
         spoken = next((p.item_id for p in reversed(self.pending) if p.turn.audio is not None), None)
         self.pending = []
@@ -251,6 +266,86 @@ class Conversation:
         self.last_item_id = response.item_id
         self._locked(run)
 
+    # -- a response computed at the user's pause (realtime/speculation.py) ----------------------------
+
+    def speculate(self, _event: dict[str, Any]) -> None:
+        """Compute the response to the buffer as it is now, holding its events. Ignored when it
+        could not be kept (a response is running, items wait, the turn has camera frames)."""
+        self._drop_speculation()
+        if self.active is not None or self.pending or self.buffer.frames or self.buffer.empty:
+            return
+        turn = self.buffer.turn()
+        self._listen()
+        response = Response(
+            id=new_id("resp"),
+            item_id=new_id("item"),
+            number=self.replies + 1,
+            turn=turn,
+            audio=self.config.response_speaks(None, self.host),
+            audio_item_id=new_id("item"),
+        )
+        assert response.audio_item_id is not None and turn.audio is not None
+        spec = Speculation(response, Gate(self.send), int(turn.audio.size), 0, response.audio_item_id)
+        self.speculation = spec
+
+        def run() -> None:
+            from model.speculation import checkpoint
+
+            spec.point = checkpoint(self.engine)
+            try:
+                run_response(self.engine, response, spec.gate.send)
+            except ConnectionError as error:
+                log.info("speculative response %s stopped: %s", response.id, error)
+            finally:
+                spec.gate.finish()
+                if self.active is response:
+                    self.active = None
+
+        self._locked(run)
+
+    def _promote(self, options: dict[str, Any]) -> bool:
+        """Answer `response.create` with the speculative response, if it was computed from exactly
+        the committed turn and nothing else waits."""
+        spec = self.speculation
+        if spec is None or not spec.committed or [p.item_id for p in self.pending] != [spec.user_item_id]:
+            return False
+        if self.config.response_speaks(options.get("output_modalities"), self.host) != spec.response.audio:
+            return False
+        self.speculation, self.pending = None, []
+        response = spec.response
+        metadata = options.get("metadata")
+        response.metadata = metadata if isinstance(metadata, dict) else None
+        self.replies += 1
+        self.active = response
+        self.last_reply_item = self.last_item_id = response.item_id
+        self.send(
+            {
+                "type": "response.created",
+                "event_id": new_id("event"),
+                "response": response.json("in_progress"),
+            }
+        )
+        if spec.gate.open(response.metadata) and self.active is response:
+            self.active = None
+        return True
+
+    def _drop_speculation(self) -> None:
+        """Stop the speculative response and rewind the engine to before it (on the job thread,
+        after it: jobs run in order)."""
+        spec, self.speculation = self.speculation, None
+        if spec is None:
+            return
+        spec.response.cancel.set()
+        spec.gate.drop()
+
+        def rewind() -> None:
+            from model.speculation import rewind
+
+            if spec.point is not None:
+                rewind(self.engine, spec.point)
+
+        self._locked(rewind)
+
     def response_cancel(self, event: dict[str, Any]) -> None:
         active, wanted = self.active, event.get("response_id")
         if active is None or (wanted is not None and wanted != active.id):
@@ -279,4 +374,5 @@ HANDLERS: dict[str, Callable[[Conversation, dict[str, Any]], None]] = {
     "conversation.item.truncate": Conversation.item_truncate,
     "response.create": Conversation.response_create,
     "response.cancel": Conversation.response_cancel,
+    SPECULATE: Conversation.speculate,
 }

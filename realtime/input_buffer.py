@@ -110,8 +110,10 @@ class InputBuffer:
         return Piece(joined, frames, self.fps)
 
     def turn(self) -> UserTurn:
-        """The whole turn for `Engine.respond` (the stream flushed: its audio is all the pieces)."""
+        """The whole turn for `Engine.respond` (the stream flushed: its audio is all the pieces; more
+        audio after a speculative reply starts a new stream, as the client's does)."""
         tail = self._resampler.push(np.zeros(0, np.float32), last=True)
+        self._resampler = from_wire()
         if tail.size:
             self.audio.append(tail)
             self.samples += int(tail.size)

@@ -28,7 +28,8 @@ API_KEY_ENV = "OMNIDESK_API_KEY"  # where `omnidesk serve` and the app's client 
 
 VIDEO_FRAME_APPEND = "input_video_frame.append"
 MODEL_STATUS = "omnidesk.model_status"
-EXTENSION_EVENTS = frozenset({VIDEO_FRAME_APPEND, MODEL_STATUS})
+SPECULATE = "omnidesk.input_audio_buffer.speculate"  # realtime/speculation.py
+EXTENSION_EVENTS = frozenset({VIDEO_FRAME_APPEND, MODEL_STATUS, SPECULATE})
 
 MAX_EVENT_BYTES = 8 * 2**20  # one websocket message (a 1280x1280 PNG fits)
 MAX_TURN_AUDIO_S = 300.0  # one input audio buffer
