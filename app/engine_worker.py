@@ -67,6 +67,7 @@ class EngineWorker(EngineSignals):
         self._loader = loader
         self._demo_dir = demo_dir
         self.engine: Any = None
+        self.tools: tuple[Any, ...] = ()  # ToolSpecs the model may call, given to every engine made
         self.model_info: ModelInfo | None = None
         self.load_cancel = threading.Event()
 
@@ -148,6 +149,7 @@ class EngineWorker(EngineSignals):
             speaker=request.speaker,
             system_prompt=request.system_prompt or VOICE_CHAT_PROMPT,
             speak=request.speak,
+            tools=self.tools,
             **options,
         )
         return Engine(loaded.model, loaded.processor, settings)
@@ -235,6 +237,13 @@ class EngineWorker(EngineSignals):
             self.recording.clear()
         self.report(EngineConfigured(self.engine.settings.speaker, self.engine.settings.system_prompt))
 
+    @Slot(object)
+    def set_tools(self, tools: tuple[Any, ...]) -> None:
+        """The tools the model may call (declared in its system turn; a conversation keeps its turns)."""
+        self.tools = tuple(tools)
+        if self.engine is not None:
+            self.engine.configure(tools=self.tools)
+
     @Slot()
     def new_conversation(self) -> None:
         if self.engine is not None:
@@ -280,6 +289,7 @@ class EngineThread(QObject):
     _respond = Signal(int, object, object)
     _truncate = Signal(int, object)  # heard samples: "all of it" is 1 << 40, beyond a C int
     _configure = Signal(str, str)
+    _set_tools = Signal(object)
     _new_conversation = Signal()
     _restore = Signal(object)
     _listen = Signal(object, object, float)
@@ -297,6 +307,7 @@ class EngineThread(QObject):
         self._respond.connect(worker.respond)
         self._truncate.connect(worker.truncate)
         self._configure.connect(worker.configure)
+        self._set_tools.connect(worker.set_tools)
         self._new_conversation.connect(worker.new_conversation)
         self._restore.connect(worker.restore)
         self._listen.connect(worker.listen)
@@ -331,6 +342,9 @@ class EngineThread(QObject):
 
     def configure(self, speaker: str, system_prompt: str) -> None:
         self._configure.emit(speaker, system_prompt)
+
+    def set_tools(self, tools: tuple[Any, ...]) -> None:
+        self._set_tools.emit(tuple(tools))
 
     def new_conversation(self) -> None:
         self._new_conversation.emit()

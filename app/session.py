@@ -43,6 +43,7 @@ from events import (
     SpeechStarted,
     StateChanged,
     TextDelta,
+    ToolCallRequested,
     TurnFinished,
     TurnStats,
     UserTurnSent,
@@ -79,6 +80,7 @@ class Session(QObject):
         persona: Persona | None = None,
         voice: str = "",
         mode: str = "hands-free",
+        tools: Any = None,  # app.tool_flow.ToolFlow: runs the reply's tool calls, then the reply goes on
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -86,6 +88,7 @@ class Session(QObject):
         self.audio_input = audio_input
         self.playback = playback
         self.camera = camera
+        self.tools = tools
         self._live = LiveFeed()  # the turn being spoken, to the engine (audio thread only)
         self.persona = persona
         self.voice = voice
@@ -299,6 +302,8 @@ class Session(QObject):
         if turn_id not in self._generating and not still_playing:
             return
         self.engine.cancel(turn_id)
+        if self.tools is not None:
+            self.tools.cancel(turn_id)
         if heard_samples is None:
             heard_samples = KEEP_ALL_SAMPLES
             if self.speaks and self.playback is not None:
@@ -351,6 +356,13 @@ class Session(QObject):
             case FirstAudio(turn_id, written_s):
                 self._on_first_audio(turn_id, written_s)
                 return
+            case ToolCallRequested() if self.tools is not None and event.turn_id not in self._interrupted:
+                self._report(event)  # shown before what running it reports
+                self.tools.on_call(event)
+                return
+            case TurnFinished(turn_id, stats) if self._calls_pending(turn_id, stats):
+                self.tools.reply_ended(turn_id)  # the turn goes on with the calls' results
+                return
             case TurnFinished(turn_id, stats):
                 if not self._on_turn_finished(turn_id, stats):
                     return
@@ -369,6 +381,9 @@ class Session(QObject):
                 else:
                     self._set_state(self._resting_state())
         self._report(event)
+
+    def _calls_pending(self, turn_id: int, stats: TurnStats) -> bool:
+        return bool(stats.tool_calls) and self.tools is not None and turn_id not in self._interrupted
 
     def _on_text_delta(self, turn_id: int) -> bool:
         if turn_id in self._interrupted:

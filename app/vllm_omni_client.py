@@ -101,6 +101,7 @@ class VllmOmniEngine:
         self.voice = "ethan"
         self.prompt = ""
         self.speak = True
+        self.tools: tuple[Any, ...] = ()
         self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._cancelled: set[int] = set()
         self._streaming: dict[int, Any] = {}
@@ -118,6 +119,11 @@ class VllmOmniEngine:
 
     def respond(self, turn_id: int, turn: Any) -> None:
         self._jobs.put(("respond", turn_id, turn))
+
+    def set_tools(self, tools: tuple[Any, ...]) -> None:
+        """Kept, not yet sent: the chat completions' `tools` and streamed `tool_calls` are not carried
+        here yet, so a vLLM-Omni engine answers without tools (README, "Engines")."""
+        self.tools = tuple(tools)
 
     def cancel(self, turn_id: int) -> None:
         """Stop reply `turn_id`: vLLM-Omni aborts a request whose stream is closed."""
