@@ -99,6 +99,16 @@ class SpeechProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The user paused long enough that the turn's audio would be complete if it ended here: every
+    sample of it has gone out as `SpeechProgress`, and more goes out only when speech resumes. If
+    the turn ends at this pause, its `SpeechEnded.audio` is exactly what was sent, so a reply
+    computed now (the speculative reply) is the reply to the turn."""
+
+    time_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEnded:
     """A finished user turn: 16 kHz mono int16 audio, pre-roll included."""
 

@@ -4,7 +4,10 @@ Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_wi
 (`SpeechStarted`, timed at its first voiced frame). At each pause of `end_of_turn.pause_ms` a judge
 (the end-of-turn model, off this thread: `turn_judge`) is asked whether the turn is complete; yes ends
 it once the pause reaches `end_of_turn.earliest_ms` (`SpeechEnded.ended_early`), no keeps listening
-until `end_of_turn.ceiling_ms` of silence.
+until `end_of_turn.ceiling_ms` of silence. With `speculate`, a pause that reaches `trailing_ms` (so
+that the turn's audio is complete, were it to end) and does not end the turn yet is announced
+(`SpeechPaused`, everything so far sent) and later audio held back until speech resumes: a turn
+that ends at that pause is exactly the audio sent, so the engine may compute its reply meanwhile.
 Without a judge, `end_of_turn.silence_only_ms` of silence ends it; `max_turn_ms` always does
 (`SpeechEnded` with the audio from `pre_roll_ms` before the start to `trailing_ms` after the last
 speech). A turn with less than `min_turn_ms` of speech, or whose speech does not stand out of the
@@ -28,7 +31,7 @@ from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
 from audio_io.turn_judge import TurnJudge
 from audio_io.vad import VadConfig, VoiceActivity, level_db
-from events import SpeechEnded, SpeechProgress, SpeechStarted
+from events import SpeechEnded, SpeechPaused, SpeechProgress, SpeechStarted
 
 TurnMode = Literal["hands_free", "push_to_talk"]
 
@@ -49,6 +52,7 @@ class TurnConfig:
     min_turn_ms: int = 250
     max_turn_ms: int = 30_000
     progress_ms: int = 500  # SpeechProgress every this much audio of a turn (0: none)
+    speculate: bool = True  # SpeechPaused at pauses that may end the turn (needs progress_ms > 0)
 
     def __post_init__(self) -> None:
         if self.mode not in ("hands_free", "push_to_talk"):
@@ -77,6 +81,7 @@ class TurnDetector:
         self._previous_speech = False
         self._levels_db: list[tuple[bool, float]] = []  # the current turn's frames: (speech, level)
         self._asked: int | None = None  # the pause (frame index) the judge was asked about
+        self._paused: int | None = None  # frames of the turn sent when SpeechPaused went out
         self._complete: float | None = None  # the judge's "complete" for this pause
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
@@ -102,7 +107,18 @@ class TurnDetector:
     def _progress(self) -> SpeechProgress | None:
         """The frames of the current turn not sent yet, once there are `progress_ms` of them."""
         every = self.config.progress_ms // MIC_FRAME_MS
-        if self._turn is None or every <= 0 or len(self._turn) - self._sent < every:
+        if (
+            self._turn is None
+            or every <= 0
+            or len(self._turn) - self._sent < every
+            or self._paused is not None
+        ):
+            return None
+        return self._send_rest()
+
+    def _send_rest(self) -> SpeechProgress | None:
+        assert self._turn is not None
+        if len(self._turn) == self._sent:
             return None
         frames, self._sent = self._turn[self._sent :], len(self._turn)
         return SpeechProgress(
@@ -147,7 +163,7 @@ class TurnDetector:
         self._levels_db.append((raw, self._vad.level_db))
         if speech:
             self._last_speech = frame
-            self._asked = self._complete = None
+            self._asked = self._complete = self._paused = None
         assert self._start is not None and self._last_speech is not None
         silence_ms = (frame.index - self._last_speech.index) * MIC_FRAME_MS
         length_ms = (frame.index - self._start.index) * MIC_FRAME_MS
@@ -155,8 +171,10 @@ class TurnDetector:
         if length_ms >= c.max_turn_ms:
             return [self._end(end_s)]
         if self.judge is None:
-            return [self._end(end_s)] if silence_ms >= c.end_of_turn.silence_only_ms else []
-        return self._judged(frame, silence_ms, end_s)
+            ended = [self._end(end_s)] if silence_ms >= c.end_of_turn.silence_only_ms else []
+        else:
+            ended = self._judged(frame, silence_ms, end_s)
+        return ended or self._pause(frame, silence_ms)
 
     def _judged(self, frame: MicFrame, silence_ms: int, end_s: float) -> list[object]:
         """Ask the judge at a pause; end on its "complete", or at the silence ceiling."""
@@ -173,6 +191,16 @@ class TurnDetector:
         if silence_ms >= policy.ceiling_ms:
             return [self._end(end_s)]
         return []
+
+    def _pause(self, frame: MicFrame, silence_ms: int) -> list[object]:
+        """At the pause's `trailing_ms`: everything of the turn so far out, then `SpeechPaused`;
+        later audio waits (`speculate`)."""
+        c = self.config
+        if not c.speculate or c.progress_ms <= 0 or self._paused is not None or silence_ms < c.trailing_ms:
+            return []
+        rest = self._send_rest()
+        self._paused = self._sent
+        return [*([rest] if rest is not None else []), SpeechPaused(time_s=frame.time_s)]
 
     def _begin(self) -> SpeechStarted:
         c = self.config
@@ -206,7 +234,7 @@ class TurnDetector:
         c = self.config
         assert self._turn is not None and self._start is not None and self._last_speech is not None
         turn, start, last = self._turn, self._start, self._last_speech
-        self._turn = self._start = self._last_speech = self._asked = self._complete = None
+        self._turn = self._start = self._last_speech = self._asked = self._complete = self._paused = None
         self._sent = 0
         if c.mode == "push_to_talk":
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)

@@ -165,3 +165,25 @@ def test_the_app_chain_maps_its_settings_to_the_detector_and_the_monitor() -> No
     assert chain._turns().config.end_of_turn == replace(policy_for("eager"), silence_only_ms=700)
     assert chain._barge_in_config().recovery == "duck"
     assert MicrophoneChain(MeteredPlayer(object()))._barge_in_config().recovery == "pause"
+
+
+def test_a_pause_sends_the_turn_so_far_and_a_turn_ending_there_is_exactly_that() -> None:
+    """What a speculative reply is computed from (everything sent at `SpeechPaused`) is the turn,
+    when it ends at that pause; after a pause the user goes on from, nothing is lost either."""
+    from bench.rig.turn_set import frames_of
+    from events import SpeechPaused, SpeechProgress
+
+    turn = detector(scripted(0.1))  # "not complete": the 600 ms pause is inside the turn
+    quiet = np.zeros(MIC_RATE_HZ, np.float32)
+    first, second = say("I would like to book a table", MIC_RATE_HZ), say("for two people", MIC_RATE_HZ)
+    signal = np.concatenate([quiet, first, quiet[: MIC_RATE_HZ * 6 // 10], second, quiet, quiet])
+    events = [event for frame in frames_of(signal) for event in turn.process(frame)]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("SpeechStarted") == kinds.count("SpeechEnded") == 1, kinds
+    assert kinds.count("SpeechPaused") == 2  # the pause inside the sentence, and the one that ends it
+    last_pause = max(i for i, e in enumerate(events) if isinstance(e, SpeechPaused))
+    assert not any(isinstance(e, SpeechProgress) for e in events[last_pause:])  # held back meanwhile
+    streamed = np.concatenate([e.audio for e in events if isinstance(e, SpeechProgress)])
+    ended = events[-1]
+    assert isinstance(ended, SpeechEnded) and np.array_equal(ended.audio, streamed)
+    assert ended.audio.size > first.size + second.size + 0.6 * MIC_RATE_HZ
