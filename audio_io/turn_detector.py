@@ -171,7 +171,7 @@ class TurnDetector:
         if length_ms >= c.max_turn_ms:
             return [self._end(end_s)]
         if self.judge is None:
-            ended = [self._end(end_s)] if silence_ms >= c.end_of_turn.silence_only_ms else []
+            ended: list[object] = [self._end(end_s)] if silence_ms >= c.end_of_turn.silence_only_ms else []
         else:
             ended = self._judged(frame, silence_ms, end_s)
         return ended or self._pause(frame, silence_ms)
