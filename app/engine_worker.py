@@ -360,6 +360,10 @@ class EngineThread(QObject):
     def abandon(self) -> None:
         self._abandon.emit()
 
+    def speculate(self) -> None:
+        """Not in process: the engine in its own process computes the reply at a pause
+        (`realtime/speculation.py`); tests and benches here get the plain reply at the turn's end."""
+
     def history(self) -> list[Message]:
         return self.worker.history()
 

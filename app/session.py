@@ -39,6 +39,7 @@ from events import (
     ReplyTruncated,
     ScreenSharingChanged,
     SpeechEnded,
+    SpeechPaused,
     SpeechProgress,
     SpeechStarted,
     StateChanged,
@@ -133,9 +134,12 @@ class Session(QObject):
     def post_audio_event(self, event: object) -> None:
         """Deliver an audio-layer event from any thread. The turn's audio while it is spoken goes
         straight to the engine worker (prefilled as it arrives); the rest is handled on the Qt thread."""
-        if isinstance(event, SpeechProgress):
+        if isinstance(event, SpeechProgress | SpeechPaused):
             if self.model_info is not None and not self.muted:
-                self._live.send(self.engine, self.camera, event)
+                if isinstance(event, SpeechPaused):
+                    self.engine.speculate()
+                else:
+                    self._live.send(self.engine, self.camera, event)
             return
         self._audio_events.post(event)
 

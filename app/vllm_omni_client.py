@@ -159,6 +159,9 @@ class VllmOmniEngine:
     def abandon(self) -> None:
         """Nothing was sent while the user spoke, so nothing to take back."""
 
+    def speculate(self) -> None:
+        """vLLM-Omni's protocol has no reply computed ahead: its reply starts at the turn's end."""
+
     def history(self) -> list[Message]:
         return self.conversation.messages()
 
