@@ -35,6 +35,7 @@ from events import (
     Message,
     ReplyTruncated,
     TextDelta,
+    ToolCallRequested,
     TurnFinished,
     TurnStats,
     UserTranscript,
@@ -59,6 +60,7 @@ class PendingReply:
     response_id: str | None = None
     item_id: str | None = None
     text: list[str] = field(default_factory=list)
+    calls: int = 0  # function calls of this response: the turn goes on once their outputs are back
     samples: int = 0
     first_text_s: float | None = None
     cancelled: bool = False
@@ -119,6 +121,7 @@ class RealtimeEngine:
         self.announced = False  # `loaded` was emitted for the current load
         self.load_error: str | None = None
         self.speak = True  # replies of this session are spoken
+        self.tools: tuple[Any, ...] = ()  # ToolSpecs, sent in session.update on every link
 
     # -- EngineClient ----------------------------------------------------------------------------
 
@@ -169,6 +172,10 @@ class RealtimeEngine:
 
     def configure(self, speaker: str, system_prompt: str) -> None:
         self.queue_command("configure", speaker, system_prompt)
+
+    def set_tools(self, tools: tuple[Any, ...]) -> None:
+        self.tools = tuple(tools)
+        self.queue_command("set_tools")
 
     def new_conversation(self) -> None:
         self.queue_command("new_conversation")
@@ -306,8 +313,9 @@ class RealtimeEngine:
 
     def _on_response_output_item_added(self, event: dict[str, Any]) -> None:
         reply = self._reply_of(event)
-        item_id = (event.get("item") or {}).get("id")
-        if reply is not None and isinstance(item_id, str):
+        item = event.get("item") or {}
+        item_id = item.get("id")
+        if reply is not None and isinstance(item_id, str) and item.get("type", "message") == "message":
             reply.item_id = item_id
             self.item_of_turn[reply.turn_id] = item_id
             self.item_of_turn = {t: i for t, i in self.item_of_turn.items() if t > reply.turn_id - 64}
@@ -332,6 +340,18 @@ class RealtimeEngine:
         reply.samples += pcm.size
         self.recording.reply(reply.turn_id, pcm)
         self.feeder.write(chunk)
+
+    def _on_response_function_call_arguments_done(self, event: dict[str, Any]) -> None:
+        """A call of the model: the app runs it and sends back a `function_call_output`."""
+        reply = self._reply_of(event)
+        if reply is None or reply.cancelled:
+            return
+        reply.calls += 1
+        name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
+        call = ToolCallRequested(
+            reply.turn_id, str(event.get("call_id")), name, arguments, time.perf_counter()
+        )
+        self.signals.report(call)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         reply = self._reply_of(event)
@@ -360,6 +380,7 @@ class RealtimeEngine:
             text_tokens=int(usage.get("output_tokens") or 0),
             audio_samples=reply.samples,
             cancelled=status == "cancelled",
+            tool_calls=reply.calls if status == "completed" else 0,
         )
         self.signals.report(TurnFinished(reply.turn_id, stats))
 

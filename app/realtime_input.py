@@ -96,6 +96,9 @@ class InputStream:
             events += self.pieces(audio[self.samples :], frames, video.fps if video is not None else 0.0)
             events += self._appends(self._resampler.push(np.zeros(0, np.float32), last=True))
             events.append(_event("input_audio_buffer.commit"))
+        for result in turn.tool_results:
+            item = {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
+            events.append(_event("conversation.item.create", item=item))
         content: list[dict[str, Any]] = []
         if turn.text.strip():
             content.append({"type": "input_text", "text": turn.text})

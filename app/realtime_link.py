@@ -153,6 +153,7 @@ def _begin(client: RealtimeEngine) -> None:
         session["instructions"] = client.prompt
     if speak and client.voice:
         session["audio"] = {"output": {"voice": client.voice}}
+    session["tools"] = tools_json(client.tools)
     client.send({"type": "session.update", "event_id": new_id("event"), "session": session})
     client.input.reset()
     client.speak = speak
@@ -207,7 +208,11 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
             now = time.perf_counter()
             client.signals.report(TurnFinished(turn_id, _cancelled_stats(now)))
             return
-        if turn_id not in client.replies:
+        if turn.tool_results:
+            going_on = PendingReply(turn_id, time.perf_counter(), client.speak, turn=turn)
+            going_on.text.append(client.conversation.reply_text(turn_id))  # the reply goes on after the calls
+            client.replies[turn_id] = going_on
+        elif turn_id not in client.replies:
             audio = None if turn.audio is None else turn.audio
             client.conversation.user(turn_id, turn.text, _model_audio(audio), tuple(turn.images))
             if audio is not None:
@@ -231,6 +236,9 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
         _truncate(client, *args)
     elif kind == "configure":
         _configure(client, *args)
+    elif kind == "set_tools":
+        session = {"type": "realtime", "tools": tools_json(client.tools)}
+        client.send({"type": "session.update", "event_id": new_id("event"), "session": session})
     elif kind == "new_conversation":
         client.conversation.clear()
         client.recording.clear()
@@ -362,3 +370,10 @@ def _model_audio(audio: Any) -> Any:
     import numpy as np
 
     return None if audio is None else np.asarray(audio).reshape(-1)
+
+
+def tools_json(tools: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """`session.tools`: the function tools the model may call (the app runs them)."""
+    from realtime.session_config import tool_json
+
+    return [tool_json(tool) for tool in tools]

@@ -24,6 +24,7 @@ from realtime.items import (
     item_events,
     merge_turns,
     reply_text,
+    tool_output_turn,
     user_item_json,
     user_turn,
 )
@@ -159,8 +160,11 @@ class Conversation:
     def item_create(self, event: dict[str, Any]) -> None:
         self._drop_speculation()
         item = event.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            self._add_tool_output(item)
+            return
         if not isinstance(item, dict) or item.get("type", "message") != "message":
-            raise WireError("only message items are supported", param="item.type")
+            raise WireError("only message and function_call_output items are supported", param="item.type")
         role = item.get("role")
         item_id = _str(item.get("id")) or new_id("item")
         if role == "user":
@@ -171,6 +175,21 @@ class Conversation:
             self._restore_reply(item_id, reply_text(item.get("content")))
         else:
             raise WireError(f"role {role!r} items are not supported (instructions go in session.update)")
+
+    def _add_tool_output(self, item: dict[str, Any]) -> None:
+        """A call's result: it waits with the user items for `response.create`, which goes on with it."""
+        made = self.active.calls if self.active is not None else []
+        turn = tool_output_turn(item, {c["call_id"]: c["name"] for c in made})
+        item_id = _str(item.get("id")) or new_id("item")
+        self._add_user(UserItem(item_id, turn))
+        result = turn.tool_results[0]
+        shown = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call_output",
+            "status": "completed",
+        }
+        self._announce({**shown, "call_id": result.call_id, "output": result.output})
 
     def _add_user(self, item: UserItem) -> None:
         if len(self.pending) >= MAX_PENDING_ITEMS:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from model.media_input import MODEL_AUDIO_RATE_HZ, UserTurn
+from model.tool_format import ToolResult
 from realtime.wire import (
     MAX_TURN_AUDIO_S,
     WIRE_RATE_HZ,
@@ -71,7 +72,32 @@ def merge_turns(turns: list[UserTurn]) -> UserTurn:
     base = with_audio[0] if with_audio else UserTurn()
     text = "\n".join(t.text for t in turns if t.text.strip())
     images = tuple(image for t in turns for image in t.images)
-    return replace(base, text=text, images=images)
+    results = tuple(result for t in turns for result in t.tool_results)
+    return replace(base, text=text, images=images, tool_results=results)
+
+
+def tool_output_turn(item: dict[str, Any], names: dict[str, str]) -> UserTurn:
+    """A `function_call_output` item: the result of one of the model's calls (by `call_id`)."""
+    call_id, output = item.get("call_id"), item.get("output")
+    if not isinstance(call_id, str) or not call_id:
+        raise WireError("a function_call_output needs the call_id it answers", param="item.call_id")
+    if not isinstance(output, str):
+        raise WireError("a function_call_output needs an output string", param="item.output")
+    return UserTurn(tool_results=(ToolResult(call_id, names.get(call_id, ""), output),))
+
+
+def function_call_json(
+    item_id: str, call_id: str, name: str, arguments: str, *, status: str
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
 
 
 def reply_text(content: Any) -> str:

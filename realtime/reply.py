@@ -8,8 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import AudioChunk, EngineError, TextDelta, TurnFinished, TurnStats, UserTranscript
-from realtime.items import assistant_item_json
+from events import (
+    AudioChunk,
+    EngineError,
+    TextDelta,
+    ToolCallRequested,
+    TurnFinished,
+    TurnStats,
+    UserTranscript,
+)
+from realtime.items import assistant_item_json, function_call_json
 from realtime.wire import WIRE_RATE_HZ, Resampler, encode_pcm16, error_event, new_id
 
 
@@ -23,6 +31,7 @@ class Response:
     metadata: dict[str, Any] | None = None
     audio_item_id: str | None = None  # the user item whose audio the engine transcribes
     cancel: threading.Event = field(default_factory=threading.Event)
+    calls: list[dict[str, Any]] = field(default_factory=list)  # its function_call items, as they came
 
     def json(self, status: str, output: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
         return {
@@ -66,6 +75,8 @@ def run_response(engine: Any, response: Response, send: Callable[[dict[str, Any]
                     to_wire = to_wire or Resampler(event.sample_rate, WIRE_RATE_HZ)
                 pcm = to_wire.push(event.pcm) if to_wire is not None else event.pcm
                 out("response.output_audio.delta", **part_where, delta=encode_pcm16(pcm))
+            elif isinstance(event, ToolCallRequested):
+                send_call(response, event, out)
             elif isinstance(event, UserTranscript) and response.audio_item_id is not None:
                 out(
                     "conversation.item.input_audio_transcription.completed",
@@ -99,10 +110,26 @@ def run_response(engine: Any, response: Response, send: Callable[[dict[str, Any]
         status="completed" if status == "completed" else "incomplete",
     )
     out("response.output_item.done", response_id=response.id, output_index=0, item=final)
+    output = [final, *response.calls]
     out(
         "response.done",
-        response=response.json(status, [final], usage=_usage(stats), status_details=_details(status)),
+        response=response.json(status, output, usage=_usage(stats), status_details=_details(status)),
     )
+
+
+def send_call(response: Response, call: ToolCallRequested, out: Callable[..., None]) -> None:
+    """A call of the model as the protocol carries it (and vLLM-Omni too): a `function_call` output
+    item, its arguments as a delta and done; the client runs it and returns a `function_call_output`."""
+    index = 1 + len(response.calls)
+    item_id = new_id("item")
+    where = {"response_id": response.id, "item_id": item_id, "output_index": index, "call_id": call.call_id}
+    added = function_call_json(item_id, call.call_id, call.name, "", status="in_progress")
+    out("response.output_item.added", response_id=response.id, output_index=index, item=added)
+    out("response.function_call_arguments.delta", **where, delta=call.arguments)
+    out("response.function_call_arguments.done", **where, name=call.name, arguments=call.arguments)
+    item = function_call_json(item_id, call.call_id, call.name, call.arguments, status="completed")
+    out("response.output_item.done", response_id=response.id, output_index=index, item=item)
+    response.calls.append(item)
 
 
 def _usage(stats: TurnStats) -> dict[str, Any]:

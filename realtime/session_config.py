@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from model.tool_format import ToolSpec
 from realtime.wire import WIRE_RATE_HZ, WireError
 
 PCM_FORMAT = {"type": "audio/pcm", "rate": WIRE_RATE_HZ}
@@ -26,6 +27,7 @@ class SessionConfig:
     speak: bool
     model: str
     transcribe: bool = True
+    tools: tuple[ToolSpec, ...] = ()  # `tools`: the functions the model may call (the client runs them)
 
     @staticmethod
     def initial(host: Any) -> SessionConfig:
@@ -41,6 +43,7 @@ class SessionConfig:
             "speaker": self.voice,
             "speak": self.speak,
             "transcribe": self.transcribe,
+            "tools": self.tools,
         }
 
     def updated(self, session: Any, host: Any) -> SessionConfig:
@@ -56,6 +59,8 @@ class SessionConfig:
             if not isinstance(session["instructions"], str):
                 raise WireError("instructions must be a string", param="session.instructions")
             new = replace(new, instructions=session["instructions"])
+        if "tools" in session:
+            new = replace(new, tools=parse_tools(session["tools"]))
         if session.get("output_modalities") is not None:
             new = replace(new, speak=self.response_speaks(session["output_modalities"], host))
         audio = session.get("audio") or {}
@@ -117,6 +122,7 @@ class SessionConfig:
             "model": self.model,
             "instructions": self.instructions,
             "output_modalities": ["audio"] if self.speak else ["text"],
+            "tools": [tool_json(tool) for tool in self.tools],
             "audio": {
                 "input": {
                     "format": PCM_FORMAT,
@@ -126,3 +132,33 @@ class SessionConfig:
                 "output": {"format": PCM_FORMAT, "voice": self.voice},
             },
         }
+
+
+def parse_tools(tools: Any) -> tuple[ToolSpec, ...]:
+    """`session.tools` (function tools: name, description, parameters), or WireError naming the entry."""
+    if tools is None:
+        return ()
+    if not isinstance(tools, list):
+        raise WireError("tools must be a list", param="session.tools")
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise WireError(
+                "only function tools are supported", code="unsupported", param=f"session.tools[{i}]"
+            )
+        name, parameters = tool.get("name"), tool.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(name, str) or not name:
+            raise WireError("a function tool needs a name", param=f"session.tools[{i}].name")
+        if not isinstance(parameters, dict):
+            raise WireError("parameters must be a JSON Schema object", param=f"session.tools[{i}].parameters")
+        specs.append(ToolSpec(name, str(tool.get("description") or ""), parameters))
+    return tuple(specs)
+
+
+def tool_json(tool: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    }
