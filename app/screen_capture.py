@@ -33,6 +33,8 @@ WAYLAND_PROBLEM = (
     "session to share the screen."
 )
 
+SCREEN_FPS = 4.0  # shared screen, read and kept: a turn takes 2 a second (1 while the screen is still)
+
 
 class ScreenCaptureError(CameraError):
     """The screen or window cannot be captured; the message says why in words."""

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject
 from app.camera import Camera, CameraConfig, CameraFrame
 from app.camera_feed import FrameFeed
 from app.screen_capture import (
+    SCREEN_FPS,
     WHOLE_SCREEN,
     ScreenReader,
     ScreenTarget,
@@ -32,8 +33,6 @@ from events import ScreenSharingChanged
 from ui.screen_view import ScreenView
 
 log = logging.getLogger(__name__)
-
-SCREEN_FPS = 4.0  # read and kept: the turn takes 2 a second (1 while the screen is still)
 
 
 def screen_choices(remembered: ScreenTarget) -> list[tuple[str, ScreenTarget]]:

@@ -116,6 +116,21 @@ def first_audio_video(loaded: Any, frames: int, text_tokens: int) -> dict[str, f
     return {"first_audio_ms_video": first_ms, "video_prompt_tokens_per_s": video_tokens / 5.0}
 
 
+def first_audio_screen(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
+    """First audio for the same 5 s of audio with a shared screen's frames as the app picks them
+    (bench/screen_turn.py: a still 1920x1080 desktop), beside `first_audio_ms_video`."""
+    from bench.screen_turn import screen_turn
+
+    turn = screen_turn(tone(5.0))
+    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames}
+    stream_turn(make_engine(loaded, **settings), turn)  # warm-up
+    engine = make_engine(loaded, **settings)
+    first_ms, _ = stream_turn(engine, turn)
+    video_id = loaded.model.config.thinker_config.video_token_id
+    video_tokens = sum(int((s.ids == video_id).sum()) for s in engine.context.segments)
+    return {"first_audio_ms_screen": first_ms, "screen_prompt_tokens_per_s": video_tokens / 5.0}
+
+
 def speech_like(seconds: float) -> np.ndarray:
     """Voiced bursts over a noise floor, as int16 (what the microphone delivers)."""
     t = np.arange(int(seconds * 16_000)) / 16_000
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(first_audio(loaded, frames=frames, text_tokens=max(8, frames // 3)))
         result.update(transcription(loaded, frames=frames, text_tokens=max(8, frames // 3)))
         result.update(first_audio_video(loaded, frames=frames, text_tokens=max(8, frames // 3)))
+        result.update(first_audio_screen(loaded, frames=frames, text_tokens=max(8, frames // 3)))
         result.update(code2wav_constancy(loaded, args.long_reply_s, chunk_frames=4))
         result.update(prefill_growth(loaded, args.turns))
         result.update(cancel_latency(loaded, args.cancel_trials))
