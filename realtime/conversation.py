@@ -220,6 +220,7 @@ class Conversation:
             raise WireError("audio_end_ms must be a non-negative integer", param="audio_end_ms")
         if item_id != self.last_reply_item:
             raise WireError("only the last reply can be truncated", code="item_truncate_invalid_item_id")
+        self._drop_speculation()  # it was computed after the whole reply, which the user did not hear
 
         def truncate() -> None:
             try:
