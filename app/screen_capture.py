@@ -235,7 +235,9 @@ class ScreenReader:
     capture thread (which opens it, so the X connections belong to that thread). Its errors say
     "the shared window", not the title: they become problems, which the journal keeps."""
 
-    def __init__(self, target: ScreenTarget, fps: float) -> None:
+    def __init__(self, target: ScreenTarget, fps: float, size: list[int] | None = None) -> None:
+        """`size` ([height, width], filled by the first frame) is kept across reopens: every
+        frame of one sharing has one size (a resized window is scaled), as a turn's clip needs."""
         if target.is_window and not target.window_id:
             found = find_window(target.title)
             if found is None:
@@ -243,10 +245,18 @@ class ScreenReader:
             target = found
         self.target = ScreenTarget(target.window_id)  # its messages name no title: they are journaled
         self.period_s = 1.0 / fps
+        self.size = size if size is not None else []
         self.grabber = ScreenGrabber()
 
     def read(self) -> np.ndarray:
-        return self.grabber.grab(self.target)
+        rgb = self.grabber.grab(self.target)
+        if not self.size:
+            self.size[:] = rgb.shape[:2]
+        elif list(rgb.shape[:2]) != self.size:
+            import cv2
+
+            rgb = cv2.resize(rgb, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        return rgb
 
     def close(self) -> None:
         self.grabber.close()

@@ -121,12 +121,13 @@ class ScreenShare(QObject):
         if self.feed.on:
             return
         shared = self.target
+        size: list[int] = []  # one size for the whole sharing (ScreenReader)
         named = "the shared window" if shared.is_window else "the whole screen"  # no title: journaled
         config = CameraConfig(source=named, fps=SCREEN_FPS, store_fps=SCREEN_FPS)
         camera = Camera(
             config,
             self.on_event,
-            open_reader=lambda: ScreenReader(shared, SCREEN_FPS),
+            open_reader=lambda: ScreenReader(shared, SCREEN_FPS, size),
             kind="screen",
         )
         self.feed.run(camera)

@@ -113,6 +113,7 @@ class LiveClip:
         self.fps = turn_rate(before, audio_start_s, config)
         self.samples = 0
         self.ticks_sent = 0
+        self.shape: tuple[int, ...] | None = None  # the frames' size; another ends the frames
 
     def add(self, audio: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """(audio to feed, frames to feed) for the next piece of the turn's audio."""
@@ -129,7 +130,11 @@ class LiveClip:
             tick = self.start_s + self.ticks_sent / self.fps
             if tick > heard_until or stored[-1].time_s < tick:
                 break
-            frames.append(sample_frames(stored, tick, tick, self.fps)[0].rgb)
+            rgb = sample_frames(stored, tick, tick, self.fps)[0].rgb
+            if self.shape is not None and rgb.shape != self.shape:
+                break  # the source changed mid-turn (camera to screen): one clip takes one size
+            self.shape = rgb.shape
+            frames.append(rgb)
             self.ticks_sent += 1
         return audio, frames
 

@@ -53,6 +53,10 @@ class PatternWindow:
         self.display.sync()
         return time.perf_counter()
 
+    def resize(self, width: int, height: int) -> None:
+        self.window.configure(width=width, height=height)
+        self.display.sync()
+
     def close(self) -> None:
         self.window.destroy()
         self.display.sync()

@@ -1,15 +1,17 @@
 """The screen under Xvfb: a window with a known pattern is listed by its title and captured pixel
-for pixel, alone or as part of the whole screen, on the capture thread the camera uses; a closed
-window ends its capture, and a Wayland session without X11 is refused in words."""
+for pixel, alone or as part of the whole screen, on the capture thread the camera uses; a resized
+window keeps the sharing's frame size; a closed window ends its capture; a Wayland session without
+X11 is refused in words; a turn whose source changes size mid-turn keeps one size of frames."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
-from app.camera import Camera, CameraConfig
+from app.camera import Camera, CameraConfig, CameraFrame
 from app.screen_capture import (
     WAYLAND_PROBLEM,
     WHOLE_SCREEN,
@@ -21,6 +23,8 @@ from app.screen_capture import (
     grab,
     list_windows,
 )
+from app.turn_video import LiveClip, spoken_turn
+from model.media_input import MODEL_AUDIO_RATE_HZ
 from tests.app.test_e2e import display
 from tests.screen_pattern import FIRST, SECOND, PatternWindow, shows
 
@@ -82,3 +86,38 @@ def test_a_wayland_session_without_x11_is_refused_in_words(monkeypatch: pytest.M
     monkeypatch.delenv("WAYLAND_DISPLAY")
     monkeypatch.delenv("XDG_SESSION_TYPE", raising=False)
     assert "DISPLAY is not set" in capture_problem()
+
+
+def test_a_resized_window_keeps_the_size_its_sharing_started_with(on_display: str) -> None:
+    with PatternWindow("Resized pattern", width=320, height=240) as pattern:
+        reader = ScreenReader(ScreenTarget(pattern.window_id, pattern.title), 4.0)
+        try:
+            assert reader.read().shape == (240, 320, 3)
+            pattern.resize(480, 200)
+            assert grab(reader.target).shape == (200, 480, 3)
+            assert reader.read().shape == (240, 320, 3)  # scaled to the sharing's size
+        finally:
+            reader.close()
+
+
+class SwitchedSource:
+    """Frames at 4 fps whose size changes at `switch_s` (the camera, then a shared screen)."""
+
+    def __init__(self, switch_s: float) -> None:
+        self.frames = [
+            CameraFrame(np.zeros((240, 320, 3) if t < switch_s else (192, 352, 3), np.uint8), t, i)
+            for i, t in enumerate(np.arange(8.0, 14.0, 0.25))
+        ]
+
+    def frames_between(self, start_s: float, end_s: float) -> list[CameraFrame]:
+        return [f for f in self.frames if start_s <= f.time_s <= end_s]
+
+
+def test_a_source_switched_mid_turn_gives_one_size_of_frames_and_an_audio_only_turn() -> None:
+    source = SwitchedSource(switch_s=11.6)  # the turn is spoken from 10 s to 13 s
+    audio = np.zeros(3 * MODEL_AUDIO_RATE_HZ, np.int16)
+    _audio, frames = LiveClip(source, 10.0).add(audio)
+    assert frames and {f.shape for f in frames} == {(240, 320, 3)}
+    assert len(frames) == 3  # the ticks before the switch (1 fps, still: 9.5, 10.5, 11.5)
+    turn = spoken_turn(audio, 10.0, source)()
+    assert turn.video is None and turn.audio.size == audio.size
