@@ -27,6 +27,8 @@ from app.past_conversations import PastConversations
 from app.personas import PersonaLibrary
 from app.session import Session
 from app.status_text import describe_latency, memory_text, model_label
+from app.tool_flow import ToolFlow
+from app.tool_view import show_tool_event
 from events import (
     ConversationReset,
     DeviceLost,
@@ -43,6 +45,10 @@ from events import (
     SpeechStarted,
     StateChanged,
     TextDelta,
+    ToolCallFinished,
+    ToolCallRequested,
+    ToolCallStarted,
+    ToolConfirmationNeeded,
     TurnFinished,
     TurnLatency,
     UserTranscript,
@@ -96,6 +102,7 @@ class Desk(QObject):
         )
         self.problems += self.devices.problems
         self.engine = make_engine(self.config.engine, self.player, loader=loader, demo_dir=demo_dir)
+        self.tools = ToolFlow(self.engine, self.config.tools, self.config.mcp)  # issue 15
         self.session = Session(
             self.engine,
             audio_input=self.audio_input,
@@ -104,6 +111,7 @@ class Desk(QObject):
             persona=self.persona,
             voice=self.config.conversation.voice,
             mode=self.config.audio.mode,
+            tools=self.tools,
         )
         self.devices.wire(self.session)
         self._wire()
@@ -157,6 +165,7 @@ class Desk(QObject):
         window.camera_view.set_on(self.config.camera.enabled)
         if self.config.camera.enabled:
             self.camera.start()
+        self.tools.start()
         window.show()
         for problem in self.problems:
             window.show_error(problem)
@@ -210,6 +219,7 @@ class Desk(QObject):
         if self.hotkey is not None:
             self.hotkey.stop()
         self.save_settings()
+        self.tools.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
         self.devices.stop()
         self.history_log.close()
@@ -253,6 +263,7 @@ class Desk(QObject):
         w.settings_requested.connect(lambda: settings_flow.open_settings(self))
         w.about_requested.connect(lambda: settings_flow.show_about(self))
         self.journal_failed.connect(w.show_error)
+        w.tool_prompt.answered.connect(self.tools.answer)
 
     # -- what the session reports --------------------------------------------------------------------
 
@@ -297,6 +308,8 @@ class Desk(QObject):
                 self.devices.on_device_event(event)
             case ScreenSharingChanged():
                 self.devices.screen.show(event)
+            case ToolCallRequested() | ToolConfirmationNeeded() | ToolCallStarted() | ToolCallFinished():
+                show_tool_event(w, event)
             case ConversationReset(persona):
                 t.clear_entries()
                 if persona is not None and persona.greeting:

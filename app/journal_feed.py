@@ -17,6 +17,7 @@ from events import (
     Problem,
     ReplyTruncated,
     TextDelta,
+    ToolCallFinished,
     TurnFinished,
     TurnLatency,
     UserTranscript,
@@ -43,6 +44,9 @@ class JournalFeed:
                 self.log.write("transcript", turn_id=turn_id, text=text)
             case TextDelta(turn_id, text):
                 self._text.setdefault(turn_id, []).append(text)
+            case ToolCallFinished(turn_id, call_id, name, arguments, result, ok, message, took_s):
+                self.log.write("tool_call", turn_id=turn_id, call_id=call_id, name=name, arguments=arguments,
+                               result=result, ok=ok, message=message, took_s=round(took_s, 3))  # fmt: skip
             case TurnLatency(turn_id):
                 self._latency[turn_id] = event
             case TurnFinished(turn_id, stats):

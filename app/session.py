@@ -90,6 +90,8 @@ class Session(QObject):
         self.playback = playback
         self.camera = camera
         self.tools = tools
+        if tools is not None:
+            tools.report = self._report  # what running the calls shows travels the session's spine
         self._live = LiveFeed()  # the turn being spoken, to the engine (audio thread only)
         self.persona = persona
         self.voice = voice

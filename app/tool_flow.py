@@ -47,7 +47,8 @@ class _TurnCalls:
 
 class ToolFlow(QObject):
     """Runs the calls of each reply on `engine` (an `EngineClient`: it is told the tools with
-    `set_tools` and gets the results with `respond`); what the user should see goes to `report`."""
+    `set_tools` and gets the results with `respond`); what the user should see goes to `report`,
+    which the session that uses the flow sets to its own."""
 
     _done = Signal(object)  # (call, outcome or exception), from worker and MCP threads
     _problem = Signal(str)
@@ -56,7 +57,6 @@ class ToolFlow(QObject):
     def __init__(
         self,
         engine: Any,
-        report: Callable[[object], None],
         settings: ToolSettings,
         servers: tuple[McpServerSettings, ...] = (),
         *,
@@ -65,7 +65,7 @@ class ToolFlow(QObject):
     ) -> None:
         super().__init__(parent)
         self.engine = engine
-        self.report = report
+        self.report: Callable[[object], None] = lambda event: None  # the session reports for it
         self.settings = settings
         own = builtin_tools() if settings.builtins else []
         self.builtins = own if builtins is None else builtins
@@ -124,9 +124,7 @@ class ToolFlow(QObject):
         arguments = json.loads(call.arguments)
         if not tool.spec.read_only and self.settings.ask_before_acting:
             self.asking[call.call_id] = (call, tool, arguments)
-            question = (
-                f"Let the assistant run {tool.name} ({tool.where}) with {_shown(arguments)}? Say yes or no."
-            )
+            question = f"Let the assistant run {tool.name} ({tool.where}) with {_shown(arguments)}?"
             self.report(
                 ToolConfirmationNeeded(call.turn_id, call.call_id, tool.name, call.arguments, question)
             )
@@ -138,6 +136,7 @@ class ToolFlow(QObject):
         self.turns.setdefault(turn_id, _TurnCalls()).ended = True
         self._go_on(turn_id)
 
+    @Slot(str, bool)
     def answer(self, call_id: str, allowed: bool) -> None:
         """The user's yes or no to a tool that acts."""
         asked = self.asking.pop(call_id, None)
@@ -151,9 +150,12 @@ class ToolFlow(QObject):
             self._finish(call, _Outcome("The user declined: the tool was not run.", False, why))
 
     def cancel(self, turn_id: int) -> None:
-        """The turn was interrupted: its calls' outcomes go nowhere."""
+        """The turn was interrupted: its calls' outcomes go nowhere, and no question waits."""
         self.turns.pop(turn_id, None)
-        self.asking = {k: v for k, v in self.asking.items() if v[0].turn_id != turn_id}
+        for call, _tool, _arguments in [v for v in self.asking.values() if v[0].turn_id == turn_id]:
+            del self.asking[call.call_id]
+            why = "Interrupted before you answered: it did not run."
+            self.report(ToolCallFinished(turn_id, call.call_id, call.name, call.arguments, "", False, why))
 
     # -- running -------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from ui.pending_turn import PendingTurnLabel
 from ui.problems import ProblemList
 from ui.screen_view import ScreenView
 from ui.talk_key import TalkKey
+from ui.tool_prompt import ToolPrompt
 from ui.transcript import TranscriptView
 from ui.tray import Tray
 
@@ -109,6 +110,8 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(root)
         self.error_banner = ProblemList(root)  # every problem of the session until dismissed
         layout.addWidget(self.error_banner)
+        self.tool_prompt = ToolPrompt(root)  # a tool that acts waits for the user's yes or no (issue 15)
+        layout.addWidget(self.tool_prompt)
         self._build_pickers(root, layout)
         middle = QHBoxLayout()
         self.transcript = TranscriptView(root)

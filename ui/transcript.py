@@ -10,14 +10,14 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 
 @dataclass
 class Entry:
-    role: str  # "user", "assistant" or "note"
+    role: str  # "user", "assistant", "note" or "tool" (one call, collapsed until clicked)
     text: str
     turn_id: int = -1
     duration_s: float = 0.0
@@ -26,12 +26,19 @@ class Entry:
     done: bool = False
     latency: str = ""
     ended_early: bool = False  # the end-of-turn model judged the turn complete at a pause
+    call_id: str = ""  # a tool entry's call; its `text` is the tool's name
+    arguments: str = ""
+    result: str = ""
+    state: str = ""  # a tool entry: "called", "asking", "running", "done" or "failed"
+    expanded: bool = False
 
 
 class TranscriptView(QTextBrowser):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setOpenExternalLinks(False)
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._clicked)
         self.setAccessibleName("Transcript")
         self.entries: list[Entry] = []
         self._starts: list[int] = []  # document position where each rendered entry begins
@@ -85,6 +92,35 @@ class TranscriptView(QTextBrowser):
                 self._changed(index)
                 return
 
+    def add_tool_call(self, turn_id: int, call_id: str, name: str, arguments: str) -> None:
+        """A call of the model, after what the reply said so far (which the rest of it follows)."""
+        said = self._reply_index(turn_id)
+        if said is not None:
+            self.entries[said].done = True
+            self._changed(said)
+        self._add(
+            Entry("tool", name, turn_id, done=True, call_id=call_id, arguments=arguments, state="called")
+        )
+
+    def set_tool_state(self, call_id: str, state: str, result: str = "") -> None:
+        """ "asking", "running", "done" or "failed" (`result`: what came back, or what went wrong)."""
+        for index, entry in enumerate(self.entries):
+            if entry.role == "tool" and entry.call_id == call_id:
+                entry.state, entry.result = state, result or entry.result
+                self._changed(index)
+                return
+
+    def toggle_tool(self, call_id: str) -> None:
+        """Show or hide a call's arguments and result."""
+        for index, entry in enumerate(self.entries):
+            if entry.role == "tool" and entry.call_id == call_id:
+                entry.expanded = not entry.expanded
+                self._changed(index)
+
+    def _clicked(self, url: QUrl) -> None:
+        if url.scheme() == "tool":
+            self.toggle_tool(url.path())
+
     def set_latency(self, turn_id: int, text: str) -> None:
         index = self._reply_index(turn_id)
         if index is not None:
@@ -104,7 +140,8 @@ class TranscriptView(QTextBrowser):
 
     def _reply_or_new(self, turn_id: int) -> int:
         index = self._reply_index(turn_id)
-        if index is None:
+        called = any(e.role == "tool" and e.turn_id == turn_id for e in self.entries[(index or 0) :])
+        if index is None or called:  # the reply goes on below its calls
             self.entries.append(Entry("assistant", "", turn_id))
             index = len(self.entries) - 1
         return index
@@ -171,6 +208,8 @@ def _entry_html(entry: Entry) -> str:
     text = html.escape(entry.text).replace("\n", "<br>")
     if entry.role == "note":
         return f'<p style="color:#888"><i>{text}</i></p>'
+    if entry.role == "tool":
+        return _tool_html(entry)
     if entry.role == "user":
         who = "You" + (f" ({entry.duration_s:.1f} s)" if entry.duration_s else "")
         body = text or "<i>(spoken)</i>"
@@ -187,3 +226,31 @@ def _entry_html(entry: Entry) -> str:
         tail = " <span style='color:#aaa'>…</span>"
     meta = f'<br><small style="color:#888">{html.escape(entry.latency)}</small>' if entry.latency else ""
     return f'<p><b style="color:#1e8449">Assistant:</b> {text}{tail}{meta}</p>'
+
+
+TOOL_STATES = {
+    "called": "called",
+    "asking": "waiting for your yes or no",
+    "running": "running…",
+    "done": "done",
+    "failed": "did not work",
+}
+
+
+def _tool_html(entry: Entry) -> str:
+    """One call, collapsed to a line (the tool and how it went); a click shows its arguments and result."""
+    name, state = html.escape(entry.text), TOOL_STATES.get(entry.state, entry.state)
+    colour = "#c0392b" if entry.state == "failed" else "#7d6608"
+    line = (
+        f'<a href="tool:{html.escape(entry.call_id)}" style="color:{colour}">Tool {name or "?"}: {state}</a>'
+    )
+    if entry.state == "failed" and entry.result:
+        line += f' <span style="color:#888">{html.escape(entry.result)}</span>'
+    if not entry.expanded:
+        return f'<p style="margin-left:16px"><small>{line} ▸</small></p>'
+    arguments = html.escape(entry.arguments).replace("\n", "<br>")
+    result = html.escape(entry.result).replace("\n", "<br>")
+    details = f"<br>arguments: <code>{arguments}</code>" + (
+        f"<br>result: <code>{result}</code>" if result else ""
+    )
+    return f'<p style="margin-left:16px"><small>{line} ▾{details}</small></p>'

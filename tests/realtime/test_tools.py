@@ -41,10 +41,8 @@ def test_a_call_crosses_the_protocol_and_the_reply_goes_on(qtbot: Any, demo: Any
     seen: list[object] = []
     with server_thread(host) as (url, _state):
         client = RealtimeEngine(FakePlayer(), url=url, trace=lambda side, event: traced.append((side, event)))
-        holder: list[Session] = []
-        flow = ToolFlow(client, lambda e: holder[0].reported.emit(e), ToolSettings(), builtins=[ADD])
+        flow = ToolFlow(client, ToolSettings(), builtins=[ADD])
         session = Session(client, tools=flow)
-        holder.append(session)
         session.reported.connect(seen.append)
         session.load(LoadRequest(source="", system_prompt=SHORT_PROMPT))
         flow.start()

@@ -69,12 +69,8 @@ def rig(qtbot: Any, demo: Any, tmp_path: Path) -> Iterator[Rig]:
         McpServerSettings("missing", str(tmp_path / "no-such-mcp-server")),
     )
     engine = EngineThread(EngineWorker(None, loader=lambda source, **kw: demo))
-    holder: list[Session] = []
-    flow = ToolFlow(
-        engine, lambda e: holder[0].reported.emit(e), ToolSettings(timeout_s=3.0), servers, builtins=[]
-    )
+    flow = ToolFlow(engine, ToolSettings(timeout_s=3.0), servers, builtins=[])
     session = Session(engine, tools=flow)
-    holder.append(session)
     rig = Rig(session, flow, log)
     session.load(LoadRequest("demo", system_prompt=SHORT_PROMPT, engine_options=OPTIONS))
     flow.start()
