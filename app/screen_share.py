@@ -12,7 +12,6 @@ and device names it gives never carry a window's title, since problems go to the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +30,6 @@ from app.screen_capture import (
 )
 from events import ScreenSharingChanged
 from ui.screen_view import ScreenView
-
-log = logging.getLogger(__name__)
 
 
 def screen_choices(remembered: ScreenTarget) -> list[tuple[str, ScreenTarget]]:
