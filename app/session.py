@@ -67,7 +67,8 @@ class Session(QObject):
     """Reports everything the window and the journal show as `events.py` dataclasses on `event`:
     `StateChanged`, `SpeechStarted`, `UserTurnSent`, `TextDelta`, `UserTranscript`, `TurnFinished`,
     `ReplyTruncated`, `TurnLatency`, `Problem`, `EngineStatus`, `ModelLoaded`, `LoadFailed`,
-    `LoadCancelled`, `ConversationReset`, `EngineConfigured` and `EngineConnection`."""
+    `LoadCancelled`, `ConversationReset`, `EngineConfigured`, `EngineConnection` and
+    `ScreenSharingChanged` (the screen share's, passed on from any thread like device events)."""
 
     reported = Signal(object)
 
