@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.tool_turn import tool_roundtrip
 from events import AudioChunk, EngineError, TurnFinished
 from model.media_input import UserTurn
 
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--cancel-trials", type=int, default=5)
+    parser.add_argument("--tool-trials", type=int, default=5, help="tool calls for tool_roundtrip_ms")
     parser.add_argument("--turn-lengths-s", type=float, nargs="+", default=[5.0, 20.0, 60.0])
     args = parser.parse_args(argv)
 
@@ -283,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(code2wav_constancy(loaded, args.long_reply_s, chunk_frames=4))
         result.update(prefill_growth(loaded, args.turns))
         result.update(cancel_latency(loaded, args.cancel_trials))
+        result.update(tool_roundtrip(lambda **kw: make_engine(loaded, **kw), args.tool_trials))
         result.update(incremental_prefill(loaded, args.turn_lengths_s, headline_s=20.0))
     print(json.dumps(result, indent=2, default=lambda v: round(v, 3)))
     return 0
