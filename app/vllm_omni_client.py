@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 import wave
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from app.client_history import ClientHistory, Exchange
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
+from app.vllm_omni_tools import StreamedCalls, tool_messages, tools_param
 from events import (
     AudioChunk,
     EngineConfigured,
@@ -102,6 +104,7 @@ class VllmOmniEngine:
         self.prompt = ""
         self.speak = True
         self.tools: tuple[Any, ...] = ()
+        self._called: dict[int, dict[str, Any]] = {}  # a turn's calls, until their results go back
         self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._cancelled: set[int] = set()
         self._streaming: dict[int, Any] = {}
@@ -121,8 +124,7 @@ class VllmOmniEngine:
         self._jobs.put(("respond", turn_id, turn))
 
     def set_tools(self, tools: tuple[Any, ...]) -> None:
-        """Kept, not yet sent: the chat completions' `tools` and streamed `tool_calls` are not carried
-        here yet, so a vLLM-Omni engine answers without tools (README, "Engines")."""
+        """Sent with every request (`app/vllm_omni_tools.py`)."""
         self.tools = tuple(tools)
 
     def cancel(self, turn_id: int) -> None:
@@ -226,17 +228,21 @@ class VllmOmniEngine:
         self.recording.cut(turn_id, heard_samples)
         self.signals.report(ReplyTruncated(turn_id, kept))
 
-    def _request(self, turn: Any) -> dict[str, Any]:
+    def _request(self, turn: Any, turn_id: int) -> dict[str, Any]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.prompt}] if self.prompt else []
+        going_on = bool(turn.tool_results)
         for exchange in self.conversation.answered():
-            messages += [
-                {"role": "user", "content": user_content(exchange)},
-                {"role": "assistant", "content": exchange.reply or ""},
-            ]
+            messages.append({"role": "user", "content": user_content(exchange)})
+            if going_on and exchange.turn_id == turn_id:  # the reply that called, then the results
+                messages += [self._called.pop(turn_id, {"role": "assistant", "content": exchange.reply})]
+                messages += tool_messages(turn.tool_results)
+            else:
+                messages.append({"role": "assistant", "content": exchange.reply or ""})
         audio = None if turn.audio is None else np.asarray(turn.audio).reshape(-1)
-        messages.append(
-            {"role": "user", "content": user_content(Exchange(0, turn.text, audio, tuple(turn.images)))}
-        )
+        if not going_on or turn.images:  # a screenshot goes with the results as a user message
+            messages.append(
+                {"role": "user", "content": user_content(Exchange(0, turn.text, audio, tuple(turn.images)))}
+            )
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -246,6 +252,8 @@ class VllmOmniEngine:
         }
         if self.speak:
             body |= {"voice": self.voice, "audio": {"format": "pcm16"}}
+        if self.tools:
+            body["tools"] = tools_param(self.tools)
         return body
 
     def _respond(self, turn_id: int, turn: Any) -> None:
@@ -256,14 +264,17 @@ class VllmOmniEngine:
                 TurnFinished(turn_id, TurnStats(started_s=started, finished_s=started, cancelled=True))
             )
             return
-        body = self._request(turn)
+        body = self._request(turn, turn_id)
         audio = None if turn.audio is None else np.asarray(turn.audio).reshape(-1)
-        self.conversation.user(turn_id, turn.text, audio, tuple(turn.images))
+        reply = _Progress(started)
+        if turn.tool_results:  # the same turn goes on after its calls
+            reply.text.append(self.conversation.reply_text(turn_id))
+        else:
+            self.conversation.user(turn_id, turn.text, audio, tuple(turn.images))
         if audio is not None:
             self.recording.user(turn_id, audio)
         if self.speak:
             self.feeder.start_turn(turn_id)
-        reply = _Progress(started)
         try:
             self._stream(turn_id, body, reply)
         except Exception as error:
@@ -278,7 +289,12 @@ class VllmOmniEngine:
         cancelled = turn_id in self._cancelled
         self._audio_of[turn_id] = reply.samples
         self.conversation.reply(turn_id, "".join(reply.text), interrupted=cancelled)
-        self.signals.report(TurnFinished(turn_id, reply.stats(cancelled)))
+        calls = [] if cancelled else reply.calls.events(turn_id)
+        if calls:
+            self._called[turn_id] = reply.calls.assistant_message("".join(reply.text))
+        for call in calls:
+            self.signals.report(call)
+        self.signals.report(TurnFinished(turn_id, replace(reply.stats(cancelled), tool_calls=len(calls))))
 
     def _stream(self, turn_id: int, body: dict[str, Any], reply: _Progress) -> None:
         """Read the SSE stream: text and audio chunks apart by their top-level `modality`."""
@@ -298,7 +314,9 @@ class VllmOmniEngine:
                     raise RuntimeError(_error_text(json.dumps(chunk), 200))
                 reply.usage = chunk.get("usage") or reply.usage
                 choices = chunk.get("choices") or []
-                content = ((choices[0].get("delta") or {}).get("content") or "") if choices else ""
+                delta = (choices[0].get("delta") or {}) if choices else {}
+                reply.calls.push(delta)
+                content = delta.get("content") or ""
                 if not content:
                     continue
                 if chunk.get("modality") == "audio":
@@ -322,6 +340,7 @@ class _Progress:
         self.samples = 0
         self.first_text_s: float | None = None
         self.usage: dict[str, Any] = {}
+        self.calls = StreamedCalls()
 
     def stats(self, cancelled: bool) -> TurnStats:
         return TurnStats(

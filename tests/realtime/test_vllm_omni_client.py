@@ -130,3 +130,44 @@ def test_a_real_vllm_omni_server(qtbot: Any) -> None:
         assert speaker.chunks and max(float(np.abs(c.pcm).max()) for c in speaker.chunks) > 0.01
     finally:
         client.stop()
+
+
+def test_a_tool_call_goes_back_as_tool_messages_and_the_reply_goes_on(qtbot: Any, fake: FakeVllmOmni) -> None:
+    from app.session import Session
+    from app.tool_catalog import Tool, ToolOutput
+    from app.tool_config import ToolSettings
+    from app.tool_flow import ToolFlow
+    from events import ToolCallFinished, TurnFinished
+    from model.tool_format import ToolSpec
+
+    fake.tool_call = ("add", '{"a": 20, "b": 22}')
+    client = VllmOmniEngine(FakeSpeaker(), url=fake.start(), api_key="k")
+    adder = Tool(ToolSpec("add", "Add.", read_only=True), run=lambda a: ToolOutput(str(a["a"] + a["b"])))
+    flow = ToolFlow(client, ToolSettings(), builtins=[adder])
+    session = Session(client, tools=flow)
+    seen: list[object] = []
+    session.reported.connect(seen.append)
+    session.load(LoadRequest(source="", system_prompt=SHORT_PROMPT))
+    flow.start()
+    qtbot.waitUntil(lambda: session.model_info is not None, timeout=60_000)
+    try:
+        turn_id = session.send_text("twenty and twenty-two?")
+        qtbot.waitUntil(lambda: any(isinstance(e, TurnFinished) for e in seen), timeout=60_000)
+        first, second = fake.requests
+        assert first["tools"] == [{"type": "function", "function": {"name": "add", "description": "Add.",
+                                   "parameters": {"type": "object", "properties": {}}}}]  # fmt: skip
+        called, told = second["messages"][-2:]
+        assert called["tool_calls"] == [
+            {
+                "id": "chatcmpl-tool-1",
+                "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 20, "b": 22}'},
+            }
+        ]
+        assert told == {"role": "tool", "tool_call_id": "chatcmpl-tool-1", "content": "42"}
+        (result,) = [e for e in seen if isinstance(e, ToolCallFinished)]
+        assert result.ok and result.turn_id == turn_id
+        assert client.history()[-1].text.split() == list(fake.reply_words)  # the same turn went on
+    finally:
+        flow.close()
+        client.stop()

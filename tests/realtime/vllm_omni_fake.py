@@ -31,6 +31,9 @@ class FakeVllmOmni:
     audio_chunks: int = 4
     chunk_delay_s: float = 0.0
     fail_with: str | None = None
+    # with tools in a request whose last message is not a tool result: the reply is this call, streamed
+    # as vLLM's hermes tool parser streams one (the id and name first, the arguments in pieces)
+    tool_call: tuple[str, str] | None = None  # (name, arguments JSON)
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: int = 0
 
@@ -155,6 +158,8 @@ class FakeVllmOmni:
                     }
                 ),
             ]
+        if self.tool_call and body.get("tools") and body["messages"][-1]["role"] != "tool":
+            return [json.dumps(c) for c in [*out, *self._call_chunks(base)]]
         for word in self.reply_words:
             out.append(
                 {**base, "choices": [{"index": 0, "delta": {"content": word + " "}}], "modality": "text"}
@@ -191,3 +196,24 @@ class FakeVllmOmni:
             }
         )
         return [json.dumps(c) for c in out]
+
+    def _call_chunks(self, base: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self.tool_call is not None
+        name, arguments = self.tool_call
+        half = len(arguments) // 2
+        pieces = [
+            {
+                "index": 0,
+                "id": "chatcmpl-tool-1",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            },
+            {"index": 0, "function": {"arguments": arguments[:half]}},
+            {"index": 0, "function": {"arguments": arguments[half:]}},
+        ]
+        out = [
+            {**base, "choices": [{"index": 0, "delta": {"tool_calls": [p]}}], "modality": "text"}
+            for p in pieces
+        ]
+        out[-1]["choices"][0]["finish_reason"] = "tool_calls"
+        return out

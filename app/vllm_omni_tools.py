@@ -1,0 +1,52 @@
+"""Tools through vLLM-Omni's chat completions (a server started with `--enable-auto-tool-choice
+--tool-call-parser hermes`): the tools as the request's `tools`, the model's calls streamed as
+`choices[0].delta.tool_calls` pieces, and the results sent back in the next request as the
+assistant's `tool_calls` message followed by one `role: tool` message per call. The server keeps
+no state, so the calls of a turn are kept here until their results go back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import ToolCallRequested
+
+
+def tools_param(tools: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The request's `tools` (each a `model.tool_format.ToolSpec`)."""
+    return [tool.declaration() for tool in tools]
+
+
+@dataclass
+class StreamedCalls:
+    """The calls of one streamed reply, put together from their pieces (by index)."""
+
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    def push(self, delta: dict[str, Any]) -> None:
+        for piece in delta.get("tool_calls") or []:
+            call = self.calls.setdefault(int(piece.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+            function = piece.get("function") or {}
+            call["id"] = piece.get("id") or call["id"]
+            call["name"] = function.get("name") or call["name"]
+            call["arguments"] += function.get("arguments") or ""
+
+    def events(self, turn_id: int) -> list[ToolCallRequested]:
+        now = time.perf_counter()
+        ordered = [self.calls[i] for i in sorted(self.calls)]
+        return [ToolCallRequested(turn_id, c["id"] or f"call_{i}", c["name"], c["arguments"] or "{}", now)
+                for i, c in enumerate(ordered)]  # fmt: skip
+
+    def assistant_message(self, text: str) -> dict[str, Any]:
+        """What the model said and called, as the next request gives it back."""
+        calls = [
+            {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in self.events(0)
+        ]
+        return {"role": "assistant", "content": text or None, "tool_calls": calls}
+
+
+def tool_messages(results: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """One `role: tool` message per result (`model.tool_format.ToolResult`), in the calls' order."""
+    return [{"role": "tool", "tool_call_id": r.call_id, "content": r.output} for r in results]
