@@ -156,3 +156,17 @@ def test_sharing_on_wayland_without_x11_is_refused_in_words(
     qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: WAYLAND_PROBLEM in desk.window.error_banner.text(), timeout=10_000)
     assert not view.sharing and not view.toggle_button.isChecked() and not desk.devices.screen.on
+
+
+def test_the_last_pick_is_remembered_but_sharing_is_off_at_the_start(
+    qtbot: Any, demo: Any, config_dir: Path, on_display: str
+) -> None:
+    with PatternWindow(TITLE):
+        desk = make_desk(qtbot, demo, config_dir, f'enabled = false\n[screen]\ntarget = "window:{TITLE}"\n')
+        try:
+            view = desk.window.screen_view
+            assert view.target_box.currentText() == f"Window: {TITLE}"
+            assert not view.sharing and not view.toggle_button.isChecked() and not desk.devices.screen.on
+            assert desk.devices.visual.frames_between(0, 1e12) == []
+        finally:
+            desk.window.close()
