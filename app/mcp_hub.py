@@ -41,7 +41,7 @@ class McpHub:
         self._clients: dict[str, Any] = {}
         self._tools: dict[str, list[Tool]] = {}
         self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
+        self._stop = asyncio.Event()  # bound to the loop that first waits on it (the hub's)
         self._thread = threading.Thread(target=self._run, name="mcp-hub", daemon=True)
         self._tasks: list[concurrent.futures.Future[None]] = []
 
@@ -61,13 +61,15 @@ class McpHub:
         return asyncio.run_coroutine_threadsafe(self._call(tool, arguments, timeout_s), self._loop)
 
     def stop(self, timeout_s: float = 3.0) -> None:
-        """Close every connection (stdio servers are ended by the SDK) and the loop's thread."""
+        """Close every connection (the SDK ends the stdio servers it started), cancelling one still
+        starting, then end the loop's thread."""
         if not self._thread.is_alive():
             return
-        stop = self._stop
-        if stop is not None:
-            self._loop.call_soon_threadsafe(stop.set)
-        concurrent.futures.wait(self._tasks, timeout=timeout_s)
+        self._loop.call_soon_threadsafe(self._stop.set)
+        _done, pending = concurrent.futures.wait(self._tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        concurrent.futures.wait(pending, timeout=timeout_s)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout_s)
 
@@ -75,14 +77,11 @@ class McpHub:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._stop = asyncio.Event()
         self._loop.run_forever()
 
     async def _serve(self, server: McpServerSettings) -> None:
         from mcp import Client
 
-        while self._stop is None:
-            await asyncio.sleep(0.01)
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 client = await Client(_target(server)).__aenter__()
