@@ -35,7 +35,6 @@ from events import (
     Message,
     ReplyTruncated,
     TextDelta,
-    ToolCallRequested,
     TurnFinished,
     TurnStats,
     UserTranscript,
@@ -342,16 +341,9 @@ class RealtimeEngine:
         self.feeder.write(chunk)
 
     def _on_response_function_call_arguments_done(self, event: dict[str, Any]) -> None:
-        """A call of the model: the app runs it and sends back a `function_call_output`."""
-        reply = self._reply_of(event)
-        if reply is None or reply.cancelled:
-            return
-        reply.calls += 1
-        name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
-        call = ToolCallRequested(
-            reply.turn_id, str(event.get("call_id")), name, arguments, time.perf_counter()
-        )
-        self.signals.report(call)
+        from app.realtime_link import report_call
+
+        report_call(self, self._reply_of(event), event)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         reply = self._reply_of(event)

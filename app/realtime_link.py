@@ -23,6 +23,7 @@ from events import (
     LoadFailed,
     ModelLoaded,
     ReplyTruncated,
+    ToolCallRequested,
     TurnFinished,
 )
 from realtime.wire import API_KEY_ENV, audio_end_ms, new_id
@@ -377,3 +378,14 @@ def tools_json(tools: tuple[Any, ...]) -> list[dict[str, Any]]:
     from realtime.session_config import tool_json
 
     return [tool_json(tool) for tool in tools]
+
+
+def report_call(client: RealtimeEngine, reply: Any, event: dict[str, Any]) -> None:
+    """A call of the model (`response.function_call_arguments.done`): the app runs it and sends back
+    a `function_call_output`; the reply's response counts it."""
+    if reply is None or reply.cancelled:
+        return
+    reply.calls += 1
+    name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
+    call = ToolCallRequested(reply.turn_id, str(event.get("call_id")), name, arguments, time.perf_counter())
+    client.signals.report(call)
