@@ -142,3 +142,18 @@ def _answering(rig: Rig, *, allowed: bool) -> Any:
             rig.flow.answer(event.call_id, allowed)
 
     return answer
+
+
+def test_interrupting_a_turn_that_waits_for_a_yes_withdraws_the_question(
+    qtbot: Any, monkeypatch: Any, rig: Rig
+) -> None:
+    worker = rig.session.engine.worker  # type: ignore[attr-defined]
+    force_reply(monkeypatch, worker.engine.tokenizer, call("write_note", {"text": "later"}))
+    rig.session.send_text("note that")
+    qtbot.waitUntil(lambda: bool(rig.of(ToolConfirmationNeeded)), timeout=60_000)
+    rig.session.stop_speaking()
+    (withdrawn,) = rig.of(ToolCallFinished)
+    assert not withdrawn.ok and withdrawn.message == "Interrupted before you answered: it did not run."
+    rig.flow.answer(withdrawn.call_id, True)  # a late Yes runs nothing
+    assert rig.turn(qtbot, monkeypatch, "Fine.<|im_end|>") == 2  # the conversation goes on
+    assert rig.server_calls() == [] and len(rig.of(ToolCallFinished)) == 1
