@@ -189,7 +189,9 @@ class Camera:
             except SourceEnded as error:
                 self.status, self.message = "ended", str(error)
                 return
-            except CameraError as error:
+            except Exception as error:  # CameraError, or a reader's own failure: reported, retried
+                if not isinstance(error, CameraError):
+                    log.exception("the %s's capture failed", self.kind)
                 self.failures += 1
                 if self.status != "failed":
                     log.warning("%s", error)

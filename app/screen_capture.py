@@ -6,8 +6,9 @@ ctypes): it answers from any thread, so the screen is captured on its own thread
 Qt's `QScreen.grabWindow` was the other candidate (PySide6 is here already), but it must run on
 the GUI thread, which must never wait on a capture, and it gives nothing on the offscreen platform.
 Windows are listed through python-xlib (already here with pynput): the window manager's
-`_NET_CLIENT_LIST`, or the root's mapped children where there is none. A window is captured as the
-part of the screen it covers (what lies over it is seen too), followed as it moves.
+`_NET_CLIENT_LIST`, or the root's mapped children where there is none. A window is captured from
+its own pixels through X's Composite extension (what covers it is not seen, as OBS does on X11);
+without it, as the part of the screen it covers, followed as it moves.
 
 What each desktop allows: X11 everything; Wayland gives no app the screen without the desktop's
 screen-cast portal (not used here), so sharing is refused with a message; under XWayland only X11
@@ -161,47 +162,103 @@ class ScreenGrabber:
     def __init__(self) -> None:
         self._mss: Any = None
         self._xdisplay: Any = None
+        self._redirected: set[int] = set()  # windows whose own pixels the server keeps (Composite)
 
     def grab(self, target: ScreenTarget = WHOLE_SCREEN) -> np.ndarray:
-        """(h, w, 3) uint8 RGB of the whole screen (all monitors) or of the window's area."""
+        """(h, w, 3) uint8 RGB of the whole screen (all monitors) or of one window: its own pixels
+        where the X server has the Composite extension (what covers it is not seen), else the part
+        of the screen it covers."""
         problem = capture_problem()
         if problem:
             raise ScreenCaptureError(problem)
+        if target.is_window and sys.platform in ("win32", "darwin"):
+            raise ScreenCaptureError("one window can be shared on X11 only; share the whole screen")
         import mss
 
         try:
             if self._mss is None:
                 self._mss = mss.MSS()
             screen = self._mss.monitors[0]
-            region = self._window_region(target, screen) if target.is_window else screen
+            region = screen
+            if target.is_window:
+                own, region = self._window_shot(target, screen)
+                if own is not None:
+                    return own
             shot = self._mss.grab(region)
         except mss.ScreenShotError as error:
             raise ScreenCaptureError(f"the screen cannot be captured: {error}") from error
         bgra = np.frombuffer(shot.bgra, np.uint8).reshape(shot.height, shot.width, 4)
         return np.ascontiguousarray(bgra[:, :, 2::-1])
 
-    def _window_region(self, target: ScreenTarget, screen: dict[str, int]) -> dict[str, int]:
-        """The window's area on the screen, clipped to it; WindowGone when it was closed."""
+    def _window_shot(
+        self, target: ScreenTarget, screen: dict[str, int]
+    ) -> tuple[np.ndarray | None, dict[str, int]]:
+        """The window's own pixels, or (None, the screen region it covers) to grab."""
+        from Xlib import error
+
+        try:
+            window, geometry = self._open_window(target)
+            own = self._own_pixels(window, geometry)
+            if own is not None:
+                return own, screen
+            return None, self._window_region(target, window, geometry, screen)
+        except error.XError as gone:  # the window closed between two requests
+            raise WindowGone(f"{target.label} was closed") from gone
+
+    def _open_window(self, target: ScreenTarget) -> tuple[Any, Any]:
+        """The X window and its geometry; WindowGone when it was closed."""
         from Xlib import X, display, error
 
         if self._xdisplay is None:
             self._xdisplay = display.Display()
-        xdisplay = self._xdisplay
+            self._xdisplay.set_error_handler(lambda *_args: None)  # a window closed under a request
         window_id = target.window_id
         if not window_id:
             found = find_window(target.title)
             if found is None:
                 raise WindowGone(f"no window called {target.title!r} is open")
             window_id = found.window_id
-        window = xdisplay.create_resource_object("window", window_id)
-        root = xdisplay.screen().root
+        window = self._xdisplay.create_resource_object("window", window_id)
         try:
             if window.get_attributes().map_state != X.IsViewable:
                 raise ScreenCaptureError(f"{target.label} is minimised or hidden")
-            geometry = window.get_geometry()
-            origin = root.translate_coords(window, 0, 0)
+            return window, window.get_geometry()
         except error.XError as gone:
             raise WindowGone(f"{target.label} was closed") from gone
+
+    def _own_pixels(self, window: Any, geometry: Any) -> np.ndarray | None:
+        """The window's own pixels through the Composite extension (OBS's way on X11), or None
+        where the server lacks it or the window is not 24/32-bit."""
+        from Xlib import X, error
+        from Xlib.ext import composite
+
+        if not self._xdisplay.has_extension("Composite"):
+            return None
+        width, height = geometry.width, geometry.height
+        for _attempt in range(2):
+            if window.id not in self._redirected:
+                window.composite_redirect_window(composite.RedirectAutomatic)
+                self._redirected.add(window.id)
+            pixmap = window.composite_name_window_pixmap()
+            try:
+                image = pixmap.get_image(0, 0, width, height, X.ZPixmap, 0xFFFFFFFF)
+                break
+            except error.XError:  # not redirected: a closed window's id given to a new one
+                self._redirected.discard(window.id)
+            finally:
+                pixmap.free()
+        else:
+            return None
+        if image.depth not in (24, 32) or len(image.data) != width * height * 4:
+            return None
+        bgrx = np.frombuffer(image.data, np.uint8).reshape(height, width, 4)
+        return np.ascontiguousarray(bgrx[:, :, 2::-1])
+
+    def _window_region(
+        self, target: ScreenTarget, window: Any, geometry: Any, screen: dict[str, int]
+    ) -> dict[str, int]:
+        """The window's area on the screen, clipped to it."""
+        origin = self._xdisplay.screen().root.translate_coords(window, 0, 0)
         left, top = max(origin.x, screen["left"]), max(origin.y, screen["top"])
         right = min(origin.x + geometry.width, screen["left"] + screen["width"])
         bottom = min(origin.y + geometry.height, screen["top"] + screen["height"])
@@ -214,6 +271,12 @@ class ScreenGrabber:
             self._mss.close()
             self._mss = None
         if self._xdisplay is not None:
+            from Xlib.ext import composite
+
+            for window_id in self._redirected:  # windows closed meanwhile: the error is ignored
+                window = self._xdisplay.create_resource_object("window", window_id)
+                window.composite_unredirect_window(composite.RedirectAutomatic)
+            self._redirected.clear()
             self._xdisplay.close()
             self._xdisplay = None
 

@@ -16,6 +16,7 @@ from app.screen_capture import (
     WAYLAND_PROBLEM,
     WHOLE_SCREEN,
     ScreenCaptureError,
+    ScreenGrabber,
     ScreenReader,
     ScreenTarget,
     WindowGone,
@@ -52,6 +53,19 @@ def test_a_window_is_listed_by_title_and_captured_pixel_for_pixel(on_display: st
         assert shows(by_title, FIRST, tolerance=0)
         pattern.show(SECOND)
         assert shows(grab(listed[0]), SECOND, tolerance=0)
+
+
+def test_a_covered_window_is_captured_from_its_own_pixels(
+    on_display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PatternWindow("Covered pattern", x=100, y=100) as pattern, PatternWindow("Cover", 150, 130) as cover:
+        cover.show(SECOND)
+        covered = grab(ScreenTarget(pattern.window_id, pattern.title))
+        assert shows(covered, FIRST, tolerance=0)  # the Composite extension: what covers it is not seen
+        screen = grab(WHOLE_SCREEN)[100:340, 100:420]
+        assert not shows(screen, FIRST)  # on the screen, the other window covers most of it
+        monkeypatch.setattr(ScreenGrabber, "_own_pixels", lambda *_args: None)  # no Composite extension
+        assert np.array_equal(grab(ScreenTarget(pattern.window_id, pattern.title)), screen)
 
 
 def test_the_capture_thread_stores_the_window_and_stops_when_it_closes(on_display: str) -> None:
