@@ -66,7 +66,7 @@ class AudioLoop:
             self._on_frame(frame)
         events: list[object] = []
         if self.barge_in is not None:
-            events += self.barge_in.process(frame)
+            events += self.barge_in.process(frame, self.echo.state if self.echo is not None else None)
         events += self.turns.process(frame)
         return events
 

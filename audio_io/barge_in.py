@@ -6,7 +6,13 @@ returned: that event is the cancel signal for the engine. With `recovery` set to
 loudspeaker still quiets within the barge-in budget); speech still going `confirm_ms` after that
 onset interrupts, and silence for `resume_after_ms` before then restores playback: a cough, a laugh
 or a "mm-hm" is over within about half a second, a sentence is not.
-Feed it echo-cancelled frames, or the assistant's own voice will interrupt it.
+Feed it echo-cancelled frames, or the assistant's own voice will interrupt it, with the canceller's
+`EchoState`: while what was played can still echo, a voiced frame counts only when its residual
+rises `evidence_db` above the echo that may remain (all of it while the canceller has not converged,
+what AEC3 has been seen to leave once it has), and before convergence the speech must also last
+`unconverged_speech_ms`. So a reply at its start, or after a reopened or stalled stream, does not
+interrupt itself, a user louder than the echo still does, and once converged (or with no echo path
+at all: the bound is the microphone's floor) barge-in needs only `converged_speech_ms`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from audio_io.echo_state import EchoState
 from audio_io.formats import MIC_FRAME_MS
 from audio_io.microphone import MicFrame
 from audio_io.vad import VadConfig, VoiceActivity
@@ -42,6 +49,9 @@ class BargeInConfig:
     duck_gain: float = 0.2
     confirm_ms: int = 700  # "mm-hm" lasts ~0.6 s (espeak-ng: 0.58), "Stop, wait a moment." 1.3 s
     resume_after_ms: int = 300
+    evidence_db: float = 6.0  # residual over the echo that may remain, while the far end can echo
+    unconverged_speech_ms: int = 150  # the minimum while the canceller has not converged
+    converged_speech_ms: int = 30  # and once it has (its residual is the room alone): 150 ms to silence
     # The pitch check, not Silero: Silero's 32 ms chunks and recurrent state take ~140 ms to call an
     # onset speech, and silence at the loudspeaker is due 150 ms after it (bench.audio).
     vad: VadConfig = field(default_factory=lambda: VadConfig(check="pitch"))
@@ -66,10 +76,18 @@ class BargeInMonitor:
         self._tentative_elapsed_ms = 0
         self._tentative_silence_ms = 0
 
-    def process(self, frame: MicFrame) -> list[object]:
+    def process(self, frame: MicFrame, echo: EchoState | None = None) -> list[object]:
+        """One frame; `echo`: the canceller's state for it (`EchoCanceller.state`), if there is one."""
         speech = self._vad.is_speech(frame.pcm)
         if not self.config.enabled:
             return []
+        minimum = self.config.min_speech_ms
+        if echo is not None:
+            minimum = self.config.converged_speech_ms
+            if echo.far_active:
+                speech = speech and echo.near_evidence_db >= self.config.evidence_db
+                if not echo.converged:
+                    minimum = self.config.unconverged_speech_ms
         turn_id = self._player.speaking_turn()
         if turn_id is None:
             if self._tentative_turn is not None:
@@ -85,7 +103,7 @@ class BargeInMonitor:
                 self._run_ms = 0
         if self._tentative_turn is not None:
             return self._tentative(speech, turn_id)
-        if self._run_ms < self.config.min_speech_ms:
+        if self._run_ms < minimum:
             return []
         if self.config.recovery == "off":
             return [self._interrupt(turn_id)]

@@ -1,35 +1,50 @@
 """Echo cancellation: WebRTC's AEC3 (`livekit.rtc.AudioProcessingModule`) on 10 ms microphone frames.
 
 The far end is what the player's callback actually played (`Player.far_end`, at the device rate),
-resampled to 16 kHz and fed as the reverse stream before each microphone frame; the stream delay is
-aligned by time stamps: for a microphone frame captured at t, the reverse stream gets what was being
-heard at t (and `_LEAD_S` more), so the delay AEC3 has to find is the acoustic path plus that lead:
-with a laptop's path of a millisecond, a few ms of error in the stamps would otherwise hand AEC3 the
-far end after its echo, which no canceller can remove. With headphones there is no echo: turn it off.
+resampled to 16 kHz and fed as the reverse stream, as a signal of time: before the microphone frame
+captured at t, every 10 ms reverse frame up to what is heard at t (and `_LEAD_S` more) goes in, made of
+the far end samples the player's clock places there and zeros where nothing was played. So the delay
+AEC3 has to find is always the acoustic path plus that lead, one reverse frame goes in per microphone
+frame, and when the player's clock re-anchors (a reopened stream, an underrun, a stall) the far end
+moves with it at once instead of AEC3 having to find a new delay. A laptop's path is a millisecond;
+the lead keeps a few ms of error in the stamps from handing AEC3 the far end after its echo.
 
 Only time decides what is fed, never how much is waiting: when the audio thread falls behind, the far
-end it has not read yet is still the reference for the frames it has not processed yet (skipping to
-the present there would shift the delay by the lag, and AEC3 would re-converge while the echo went
-through to barge-in). Far end heard more than `_STALE_S` before a frame is dropped, and when the
-player's far end overflowed (nobody read it for `PlayerConfig.far_end_s`) its clock is unknown until the
-next callback: that backlog is dropped whole. The player's callback writes silence there between
-replies, so AEC3 stays converged from one reply to the next.
+end it has not read yet is still the reference for the frames it has not processed yet. Far end heard
+more than `_STALE_S` before a frame is skipped. With headphones there is no echo: turn it off.
+
+The path itself is measured too (`echo_delay`): a long one (a Bluetooth speaker's few hundred ms) is
+taken off by feeding the far end that much later, so AEC3 only ever has to find a short delay.
+
+`state` says what the canceller knows, for barge-in (`EchoState`): how loud an echo of what was just
+played could be at most, and how much AEC3 has been seen to remove from it. Once it knows that
+nothing played comes back (`EchoMeter.no_echo`: headphones), the microphone passes untouched: AEC3's
+suppressor, unaware, removed a voice 10 dB under the reply whole. Another output device (headphones
+unplugged, the speaker taking over) starts the learning again; the same device reopened keeps it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from audio_io.echo_delay import EchoDelay
+from audio_io.echo_state import EVIDENCE_MARGIN_DB, IDLE, STALL_HOLD_S, EchoMeter, EchoState
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 
 _STALE_S = 0.5  # far end heard this long before a microphone frame is skipped, not fed (AEC3 models less)
 _LEAD_S = 0.03  # the far end goes in this far ahead of the frame: jitter in the stamps never makes it late
 _MIC_FRAME_S = MIC_FRAME_SAMPLES / MIC_RATE_HZ
+_RESYNC_SAMPLES = 32  # 2 ms: the far end's place in time moved more than this, follow it (else keep going)
+_CLOCK_JUMP_S = 0.02  # consecutive microphone frames this far from 10 ms apart: its clock re-anchored
+_SHIFT_TRIAL_FRAMES = 200  # 2 s of far end
+_SHIFT_MIN_ERLE_DB = 10.0
+_WAIT_S = 0.1  # far end not written this long after it is heard: the player stalled, feed silence
 
 
 class FarEndSource(Protocol):
@@ -65,8 +80,17 @@ class EchoCanceller:
         self._apm: Any = None
         self._ring: SampleRing | None = None
         self._resampler: Any = None
+        self._resampled_from = self._resampled = 0  # ring position the resampler began at, samples out
         self._chunk = np.zeros(0, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)  # far end at 16 kHz, read from the ring, not fed
+        self._render_s = math.nan  # when the next reverse frame is heard
+        self._frames = 0
+        self._time_base_s = math.nan
+        self.meter = EchoMeter()
+        self.delay = EchoDelay()
+        self._shift_s, self._shift_frames = 0.0, 0
+        self._device: object = None
+        self._gaps = 0
         if config.enabled:
             from livekit import rtc
 
@@ -80,6 +104,11 @@ class EchoCanceller:
     def delay_ms(self) -> int:
         return round(self.config.extra_delay_ms)
 
+    @property
+    def state(self) -> EchoState:
+        """What is known of the echo in the last processed frame (see `echo_state`)."""
+        return self.meter.state if self._apm is not None else IDLE
+
     def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
         """`frame`: 160 int16 samples at 16 kHz captured at `time_s` (perf_counter); returns a new array.
 
@@ -90,53 +119,138 @@ class EchoCanceller:
             return frame
         from livekit import rtc
 
-        self._feed_far_end(rtc, time_s)
+        if time_s is None:
+            self._feed_all(rtc)
+        else:
+            self._frames += 1
+            base = time_s - self._frames * _MIC_FRAME_S  # steady while the microphone's clock is
+            if not math.isfinite(self._time_base_s):
+                self._time_base_s = base
+            elif abs(base - self._time_base_s) > _CLOCK_JUMP_S:
+                self.meter.restart()  # it moved (at once or step by step): the echo did too
+                self.delay.reset()
+                self._time_base_s = base
+            self._feed_until(rtc, time_s + _LEAD_S - self.delay.shift_s)
         self._apm.set_stream_delay_ms(self.delay_ms)
-        near = rtc.AudioFrame(
-            bytearray(np.ascontiguousarray(frame, dtype=np.int16).tobytes()),
-            MIC_RATE_HZ,
-            1,
-            MIC_FRAME_SAMPLES,
-        )
+        raw = np.ascontiguousarray(frame, dtype=np.int16)
+        near = rtc.AudioFrame(bytearray(raw.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_stream(near)
-        return np.frombuffer(bytes(near.data), dtype=np.int16).copy()
+        cleaned = np.frombuffer(bytes(near.data), dtype=np.int16).copy()
+        no_echo = self.meter.no_echo
+        if no_echo:  # AEC3's suppressor would still eat a voice softer than the far end: pass it
+            cleaned = raw.copy()
+        state = self.meter.frame(_power(raw), _power(cleaned))
+        if time_s is not None:
+            # Only what can be echo is timed: not a voice, not the room once the far end is quiet.
+            timed = state.far_active and state.near_evidence_db < EVIDENCE_MARGIN_DB
+            self.delay.mic(time_s, raw if timed or no_echo else np.zeros_like(raw))
+            self._check_shift(state)
+        return cleaned
 
-    def _feed_far_end(self, rtc: Any, until_s: float | None) -> None:
-        import soxr
+    def _check_shift(self, state: EchoState) -> None:
+        """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end was a wrong
+        measure (or the clocks moved since): back to feeding as heard, AEC3 searching alone."""
+        if self.delay.shift_s != self._shift_s:
+            self._shift_s, self._shift_frames = self.delay.shift_s, 0
+        if self._shift_s == 0.0 or not state.far_active:
+            return
+        self._shift_frames += 1
+        if self._shift_frames >= _SHIFT_TRIAL_FRAMES and state.erle_db < _SHIFT_MIN_ERLE_DB:
+            self.delay.reset()
 
+    def _read_ring(self) -> float:
+        """Move what the player wrote into `_pending`; return when `_pending[0]` is heard (or nan).
+
+        Times come from the resampler's output count, not the ring's read position: the resampler
+        holds back a few ms, and counting its input would place every frame that much late.
+        """
         ring, rate = self._source.far_end, self._source.rate_hz
         if ring is not self._ring:  # first call, or the player reopened at another rate
             self._ring = ring
-            self._resampler = soxr.ResampleStream(rate, MIC_RATE_HZ, 1, dtype="float32")
             self._chunk = np.zeros(max(1, rate // 10), dtype=np.float32)
-            self._pending = np.zeros(0, dtype=np.float32)
+            self._restart_resampler(ring.read_pos)
+        gaps = getattr(self._source, "far_end_gaps", 0)
+        if gaps != self._gaps:
+            self.meter.restart(STALL_HOLD_S)  # the output stalled: its sound may move where no clock shows
+            self._gaps = gaps
+        device = getattr(self._source, "device", None)
+        if device != self._device:
+            if self._device is not None:
+                self.meter.relearn()  # another loudspeaker, another echo path
+            self._device = device
         clock_s = self._source.far_end_clock_s
+        if self.meter.clock(clock_s):
+            self.delay.reset()
         if not math.isfinite(clock_s):  # not playing yet, or the far end overflowed: its past is unknown
             ring.skip_to(ring.write_pos)
-            self._pending = self._pending[:0]
-            return
-        if until_s is not None:  # what was heard too long before this frame cannot echo in it: skip
-            until_s += _LEAD_S
-            stale = math.floor((until_s - _STALE_S - clock_s) * rate)
-            if ring.read_pos < stale:
-                ring.skip_to(stale)
-                self._pending = self._pending[:0]
+            self._restart_resampler(ring.read_pos)
+            return math.nan
+        if math.isfinite(self._render_s):  # what was heard before the next reverse frame is of no use
+            needed = math.floor((self._render_s - clock_s) * rate)
+            if ring.read_pos < needed - rate // 10:
+                ring.skip_to(needed)
+                self._restart_resampler(ring.read_pos)
         while (n := ring.read_into(self._chunk)) > 0:
             resampled = self._resampler.resample_chunk(self._chunk[:n])
+            if len(resampled) >= MIC_FRAME_SAMPLES:
+                self.meter.played(time.perf_counter(), _loudest_frame(resampled))
+            self._resampled += len(resampled)
             self._pending = np.concatenate([self._pending, resampled])
-        # Time at which pending[0] is heard: the ring's read position, less what is pending.
-        pending_s = clock_s + ring.read_pos / rate - len(self._pending) / MIC_RATE_HZ
-        fed = 0
-        if until_s is not None and pending_s < until_s - _STALE_S:  # the microphone side skipped ahead
-            fed = min(len(self._pending), math.ceil((until_s - _STALE_S - pending_s) * MIC_RATE_HZ))
-            pending_s += fed / MIC_RATE_HZ
-        while len(self._pending) - fed >= MIC_FRAME_SAMPLES:
-            if until_s is not None and pending_s > until_s:
-                break
+        return clock_s + self._resampled_from / rate + (self._resampled - len(self._pending)) / MIC_RATE_HZ
+
+    def _restart_resampler(self, position: int) -> None:
+        import soxr
+
+        self._resampler = soxr.ResampleStream(self._source.rate_hz, MIC_RATE_HZ, 1, dtype="float32")
+        self._resampled_from, self._resampled = position, 0
+        self._pending = self._pending[:0]
+
+    def _feed_until(self, rtc: Any, until_s: float) -> None:
+        """Reverse frames up to what is heard at `until_s`, one frame per 10 ms of time."""
+        if not math.isfinite(self._render_s) or until_s - self._render_s > _STALE_S:
+            self._render_s = until_s - _MIC_FRAME_S  # first frame, or the microphone side skipped ahead
+        pending_s = self._read_ring()
+        while self._render_s <= until_s:
+            if math.isfinite(pending_s):
+                offset = round((self._render_s - pending_s) * MIC_RATE_HZ)
+                if offset > _RESYNC_SAMPLES:  # heard before this frame: drop
+                    self._pending = self._pending[offset:]
+                elif offset < -_RESYNC_SAMPLES:  # nothing was played then: silence
+                    self._pending = np.concatenate([np.zeros(-offset, np.float32), self._pending])
+                pending_s = self._render_s
+            if len(self._pending) < MIC_FRAME_SAMPLES and until_s - self._render_s < _WAIT_S:
+                break  # not written yet: it will be, a callback from now
+            frame = self._pending[:MIC_FRAME_SAMPLES]
+            self._pending = self._pending[MIC_FRAME_SAMPLES:]
+            if len(frame) < MIC_FRAME_SAMPLES:  # the player stalled
+                frame = np.concatenate([frame, np.zeros(MIC_FRAME_SAMPLES - len(frame), np.float32)])
+            self.delay.far(self._render_s, self._reverse(rtc, frame))
+            self._render_s += _MIC_FRAME_S
             pending_s += _MIC_FRAME_S
-            pcm = np.clip(self._pending[fed : fed + MIC_FRAME_SAMPLES] * 32768.0, -32768, 32767)
-            fed += MIC_FRAME_SAMPLES
-            self._apm.process_reverse_stream(
-                rtc.AudioFrame(bytearray(pcm.astype(np.int16).tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
-            )
-        self._pending = self._pending[fed:]
+
+    def _feed_all(self, rtc: Any) -> None:
+        """Everything played so far (no time stamps)."""
+        self._read_ring()
+        while len(self._pending) >= MIC_FRAME_SAMPLES:
+            self._reverse(rtc, self._pending[:MIC_FRAME_SAMPLES])
+            self._pending = self._pending[MIC_FRAME_SAMPLES:]
+
+    def _reverse(self, rtc: Any, frame: np.ndarray) -> np.ndarray:
+        pcm = np.clip(frame * 32768.0, -32768, 32767).astype(np.int16)
+        self.meter.far_frame(_power(pcm))
+        far = rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
+        self._apm.process_reverse_stream(far)
+        return pcm
+
+
+def _loudest_frame(far: np.ndarray) -> float:
+    """Mean square (int16 scale) of the loudest 10 ms frame of float far end samples."""
+    n = len(far) // MIC_FRAME_SAMPLES * MIC_FRAME_SAMPLES
+    frames = far[:n].reshape(-1, MIC_FRAME_SAMPLES) * 32768.0
+    return float(np.max(np.mean(frames * frames, axis=1)))
+
+
+def _power(pcm: np.ndarray) -> float:
+    """Mean square of int16 samples."""
+    x = pcm.astype(np.float32)
+    return float(np.dot(x, x)) / len(x)

@@ -22,6 +22,7 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
+from audio_io.stream_clock import StreamClock
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
 
 
@@ -41,7 +42,7 @@ class MicrophoneConfig:
     latency: str | float = "low"  # PortAudio's suggested latency
     ring_ms: int = 2_000
     queue_frames: int = 1_000  # 10 s; when nobody reads, the oldest frames are dropped
-    retry: RetryConfig = field(default_factory=RetryConfig)
+    retry: RetryConfig = field(default_factory=lambda: RetryConfig(restart_gap_s=None))
 
 
 class Microphone:
@@ -120,14 +121,18 @@ class Microphone:
         rate = device.default_sample_rate_hz or MIC_RATE_HZ
         block = max(1, round(rate * self.config.block_ms / 1000))
         ring = SampleRing(int(rate * self.config.ring_ms / 1000), np.float32)
+        clock = StreamClock()
 
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
             if status.input_overflow:
                 self.overflows += 1
-            ring.write(indata[:, 0])
-            # perf_counter time of ring position 0: the earliest estimate is the least delayed callback.
-            clock = time.perf_counter() - ring.write_pos / rate
-            self._clock_s = min(self._clock_s + 1e-5, clock)
+            # perf_counter time of ring position 0, from when this block was captured (see StreamClock).
+            now = time.perf_counter()
+            captured = now - self._latency_s - frames / rate
+            anchor = clock.update(now, captured - ring.write_pos / rate)
+            if ring.write(indata[:, 0]) < frames:  # the worker fell 2 s behind: positions left time
+                clock.reset()
+            self._clock_s = anchor
             self._callbacks += 1
 
         stream = sd.InputStream(
@@ -174,7 +179,7 @@ class Microphone:
                 pcm = np.clip(pending[:MIC_FRAME_SAMPLES] * 32768.0, -32768, 32767).astype(np.int16)
                 pending = pending[MIC_FRAME_SAMPLES:]
                 native_pos = native_base + (produced - out_base) * rate / MIC_RATE_HZ
-                time_s = self._clock_s + native_pos / rate - self._latency_s
+                time_s = self._clock_s + native_pos / rate
                 self._put(MicFrame(pcm=pcm, index=index, time_s=time_s))
                 produced += MIC_FRAME_SAMPLES
                 index += 1

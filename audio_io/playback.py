@@ -8,6 +8,11 @@ ring running dry inside an unfinished turn) are counted and faded, never fatal; 
 `DeviceLost` and is reopened. What the callback plays is also copied to `far_end`, the echo
 canceller's reference.
 
+A device lost mid-reply cuts the reply where the user stopped hearing it: `BargeIn(turn_id,
+heard_samples)` after the `DeviceLost`, which the app answers by cancelling generation and keeping
+only what was heard, marked interrupted. Resuming would restart mid-sentence after a gap the user
+did not choose (and the app sends replies to text while the speaker is away).
+
     player = Player(PlayerConfig(device=None), on_event=print)
     player.start()
     player.write(AudioChunk(turn_id=1, pcm=pcm, sample_rate=24_000, first_frame_index=0))
@@ -17,6 +22,7 @@ canceller's reference.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,8 +33,9 @@ import numpy as np
 from audio_io.devices import AudioDevice
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
+from audio_io.stream_clock import StreamClock, output_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
-from events import AudioChunk
+from events import AudioChunk, BargeIn, DeviceLost
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,8 @@ class Player:
         self._flush_ack = 0
         self._flush_pos = 0
         self._cut_pos = 0
-        self.far_end_clock_s = 0.0  # perf_counter time at which far_end position 0 is heard (smoothed)
+        self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
+        self._clock = StreamClock(settle_s=0.5)
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
         self._keeper = StreamKeeper(
             "output",
@@ -104,6 +112,11 @@ class Player:
     @property
     def latency_s(self) -> float:
         return self._latency_s
+
+    @property
+    def far_end_gaps(self) -> int:
+        """Stalls of the output stream: the host may then play later than any clock says."""
+        return self._clock.gaps
 
     def start(self, wait_for_device: bool = False) -> None:
         """Open the device (raises `UnknownDeviceError` listing the devices, unless `wait_for_device`:
@@ -241,7 +254,29 @@ class Player:
         return self._callbacks
 
     def _emit(self, event: object) -> None:
+        cut = self._cut_lost_reply() if isinstance(event, DeviceLost) else None
         self._on_event(event)
+        if cut is not None:
+            self._on_event(cut)
+
+    def _cut_lost_reply(self) -> BargeIn | None:
+        """The device went away mid-reply: cut the reply where the user stopped hearing it, without
+        waiting for a callback (a lost device gives none; a flush waiting on one left the next reply
+        stuck). The first callback of the reopened stream drops the rest from the ring."""
+        turn_id = self.speaking_turn()
+        if turn_id is None:
+            return None
+        heard = self._heard_pos()
+        with self._lock:
+            turn = self._turns.get(turn_id)
+            if turn is None or turn.cut is not None:
+                return None
+            self._turn_open = False
+            turn.cut = min(max(heard, turn.start), turn.end)
+            self._flush_pos = self._ring.write_pos
+            self._audible = False
+            self._flush_seq += 1
+        return BargeIn(turn_id=turn_id, heard_samples=self.played_samples(turn_id))
 
     def _heard_pos(self) -> int:
         """Ring position now leaving the device: what was read, less what is still in its buffer."""
@@ -286,11 +321,12 @@ class Player:
             callback=callback,
             finished_callback=finished,
         )
+        self._clock.reset()  # a new stream has its own timeline, whatever its rate
+        self.far_end_clock_s = math.inf
         if rate != self._rate_hz:  # first open, or a fallback device at another rate: queued audio is dropped
             with self._lock:
                 self._ring = SampleRing(int(rate * self.config.buffer_s), np.float32)
                 self.far_end = SampleRing(int(rate * self.config.far_end_s), np.float32)
-                self.far_end_clock_s = float("inf")
                 for turn in self._turns.values():
                     turn.start = turn.end = 0
                     turn.resampler = None
@@ -354,12 +390,15 @@ class Player:
                     self._audible = False
             out[got:] = 0.0
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
-            # When far_end sample 0 is heard; the earliest estimate is the least delayed callback.
-            clock = time.perf_counter() + self._latency_s - far_end.write_pos / self._rate_hz
+            # When far_end sample 0 is heard, from when this block will be (see StreamClock).
+            now = time.perf_counter()
+            delay = output_delay_s(time_info, self._latency_s)
+            anchor = self._clock.update(now, now + delay - far_end.write_pos / self._rate_hz)
             if far_end.write(out) == frames:
-                self.far_end_clock_s = min(self.far_end_clock_s + 1e-5, clock)
+                self.far_end_clock_s = anchor
             else:  # nobody read it for far_end_s: its positions stopped following time; estimate afresh
-                self.far_end_clock_s = float("inf")
+                self._clock.reset()
+                self.far_end_clock_s = math.inf
             self._callbacks += 1
 
         return callback

@@ -6,11 +6,18 @@ the system default next; while on the default it keeps probing for the named dev
 Started with `wait_for_device`, a device that cannot open yet is reported (`DeviceUnavailable`) and
 waited for the same way, so a device plugged in after the start is taken up by itself; every reopen
 is reported (`DeviceRestored`).
+
+A watchdog catches the smaller failure: a stream that flowed, then stops calling back for
+`restart_gap_s` while this process runs (a host's underrun recovery can leave it silent for seconds)
+is restarted on the same device at once, reported as `StreamRestarted` and logged, not as a lost
+device. Time this process itself was stopped (SIGSTOP, a call holding the GIL) is not counted: the
+watchdog's own late wake-ups say when that was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +27,21 @@ from typing import Any
 from audio_io.devices import STREAM_SETUP_LOCK, AudioDevice, DeviceKind, UnknownDeviceError, find_device
 from events import DeviceLost, DeviceRestored, DeviceUnavailable
 
+log = logging.getLogger(__name__)
+
 EventSink = Callable[[object], None]
+FLOWING_CALLBACKS = 20  # callbacks after an open before the stream counts as flowing (starts come in fits)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRestarted:
+    """The watchdog restarted a stream whose callbacks had stopped for `gap_ms` (of running time)."""
+
+    kind: DeviceKind
+    name: str
+    gap_ms: float
+
+
 OpenStream = Callable[[AudioDevice, Callable[[], None]], Any]  # (device, finished_callback) -> stream
 
 
@@ -29,7 +50,8 @@ class RetryConfig:
     stall_timeout_s: float = 2.0  # a loaded machine can pause a callback thread; this is far longer
     first_retry_s: float = 0.1
     max_retry_s: float = 2.0
-    poll_s: float = 0.05
+    poll_s: float = 0.02
+    restart_gap_s: float | None = 0.5  # callbacks missing this long, once flowing: restart (None: never)
 
 
 class StreamKeeper:
@@ -53,6 +75,7 @@ class StreamKeeper:
         self._stream: Any = None
         self.device: AudioDevice | None = None
         self.losses = 0
+        self.restarts = 0
         self._finished = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,17 +127,47 @@ class StreamKeeper:
     def _watch(self) -> None:
         if self._stream is None:
             self._reopen()
-        last_progress, last_change = self._progress(), time.monotonic()
-        while not self._stopping.wait(self._retry.poll_s):
+        poll = self._retry.poll_s
+        last_progress, last_change, tick = self._progress(), time.monotonic(), time.monotonic()
+        opened_at, silent_s = last_progress, 0.0
+        while not self._stopping.wait(poll):
             progress, now = self._progress(), time.monotonic()
+            awake = now - tick < 3 * poll  # else this process was stopped: that time is not the stream's
+            tick = now
             if progress != last_progress:
-                last_progress, last_change = progress, now
-            stalled = now - last_change > self._retry.stall_timeout_s
-            if self._finished.is_set() or stalled:
+                last_progress, last_change, silent_s = progress, now, 0.0
+            elif awake:
+                silent_s += poll
+            if self._finished.is_set() or now - last_change > self._retry.stall_timeout_s:
                 self._lost()
-                last_progress, last_change = self._progress(), time.monotonic()
-            elif self._on_fallback() and now - last_change < self._retry.poll_s * 4:
+            elif self._gap_too_long(silent_s, progress - opened_at):
+                self._restart(silent_s)
+            elif self._on_fallback() and now - last_change < poll * 4:
                 self._probe_preferred(now)
+                continue
+            else:
+                continue
+            last_progress, last_change, silent_s = self._progress(), time.monotonic(), 0.0
+            opened_at = last_progress
+
+    def _gap_too_long(self, silent_s: float, callbacks_since_open: int) -> bool:
+        gap = self._retry.restart_gap_s
+        return gap is not None and silent_s > gap and callbacks_since_open >= FLOWING_CALLBACKS
+
+    def _restart(self, silent_s: float) -> None:
+        """Close the silent stream and open the same device afresh (closing first: a stream's
+        callback may resume, and two would share the player's ring); on failure it is a lost device."""
+        name = self.device.name if self.device else str(self.device_name)
+        self._close()
+        try:
+            self._open(self.device if self.device is not None else find_device(self.device_name, self.kind))
+        except Exception:
+            self._lost()
+            return
+        self.restarts += 1
+        gap_ms = silent_s * 1e3
+        log.warning("%s stream %r stopped calling back for %.0f ms; restarted", self.kind, name, gap_ms)
+        self._on_event(StreamRestarted(kind=self.kind, name=name, gap_ms=gap_ms))
 
     def _lost(self) -> None:
         self.losses += 1

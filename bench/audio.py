@@ -6,6 +6,13 @@ Prints barge_in_ms_median / barge_in_ms_max (user speech onset at the microphone
 loudspeaker monitor), underruns (playback while a CPU-heavy torch loop runs in another thread),
 self_interruptions_per_min (the assistant's speech looped from the speaker into the microphone with
 delay and gain, AEC on) and echo_attenuation_db (microphone level in / out of the echo canceller).
+Then the echo grid and faults (`bench.rig.echo`, a fresh canceller per cell as an app starting up,
+barge-in recovering by "pause" as the app does): self_interruptions_per_min_worst and
+echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (the user talking over a
+reply whose echo is being cancelled: onset at the microphone to the moment the loudspeaker went
+silent, which is the pause, not the cut 700 ms later), aec_recovered_s_after_reopen (output sink
+unloaded and reloaded mid-reply) and output_gap_ms_max_after_stall (150 ms stalls of the process
+mid-reply, GIL held and SIGSTOP).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ def run(quick: bool) -> dict[str, Any]:
     from audio_io.microphone import MicrophoneConfig
     from audio_io.playback import Player, PlayerConfig
     from audio_io.turn_detector import TurnDetector
+    from bench.rig.echo_path import EchoPath
     from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
     from bench.rig.pulse import (
         MIC,
@@ -46,7 +54,6 @@ def run(quick: bool) -> dict[str, Any]:
         SINK_RATE_HZ,
         SPEAKER,
         SPEAKER_MONITOR,
-        EchoPath,
         Feeder,
         Recorder,
         VirtualAudio,
@@ -56,7 +63,7 @@ def run(quick: bool) -> dict[str, Any]:
     from events import BargeIn
 
     result: dict[str, Any] = {"quick": quick}
-    with VirtualAudio():
+    with VirtualAudio() as audio:
         player = Player(PlayerConfig(device=SPEAKER))
         player.start()
         wait_flowing(player._progress)
@@ -146,7 +153,100 @@ def run(quick: bool) -> dict[str, Any]:
         result["echo_s"] = round(played, 1)
         result["output_latency_ms"] = round(player.latency_s * 1000, 1)
         player.stop()
+        result.update(run_echo(quick, audio))
     return result
+
+
+def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
+    """The echo grid, then a reopened output and stalls, in one rig (virtual devices already up)."""
+    from bench.rig.echo import GRID_DELAYS_MS, GRID_GAINS, EchoRig
+
+    delays = (20, 150, 500) if quick else GRID_DELAYS_MS
+    gains = (0.25, 1.0) if quick else GRID_GAINS
+    result: dict[str, Any] = {}
+    with EchoRig() as rig:
+        grid = [rig.condition(d, g) for d in delays for g in gains]
+        result["echo_grid"] = [
+            {
+                "delay_ms": c.delay_ms,
+                "gain": c.gain,
+                "self_interruptions_per_min": round(c.self_interruptions_per_min, 1),
+                "attenuation_db": _round(c.attenuation_db),
+                "user_barge_in": c.user_barge_in,
+                "barge_in_ms": _round(c.barge_in_ms),
+            }
+            for c in grid
+        ]
+        result["self_interruptions_per_min_worst"] = round(max(c.self_interruptions_per_min for c in grid), 2)
+        result["echo_attenuation_db_min"] = _round(min((c.attenuation_db or 0.0) for c in grid))
+        talked_over = [c.barge_in_ms for c in grid if c.barge_in_ms is not None]
+        worst, middle = (max(talked_over), float(np.median(talked_over))) if talked_over else (None, None)
+        result["barge_in_ms_max_double_talk"] = _round(worst)
+        result["barge_in_ms_median_double_talk"] = _round(middle)
+        result["user_barge_ins_missed"] = sum(not c.user_barge_in for c in grid)
+        result["aec_recovered_s_after_reopen"] = _reopen(rig, audio)
+        gap_ms, interrupted = _stalls(rig)
+        result["output_gap_ms_max_after_stall"] = gap_ms
+        result["self_interruptions_after_stall"] = interrupted
+        result["output_stream_restarts"] = rig.player._keeper.restarts
+    return result
+
+
+def _reopen(rig: Any, audio: Any) -> float | None:
+    """Speaker sink unloaded 1.5 s into a reply and loaded again; seconds from the first echo after
+    it to attenuation >= 20 dB in every later 0.5 s (None: not within the replies played)."""
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from bench.rig.listening import play_reply
+    from bench.rig.pulse import wait_flowing
+
+    rig.condition(150, 0.5, replies=1, user=False)
+    play_reply(rig.player, rig.next_turn(), np.concatenate(rig.replies), PLAYBACK_RATE_HZ)
+    time.sleep(1.5)
+    audio.unload_sink("speaker")
+    time.sleep(1.0)
+    audio.load_sink("speaker")
+    wait_flowing(rig.player._progress, timeout_s=20)
+    rig.speaker_back()
+    back_s = time.perf_counter()
+    for reply in rig.replies:
+        rig.play(reply)
+    return _round(rig.echo.recovered_s(back_s))
+
+
+def _stalls(rig: Any) -> tuple[float, int]:
+    """Longest silence on the speaker inside replies with a 150 ms stall (GIL held, then SIGSTOP),
+    and how many of those replies interrupted themselves (up to where one did: the silence after
+    such a barge-in is the flush, not a gap)."""
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from bench.rig.echo import hold_gil, stop_process
+    from bench.rig.listening import play_reply
+    from bench.rig.signals import harmonic_voice
+
+    gaps, interrupted = [], 0
+    for stall in (hold_gil, stop_process, hold_gil, stop_process):
+        turn_id = rig.next_turn()
+        reply = harmonic_voice(4.0, PLAYBACK_RATE_HZ)
+        writer = threading.Thread(target=play_reply, args=(rig.player, turn_id, reply, PLAYBACK_RATE_HZ))
+        writer.start()
+        time.sleep(0.5)
+        start_s = time.perf_counter()
+        time.sleep(1.0)
+        stall(0.15)
+        writer.join()
+        rig.player.wait_idle(20)
+        end_s = time.perf_counter() - 0.2
+        cut = rig.barge_ins([turn_id])
+        if cut:
+            interrupted += 1
+            end_s = min(end_s, start_s - 0.5 + cut[0].heard_samples / PLAYBACK_RATE_HZ - 0.1)
+        if end_s > start_s:
+            gaps.append(rig.longest_gap_ms(start_s, end_s))
+        time.sleep(0.5)
+    return round(max(gaps, default=0.0), 1), interrupted
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 def main() -> None:

@@ -95,14 +95,36 @@ class MeasuredEchoCanceller(EchoCanceller):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.energy_in = self.energy_out = 0.0
+        self.echo_frames: list[tuple[float, float, float]] = []  # (time_s, power in, power out)
 
     def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
         out = super().process(frame, time_s)
         power = float(np.mean(frame.astype(np.float64) ** 2))
         if power > self.ECHO_POWER:
+            power_out = float(np.mean(out.astype(np.float64) ** 2))
             self.energy_in += power
-            self.energy_out += float(np.mean(out.astype(np.float64) ** 2))
+            self.energy_out += power_out
+            self.echo_frames.append((time_s or 0.0, power, power_out))
         return out
+
+    def recovered_s(self, since_s: float, min_db: float = 20.0, bin_s: float = 0.5) -> float | None:
+        """From the first echo after `since_s` to where every later `bin_s` keeps `min_db` (None: never)."""
+        frames = np.array([f for f in self.echo_frames if f[0] >= since_s])
+        if not len(frames):
+            return None
+        bins = ((frames[:, 0] - frames[0, 0]) // bin_s).astype(int)
+        good = []
+        for k in range(int(bins.max()) + 1):
+            chosen = frames[bins == k]
+            ratio = chosen[:, 1].sum() / max(chosen[:, 2].sum(), 1e-9)
+            good.append(not len(chosen) or 10 * np.log10(ratio) >= min_db)
+        bad = [k for k, ok in enumerate(good) if not ok]
+        if bad and bad[-1] == len(good) - 1:
+            return None
+        return (bad[-1] + 1) * bin_s if bad else 0.0
+
+    def reset_measure(self) -> None:
+        self.energy_in = self.energy_out = 0.0
 
     def attenuation_db(self) -> float | None:
         if not self.energy_in:

@@ -14,7 +14,8 @@ session alone. `ALSA_CONFIG_PATH` must be set before PortAudio starts; `start()`
 PortAudio when sounddevice was already imported.
 
 Also here: `Feeder` (plays queued signals), `Recorder` (records with perf_counter stamps),
-`EchoPath` (loudspeaker monitor → delay and gain → microphone). Speech and noise: `bench.rig.signals`.
+and `wait_flowing`. The echo path (loudspeaker monitor → delay and gain → microphone) is
+`bench.rig.echo_path`; speech and noise are `bench.rig.signals`.
 """
 
 from __future__ import annotations
@@ -335,55 +336,3 @@ class Recorder:
 
     def close(self) -> None:
         self._stream.close(ignore_errors=True)
-
-
-class EchoPath:
-    """Loudspeaker → microphone: records the speaker monitor, plays it into the mic `delay_ms` later.
-
-    Two streams joined by a ring that holds `delay_ms` (plus at most a few blocks of jitter). The
-    ring's level is enforced: a PulseAudio record stream opened on a playing sink's monitor first
-    delivers up to 2 s it buffered between opening and starting, and a plain queue (or a duplex
-    stream, as this was) keeps that backlog for good, making the "40 ms" path about 2 s long.
-    """
-
-    def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
-        import sounddevice as sd
-
-        from audio_io.ring_buffer import SampleRing
-
-        block = rate_hz // 100
-        self.gain = gain
-        self._delay_n = int(rate_hz * delay_ms / 1000)
-        self._slack_n = 3 * block
-        self._ring = SampleRing(rate_hz * 4, np.float32)
-        self._ring.write(np.zeros(self._delay_n, dtype=np.float32))
-        self._callbacks = 0
-        self.late_samples = 0  # output samples played as silence because the input had not arrived
-        with STREAM_SETUP_LOCK:
-            self._input = sd.InputStream(
-                device=SPEAKER_MONITOR, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-                blocksize=block, callback=self._record,
-            )  # fmt: skip
-            self._output = sd.OutputStream(
-                device=MIC_FEED, samplerate=rate_hz, channels=1, dtype="float32", latency="low",
-                blocksize=block, callback=self._play,
-            )  # fmt: skip
-            self._input.start()
-            self._output.start()
-        wait_flowing(lambda: self._callbacks)
-
-    def _record(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
-        self._ring.write(indata[:, 0] * self.gain)
-
-    def _play(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
-        ring = self._ring
-        if ring.available() > self._delay_n + self._slack_n:  # a backlog: back to the set delay
-            ring.skip_to(ring.write_pos - self._delay_n)
-        got = ring.read_into(outdata[:, 0])
-        outdata[got:, 0] = 0.0
-        self.late_samples += frames - got
-        self._callbacks += 1
-
-    def close(self) -> None:
-        self._input.close(ignore_errors=True)
-        self._output.close(ignore_errors=True)

@@ -20,6 +20,7 @@ from audio_io.microphone import Microphone, MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
 from audio_io.stream_keeper import RetryConfig
 from audio_io.turn_detector import TurnConfig, TurnDetector
+from bench.rig.echo_path import EchoPath
 from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
 from bench.rig.pulse import (
     MIC,
@@ -27,7 +28,6 @@ from bench.rig.pulse import (
     SINK_RATE_HZ,
     SPEAKER,
     SPEAKER_MONITOR,
-    EchoPath,
     Feeder,
     Recorder,
     VirtualAudio,
@@ -333,11 +333,19 @@ def test_device_loss_is_reported_and_recovered(devices: VirtualAudio) -> None:
         wait_flowing(mic._progress, timeout_s=20)
         assert player.device is not None and player.device.name == SPEAKER
         assert mic.device is not None and mic.device.name == MIC
-        # Audio flows again both ways.
+        # The reply the speaker lost was cut where it was last heard (`BargeIn` after `DeviceLost`,
+        # its rest never plays); audio flows again both ways and the next reply is heard.
+        cut = [e for e in events if isinstance(e, BargeIn)]
+        assert [e.turn_id for e in cut] == [1] and player.speaking_turn() is None
         recorder = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
-        time.sleep(0.5)
-        recorded = recorder.samples()
-        recorder.close()
+        try:
+            time.sleep(0.3)
+            assert np.max(np.abs(recorder.samples())) < 1e-3
+            play_reply(player, 2, harmonic_voice(2.0, PLAYBACK_RATE_HZ), PLAYBACK_RATE_HZ)
+            time.sleep(0.8)
+            recorded = recorder.samples()
+        finally:
+            recorder.close()
         assert np.max(np.abs(recorded)) > 0.1
         while not mic.frames.empty():
             mic.frames.get_nowait()

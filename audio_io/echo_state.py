@@ -1,0 +1,185 @@
+"""What the echo canceller knows about the echo, frame by frame, for barge-in to weigh speech with.
+
+Three measures on 10 ms frames (mean squares of int16 samples):
+- the far end's loudest frame over the last `MAX_PATH_S` (an echo of it can still be arriving), as
+  fed to AEC3 and as played by wall clock (so a clock that is off cannot hide an echo's source),
+- the coupling: how loud the microphone gets relative to that, at most: the largest ratio over the
+  last `COUPLING_WINDOW_S` of far end that could echo (frames with a voice above the expected echo
+  left out, and after `LEARN_S` loud frames AEC3 did not take `ECHO_LIKE_DB` off, which may be a
+  voice), 0 dB (an echo as loud as what was played) until `LEARN_S` of it was heard; so an echo
+  bound = coupling × loudest. With no echo path at all (headphones, a muted speaker, the app's own
+  end-to-end rig) the bound falls to the microphone's floor after `LEARN_S` and stays there from
+  one reply to the next: a voice then counts at once, however soft,
+- the attenuation AEC3 has been seen to achieve while the far end played: its echo return loss
+  enhancement (ERLE), rising fast on frames that look like echo alone and falling slowly (double
+  talk must not make a converged canceller look unconverged).
+
+The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT_DB` less; a frame
+whose residual is well above it is evidence of a voice in the room that is not the far end. Where
+AEC3 leaks most, it is not counted as converged (so barge-in also wants the residual above the
+whole bound): the first second of far end after a silence (a converged AEC3 leaked to within 8 dB
+of the echo at a reply's onset), and after any move of either stream's clock (a reopened or
+stalled stream), which makes the ERLE start again, and when the residual is louder than the
+microphone (AEC3 subtracting an echo it has misplaced: after a stall the host can play a burst of
+audio later than its callback said, and no clock shows it). A learnt coupling below `NO_ECHO_COUPLING`
+(`no_echo`) counts as converged: there is nothing to cancel, and barge-in must be as fast as
+without a canceller.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+from audio_io.formats import MIC_FRAME_MS
+
+MAX_PATH_S = 0.7  # the longest echo path (and lead) a far end frame is remembered for
+PLAYED_SLACK_S = 1.0  # how late the canceller reads, and the host plays, what the player's callback gave
+# (after a stall, PulseAudio's ALSA plugin took up to a second of audio at once and played it later)
+FAR_ACTIVE_POWER = 1e4  # -50 dBFS: quieter far end frames cannot echo audibly
+COUPLING_WINDOW_S = 4.0  # the coupling is the largest ratio seen over this much far end activity
+LEARN_S = 1.2  # far end activity before the measured coupling replaces 0 dB (longer than any path)
+NO_ECHO_POWER = 1e3  # -60 dBFS: quieter microphone frames carry no echo worth learning from
+NO_ECHO_COUPLING = 1e-5  # -50 dB: a learnt coupling below this is no echo path at all
+ERLE_FAST = 0.1  # per frame, rising, on frames that look like echo alone
+ERLE_FALL = 0.01  # per frame, falling: a voice under the evidence margin must not undo convergence
+ERLE_SLOW = 0.005  # per frame, on frames with a voice above the expected residual
+DIVERGED_RATIO = 2.0  # a residual 3 dB above the microphone itself: AEC3 subtracts a misplaced echo
+DIVERGED_FRAMES = 5  # that many frames in a row (single frames do it at a voice's edges)
+ECHO_LIKE_DB = 10.0  # a loud frame AEC3 took this much off was echo: it may teach the coupling
+ERLE_CONVERGED_DB = 15.0
+ERLE_CREDIT_DB = 25.0  # at most this much is taken off the bound once converged
+MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
+ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
+EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
+STALL_HOLD_S = 2.0  # after the output stalled, no credit this long (AEC3 lost its echo for ~1 s after)
+CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
+_TINY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EchoState:
+    """Per frame: how loud the remaining echo may be, and whether the canceller has converged."""
+
+    far_power: float  # loudest far end frame that can still echo
+    echo_bound: float  # loudest echo of it the microphone may carry (before cancellation)
+    expected_residual: float  # what may remain of that echo after cancellation
+    residual_power: float  # the cleaned frame
+    erle_db: float
+    converged: bool
+
+    @property
+    def far_active(self) -> bool:
+        return self.far_power > FAR_ACTIVE_POWER
+
+    @property
+    def near_evidence_db(self) -> float:
+        """How far the residual rises above the echo that may remain (dB; high: a voice in the room)."""
+        return 10 * math.log10(max(self.residual_power, _TINY) / max(self.expected_residual, _TINY))
+
+
+IDLE = EchoState(0.0, 0.0, 0.0, 0.0, 0.0, False)
+
+
+class EchoMeter:
+    """Fed by the canceller: `far_frame` for each reverse frame, `frame` for each microphone frame."""
+
+    def __init__(self) -> None:
+        frames = round(MAX_PATH_S * 1000 / MIC_FRAME_MS)
+        self._far: collections.deque[float] = collections.deque(maxlen=frames)
+        self._played: collections.deque[tuple[float, float]] = collections.deque()
+        window = round(COUPLING_WINDOW_S * 1000 / MIC_FRAME_MS)
+        self._ratios: collections.deque[float] = collections.deque(maxlen=window)
+        self._learn_frames = round(LEARN_S * 1000 / MIC_FRAME_MS)
+        self._heard_frames = 0  # far end frames that could echo, since the start
+        self._erle_db = 0.0
+        self._active_frames = 0
+        self._onset_frames = 0  # frames since the far end last became able to echo
+        self._hold_frames = 0
+        self._diverged_frames = 0
+        self._clock_s = math.nan
+        self.state = IDLE
+
+    def played(self, now_s: float, power: float) -> None:
+        """Far end the player has played by `now_s` (wall clock), fed to AEC3 yet or not: an echo
+        cannot come before its sound, whatever the clocks say, so the bound never misses it."""
+        self._played.append((now_s, power))
+        while self._played and self._played[0][0] < now_s - MAX_PATH_S - PLAYED_SLACK_S:
+            self._played.popleft()
+
+    def far_frame(self, power: float) -> None:
+        self._far.append(power)
+
+    def clock(self, clock_s: float) -> bool:
+        """The far end's clock; moving (at once or step by step) means the echo moved and the
+        canceller is no longer proven. True when it moved."""
+        moved = abs(clock_s - self._clock_s)
+        if math.isfinite(self._clock_s) and not (math.isfinite(moved) and moved > CLOCK_JUMP_S):
+            return False
+        restarted = math.isfinite(self._clock_s)
+        if restarted:
+            self.restart()
+        self._clock_s = clock_s
+        return restarted
+
+    def restart(self, hold_s: float = 0.0) -> None:
+        """The echo may have moved: the canceller proves itself again (and not before `hold_s`)."""
+        self._erle_db = 0.0
+        self._active_frames = 0
+        self._hold_frames = max(self._hold_frames, round(hold_s * 1000 / MIC_FRAME_MS))
+
+    def frame(self, raw_power: float, residual_power: float) -> EchoState:
+        far = max(max(self._far, default=0.0), max((p for _, p in self._played), default=0.0))
+        self._hold_frames = max(0, self._hold_frames - 1)
+        self._onset_frames = self._onset_frames + 1 if far > FAR_ACTIVE_POWER else 0
+        if far <= FAR_ACTIVE_POWER:
+            self.state = EchoState(far, 0.0, 0.0, residual_power, self._erle_db, self.converged)
+            return self.state
+        self._heard_frames += 1
+        diverged = raw_power > FAR_ACTIVE_POWER and residual_power > raw_power * DIVERGED_RATIO
+        self._diverged_frames = self._diverged_frames + 1 if diverged else 0
+        if self._diverged_frames == DIVERGED_FRAMES:
+            self.restart()  # no voice keeps the residual louder than the microphone: AEC3 diverged
+        residual_power = min(residual_power, raw_power)  # what it added is its own error, not a voice
+        bound = self.coupling * far
+        converged = self.no_echo or self.converged
+        credit_db = min(self._erle_db, ERLE_CREDIT_DB) if converged else 0.0
+        expected = bound / 10 ** (credit_db / 10)
+        evidence = residual_power > expected * 10 ** (EVIDENCE_MARGIN_DB / 10)
+        erle = 10 * math.log10(max(raw_power, _TINY) / max(residual_power, _TINY))
+        learning = self._heard_frames < self._learn_frames
+        if not evidence and (learning or raw_power < NO_ECHO_POWER or erle >= ECHO_LIKE_DB):
+            self._ratios.append(raw_power / far)
+        if raw_power > FAR_ACTIVE_POWER:
+            rate = ERLE_SLOW if evidence else ERLE_FAST if erle > self._erle_db else ERLE_FALL
+            self._erle_db += rate * (erle - self._erle_db)
+            self._active_frames += 1
+        self.state = EchoState(far, bound, expected, residual_power, self._erle_db, converged)
+        return self.state
+
+    @property
+    def no_echo(self) -> bool:
+        """Nothing of what was played comes back (headphones, a muted speaker): nothing to cancel."""
+        return self._heard_frames >= self._learn_frames and self.coupling < NO_ECHO_COUPLING
+
+    def relearn(self) -> None:
+        """Another output device: its echo path is to be measured afresh."""
+        self._heard_frames = 0
+        self._ratios.clear()
+
+    @property
+    def coupling(self) -> float:
+        """Echo power over far end power, at most (0 dB until measured long enough)."""
+        if self._heard_frames < self._learn_frames:
+            return 1.0
+        return max(max(self._ratios, default=0.0), 1e-6)
+
+    @property
+    def converged(self) -> bool:
+        return (
+            self._hold_frames == 0
+            and self._active_frames >= MIN_ACTIVE_FRAMES
+            and self._onset_frames >= ONSET_FRAMES
+            and self._erle_db >= ERLE_CONVERGED_DB
+        )

@@ -1,0 +1,90 @@
+"""Where a stream's samples sit on `time.perf_counter()`, re-anchored on the stream's own timing.
+
+Each callback gives one estimate of the time of the stream's position 0: for an output stream, the
+time its block reaches the speaker (PortAudio's `outputBufferDacTime`, which the host computes from
+what is still queued in the device) less the position written so far; for an input stream, the time
+its block was captured (now, less the nominal latency and the block) less the position read so far.
+A late callback only looks later, so the earliest estimate is the truest.
+
+Nothing is accumulated: the anchor follows an earlier estimate at once, and when every estimate of a
+`window_s` window is later than it by more than `slack_s` (the device played silence we never wrote,
+or dropped input we never read: an underrun, an overflow, a stall) it moves to that window's earliest.
+A callback gap longer than `gap_s` (a stall: the device certainly ran on without us) or a new stream
+starts afresh; after a gap the callbacks of `settle_s` are not believed (PulseAudio's ALSA plugin
+then asks for up to a second of audio in a burst, each callback "earlier" than the last).
+`generation` counts re-anchorings, so a reader knows its alignment moved.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MAX_DEVICE_DELAY_S = 2.0  # a host's output delay beyond this is not believed
+STALL_S = 0.12  # a callback gap this long is a stall (a loaded machine's own jitter stays under it)
+
+
+class StreamClock:
+    """Called from one stream callback; read `anchor_s` (perf_counter time of position 0) anywhere."""
+
+    def __init__(
+        self, window_s: float = 2.0, slack_s: float = 0.012, gap_s: float = 0.08, settle_s: float = 0.0
+    ) -> None:
+        self.window_s = window_s
+        self.settle_s = settle_s  # after a gap, callbacks this long are not believed (catch-up bursts)
+        self.slack_s = slack_s
+        self.gap_s = gap_s
+        self.anchor_s = math.inf
+        self.generation = 0
+        self.gaps = 0  # callback gaps beyond `STALL_S` (a stall): the sound may have moved unseen
+        self._window_min = math.inf
+        self._window_end = -math.inf
+        self._last_s = -math.inf
+        self._settled_s = -math.inf
+
+    def reset(self) -> None:
+        """A new stream: forget the old timeline (the next callback anchors it)."""
+        self.anchor_s = math.inf
+        self._window_min = math.inf
+        self._window_end = self._last_s = -math.inf
+        self.generation += 1
+
+    def update(self, now_s: float, estimate_s: float) -> float:
+        """One callback at `now_s` estimating position 0 at `estimate_s`; returns the anchor."""
+        if now_s - self._last_s > self.gap_s and math.isfinite(self._last_s):
+            self.gaps += now_s - self._last_s > STALL_S
+            self.reset()
+            self._settled_s = now_s + self.settle_s
+        self._last_s = now_s
+        if now_s < self._settled_s:
+            return self.anchor_s
+        if estimate_s < self._window_min:
+            self._window_min = estimate_s
+        if estimate_s < self.anchor_s:
+            if self.anchor_s - estimate_s > self.slack_s:
+                self.generation += 1
+            self.anchor_s = estimate_s
+        if now_s >= self._window_end:
+            if self._window_min > self.anchor_s + self.slack_s and math.isfinite(self._window_min):
+                self.anchor_s = self._window_min
+                self.generation += 1
+            self._window_min = math.inf
+            self._window_end = now_s + self.window_s
+        return self.anchor_s
+
+
+def output_delay_s(time_info: Any, fallback_s: float) -> float:
+    """How long an output block waits in the device: PortAudio's `outputBufferDacTime` less its
+    `currentTime`, which counts what the host really holds (after an underrun ALSA's PulseAudio plugin
+    takes a second or more at once), or `fallback_s` (the nominal latency) when the host gives none.
+
+    Input streams get no such help: the same plugin reports capture times hundreds of ms off, drifting.
+    """
+    try:
+        current, stamp = float(time_info.currentTime), float(time_info.outputBufferDacTime)
+    except (AttributeError, TypeError, ValueError):
+        return fallback_s
+    delay = stamp - current
+    if current <= 0 or stamp <= 0 or not 0.0 <= delay <= MAX_DEVICE_DELAY_S:
+        return fallback_s
+    return delay

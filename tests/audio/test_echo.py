@@ -1,0 +1,241 @@
+"""Echo cancellation and barge-in that hold up: long paths, no path, a device coming back, stalls.
+
+The PulseAudio tests run one `EchoRig` (player, echo path speaker → microphone, a user's voice, a
+monitor of the speaker; `bench.rig.echo`) and judge on the audio clocks: barge-in events per reply,
+echo energy in and out of the canceller, silence on the speaker's monitor. The grid here plays two
+replies per cell and the two extreme gains at every delay; `bench.audio` runs all of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from audio_io.echo_state import LEARN_S, EchoMeter
+from audio_io.formats import MIC_FRAME_MS, PLAYBACK_RATE_HZ
+from audio_io.stream_clock import StreamClock
+from audio_io.stream_keeper import RetryConfig, StreamKeeper, StreamRestarted
+from bench.rig.echo import GRID_DELAYS_MS, EchoRig, hold_gil, stop_process
+from bench.rig.listening import play_reply
+from bench.rig.pulse import VirtualAudio, wait_flowing
+from bench.rig.signals import harmonic_voice
+from events import AudioChunk, BargeIn, DeviceLost, DeviceRestored
+
+MIN_ATTENUATION_DB = 20.0
+MAX_GAP_MS = 200.0
+STALL_S = 0.15
+CI_GAINS = (0.25, 1.0)
+
+
+# -- no device ---------------------------------------------------------------------------------------
+
+
+def test_stream_clock_follows_a_shifted_timeline_and_a_new_stream() -> None:
+    clock = StreamClock(window_s=0.5, slack_s=0.003, gap_s=0.08)
+    jitter = np.random.default_rng(0).uniform(0, 0.004, 400)
+    for k in range(100):  # 1 s of 10 ms callbacks, some late: the earliest estimate wins
+        clock.update(k * 0.01, 5.0 + jitter[k])
+    assert clock.anchor_s == pytest.approx(5.0, abs=0.0005)
+    for k in range(100, 200):  # an underrun the device filled with 50 ms of silence, no callback gap
+        clock.update(k * 0.01, 5.05 + jitter[k])
+    assert clock.anchor_s == pytest.approx(5.05, abs=0.0005)
+    generation = clock.generation
+    clock.update(2.2, 5.2)  # a 200 ms stall: re-anchored at once, never accumulated
+    assert clock.anchor_s == pytest.approx(5.2) and clock.generation > generation
+    clock.reset()
+    clock.update(3.0, 9.0)
+    assert clock.anchor_s == 9.0
+
+
+def test_with_no_echo_path_a_soft_voice_is_evidence_once_the_reply_was_heard() -> None:
+    """The failure that reverted the first attempt: no echo comes back (the app's end-to-end rig,
+    headphones), so the canceller never converges; the echo bound must still fall to the floor."""
+    meter = EchoMeter()
+    far, voice = 3e7, 3e5  # the reply at -15 dBFS, a voice 20 dB under it
+    state = meter.state
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 5):
+        meter.far_frame(far)
+        state = meter.frame(raw_power=0.5, residual_power=0.5)  # the microphone hears nothing
+    assert state.converged and state.echo_bound < 1e3
+    meter.far_frame(far)
+    assert meter.frame(raw_power=voice, residual_power=voice).near_evidence_db > 20
+
+
+def test_an_echo_as_loud_as_the_reply_is_no_evidence_before_convergence() -> None:
+    meter = EchoMeter()
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 5):
+        meter.far_frame(3e7)
+        state = meter.frame(raw_power=3e7, residual_power=3e7)  # AEC3 has removed nothing yet
+    assert not state.converged and state.near_evidence_db < 6
+
+
+class FakeStream:
+    """A stream whose callback is a thread and can stop without finishing. A test double because a
+    PulseAudio stream that stops calling back while its device stays cannot be made on demand."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.silent = False
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._closed.wait(0.01):
+            if not self.silent:
+                self.calls += 1
+
+    def close(self, ignore_errors: bool = True) -> None:
+        self._closed.set()
+
+
+def test_watchdog_restarts_a_silent_stream_but_not_a_stalled_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from audio_io import stream_keeper
+    from audio_io.devices import AudioDevice
+
+    device = AudioDevice(0, "fake", 0, 1, 48_000.0, False, True)
+    monkeypatch.setattr(stream_keeper, "find_device", lambda name, kind: device)
+    streams: list[FakeStream] = []
+    events: list[object] = []
+
+    def open_stream(device: AudioDevice, finished: object) -> FakeStream:
+        streams.append(FakeStream())
+        return streams[-1]
+
+    keeper = StreamKeeper(
+        "output", "fake", open_stream, lambda: sum(s.calls for s in streams), events.append, RetryConfig()
+    )
+    keeper.start()
+    try:
+        wait_flowing(lambda: sum(s.calls for s in streams), blocks=30)
+        hold_gil(0.4)  # the whole process stalls: no restart
+        time.sleep(0.3)
+        assert events == [] and len(streams) == 1
+        streams[0].silent = True  # the stream alone stops calling back
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not events:
+            time.sleep(0.01)
+        assert [type(e) for e in events] == [StreamRestarted] and len(streams) == 2
+        restarted = events[0]
+        assert isinstance(restarted, StreamRestarted) and restarted.kind == "output"
+        wait_flowing(lambda: streams[1].calls, blocks=10)
+    finally:
+        keeper.stop()
+
+
+# -- PulseAudio ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rig(devices: VirtualAudio) -> Iterator[EchoRig]:
+    with EchoRig() as echo_rig:
+        yield echo_rig
+
+
+@pytest.mark.audio
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("delay_ms", GRID_DELAYS_MS)
+def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
+    rig: EchoRig, delay_ms: float
+) -> None:
+    """Each gain with a fresh canceller (an app just started): replies alone never interrupt
+    themselves, the echo is 20 dB down after the first reply, and a user talking over one stops it."""
+    results = [rig.condition(delay_ms, gain, replies=2) for gain in CI_GAINS]
+    summary = [
+        (r.gain, r.self_interruptions, r.self_pauses, r.attenuation_db, r.user_barge_in) for r in results
+    ]
+    for r in results:
+        assert r.self_interruptions == 0 and r.self_pauses == 0, summary
+        assert r.attenuation_db is not None and r.attenuation_db >= MIN_ATTENUATION_DB, summary
+        assert r.user_barge_in, summary
+
+
+@pytest.mark.audio
+@pytest.mark.timeout(120)
+def test_with_no_echo_a_voice_softer_than_the_reply_still_interrupts_it(rig: EchoRig) -> None:
+    """Canceller on, nothing of the reply comes back (the app's end-to-end case): after one reply,
+    a user 10 dB softer than the reply still barges in, every time."""
+    rig.user = rig.user * 0.3
+    results = [rig.condition(20, 0.0, replies=1) for _ in range(2)]
+    assert all(r.user_barge_in and r.self_interruptions == r.self_pauses == 0 for r in results), results
+
+
+@pytest.mark.audio
+@pytest.mark.timeout(180)
+def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
+    rig: EchoRig, devices: VirtualAudio
+) -> None:
+    """Unplugged mid-reply: the reply is cut where the user stopped hearing it (`BargeIn` after
+    `DeviceLost`) and its rest never plays; plugged back: the next replies play (none is left
+    stuck), do not interrupt themselves, and the echo is 20 dB down again within a few seconds."""
+    rig.condition(150, 0.5, replies=1, user=False)
+    turn_id = rig.next_turn()
+    play_reply(rig.player, turn_id, np.concatenate(rig.replies), PLAYBACK_RATE_HZ)
+    time.sleep(1.5)
+    devices.unload_sink("speaker")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(isinstance(e, BargeIn) for e in rig.player_events):
+        time.sleep(0.02)
+    kinds = [type(e) for e in rig.player_events]
+    assert DeviceLost in kinds and BargeIn in kinds and kinds.index(DeviceLost) < kinds.index(BargeIn)
+    cut = next(e for e in rig.player_events if isinstance(e, BargeIn))
+    assert cut.turn_id == turn_id
+    assert 1.0 * PLAYBACK_RATE_HZ < cut.heard_samples < 2.0 * PLAYBACK_RATE_HZ
+    assert rig.player.speaking_turn() is None
+    assert not rig.player.write(AudioChunk(turn_id, rig.replies[0][:2400], PLAYBACK_RATE_HZ, 999))
+    devices.load_sink("speaker")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and DeviceRestored not in [type(e) for e in rig.player_events]:
+        time.sleep(0.05)
+    wait_flowing(rig.player._progress, timeout_s=20)
+    rig.speaker_back()
+    back_s = time.perf_counter()
+    echo = rig.echo
+    assert echo is not None
+    first = rig.last_turn + 1
+    for reply in rig.replies:
+        rig.play(reply)
+    assert rig.barge_ins(range(first, rig.last_turn + 1)) == [] and rig.acted.pauses == 0
+    assert float(np.abs(rig.monitor.samples()).max()) > 0.01  # the replies after it were heard
+    recovered_s = echo.recovered_s(back_s, MIN_ATTENUATION_DB)
+    assert recovered_s is not None and recovered_s <= 3.0
+
+
+@pytest.mark.audio
+@pytest.mark.timeout(180)
+@pytest.mark.xfail(
+    reason="open: after a stall a reply can still pause once or twice for its own echo (AEC3 loses the"
+    " echo for about a second after the host's catch-up burst; bench README)",
+    strict=False,
+)
+@pytest.mark.parametrize("stall", [hold_gil, stop_process], ids=["gil", "sigstop"])
+def test_stalls_between_and_during_replies(rig: EchoRig, stall: object) -> None:
+    """150 ms stalls of the whole process, between replies and in the middle of one: no reply
+    interrupts itself and the speaker is never silent for more than 200 ms inside a reply."""
+    stall_for = stall if callable(stall) else hold_gil
+    rig.condition(150, 0.5, replies=1, user=False)
+    first = rig.last_turn + 1
+    stall_for(STALL_S)
+    rig.play(rig.replies[0])
+    reply = harmonic_voice(5.0, PLAYBACK_RATE_HZ)
+    turn_id = rig.next_turn()
+    writer = threading.Thread(target=play_reply, args=(rig.player, turn_id, reply, PLAYBACK_RATE_HZ))
+    writer.start()
+    time.sleep(0.5)
+    start_s = time.perf_counter()
+    time.sleep(1.5)
+    stall_for(STALL_S)
+    writer.join()
+    rig.player.wait_idle(20)
+    end_s = time.perf_counter() - 0.2
+    time.sleep(0.4)
+    rig.play(rig.replies[1])
+    gap = rig.gap_at(start_s, end_s)
+    assert rig.barge_ins(range(first, rig.last_turn + 1)) == [], gap
+    assert gap[1] <= MAX_GAP_MS and rig.acted.pauses == 0, (gap, rig.acted.pauses, rig.player_events)
