@@ -52,6 +52,7 @@ class TurnStats:
     first_token_s: float | None = None  # the reply's first token chosen (spoken or not)
     tool_calls: int = 0  # calls the reply ended with: the turn goes on once their results are back
     call_end_s: float | None = None  # the last call's closing token chosen
+    speculative: bool = False  # computed at the user's pause, before the turn ended (issue 12)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from events import (
 from realtime.wire import (
     MAX_EVENT_BYTES,
     SAMPLES_PER_FRAME,
+    SPECULATIVE,
     WIRE_RATE_HZ,
     decode_pcm16,
     new_id,
@@ -60,6 +61,7 @@ class PendingReply:
     item_id: str | None = None
     text: list[str] = field(default_factory=list)
     calls: int = 0  # function calls of this response: the turn goes on once their outputs are back
+    speculative: bool = False  # the server computed it at the user's pause (realtime/speculation.py)
     samples: int = 0
     first_text_s: float | None = None
     cancelled: bool = False
@@ -301,6 +303,7 @@ class RealtimeEngine:
         if reply is None:
             return
         reply.response_id = response.get("id")
+        reply.speculative = bool(event.get(SPECULATIVE))
         if reply.cancelled:
             self.send(
                 {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
@@ -373,6 +376,7 @@ class RealtimeEngine:
             audio_samples=reply.samples,
             cancelled=status == "cancelled",
             tool_calls=reply.calls if status == "completed" else 0,
+            speculative=reply.speculative,
         )
         self.signals.report(TurnFinished(reply.turn_id, stats))
 

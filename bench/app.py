@@ -7,7 +7,8 @@ into the virtual microphone. Prints:
 - `first_audio_ms`: end of the user's speech (as played into the microphone) to the first audio of
   the reply at the loudspeaker monitor, median over the turns, with `first_audio_stages_ms`: the
   end-of-turn wait, the hop to the worker, prefill, first text token, first codec frame, first
-  Code2Wav chunk, and playback to the monitor;
+  Code2Wav chunk, and playback to the monitor; `first_audio_speculative_share`: of those turns, the
+  share whose reply the engine had computed at the user's pause (`realtime/speculation.py`);
 - `event_loop_max_stall_ms`: the Qt event loop's longest lateness (a 5 ms timer), while loading and
   while talking (goal <= 50);
 - `barge_in_ms`: speech onset at the microphone to the last loud sample at the monitor, median over
@@ -182,6 +183,7 @@ def first_audio(rig: Rig, sentence: np.ndarray, turns: int) -> dict[str, Any]:
                 "first_audio_written": written_s - stats.first_text_s,
                 "playback_to_monitor": heard_s - written_s,
                 "total": heard_s - end_s,
+                "speculative": stats.speculative,
             }
         )
         pump(lambda: rig.desk.session.state.value == "listening", 120)
@@ -190,8 +192,11 @@ def first_audio(rig: Rig, sentence: np.ndarray, turns: int) -> dict[str, Any]:
     best = min(rows, key=lambda row: row["total"])
     return {
         "first_audio_ms": round(statistics.median(r["total"] for r in rows) * 1000, 1),
-        "first_audio_stages_ms": {k: round(v * 1000, 1) for k, v in best.items() if k != "total"},
+        "first_audio_stages_ms": {
+            k: round(v * 1000, 1) for k, v in best.items() if k not in ("total", "speculative")
+        },
         "first_audio_turns": len(rows),
+        "first_audio_speculative_share": sum(r["speculative"] for r in rows) / len(rows),
     }
 
 

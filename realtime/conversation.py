@@ -31,7 +31,7 @@ from realtime.items import (
 from realtime.reply import Response, run_response
 from realtime.session_config import SessionConfig
 from realtime.speculation import Gate, Speculation
-from realtime.wire import MAX_PENDING_ITEMS, SPECULATE, WireError, heard_samples, new_id
+from realtime.wire import MAX_PENDING_ITEMS, SPECULATE, SPECULATIVE, WireError, heard_samples, new_id
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,7 @@ class Conversation:
                 "type": "response.created",
                 "event_id": new_id("event"),
                 "response": response.json("in_progress"),
+                SPECULATIVE: True,
             }
         )
         if spec.gate.open(response.metadata) and self.active is response:

@@ -29,6 +29,7 @@ API_KEY_ENV = "OMNIDESK_API_KEY"  # where `omnidesk serve` and the app's client 
 VIDEO_FRAME_APPEND = "input_video_frame.append"
 MODEL_STATUS = "omnidesk.model_status"
 SPECULATE = "omnidesk.input_audio_buffer.speculate"  # realtime/speculation.py
+SPECULATIVE = "omnidesk_speculative"  # on `response.created`: the reply was computed at the pause
 EXTENSION_EVENTS = frozenset({VIDEO_FRAME_APPEND, MODEL_STATUS, SPECULATE})
 
 MAX_EVENT_BYTES = 8 * 2**20  # one websocket message (a 1280x1280 PNG fits)

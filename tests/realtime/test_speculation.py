@@ -16,7 +16,7 @@ from app.realtime_input import InputStream
 from model.media_input import MODEL_AUDIO_RATE_HZ, UserTurn
 from model.sampling import SamplingPlan
 from realtime.host import ModelHost
-from realtime.wire import SPECULATE, from_wire
+from realtime.wire import SPECULATE, SPECULATIVE, from_wire
 from tests.engine_helpers import SYSTEM, greedy_engine, pcm_of, run, text_of
 from tests.realtime.conftest import ask
 from tests.realtime.inproc import server_thread
@@ -115,9 +115,25 @@ def test_speculative_replies_kept_and_dropped_equal_plain_ones(demo: Any) -> Non
         heard.send(ws, stream.turn(UserTurn(audio=np.concatenate([first, second])), 3))
         dropped = recv_until(ws, "response.done")
         turns.append([p for p in heard.pieces if p.size])
-        server_history = conversation.engine.history
+        server_history = list(conversation.engine.history)
 
-    assert [e["response"]["id"] for e in kept if e["type"] == "response.created"] == [kept_id]
+        # A barge-in: the reply the user cut is truncated while a speculative one waits; it is that
+        # reply (not the speculative one) that is cut, and the speculative one is gone.
+        _stream(ws, stream, Heard(), first)
+        Heard().send(ws, stream.speculate())
+        _wait_computed(state)
+        reply_item = dropped[-1]["response"]["output"][0]["id"]
+        truncate = {"type": "conversation.item.truncate", "item_id": reply_item, "content_index": 0}
+        ws.send(json.dumps({**truncate, "audio_end_ms": 0}))
+        recv_until(ws, "conversation.item.truncated")
+        assert conversation.speculation is None
+        after_cut = conversation.engine.history
+        assert [(m.role, m.turn_id) for m in after_cut] == [(m.role, m.turn_id) for m in server_history]
+        assert after_cut[-1].interrupted and not server_history[-1].interrupted
+
+    assert [(e["response"]["id"], e.get(SPECULATIVE)) for e in kept if e["type"] == "response.created"] == [
+        (kept_id, True)
+    ]
     assert kept[-1]["response"]["metadata"] == {"turn_id": "2"}
     assert [e["response"]["id"] != dropped_id for e in dropped if e["type"] == "response.created"] == [True]
     local = _in_process(demo, turns)
