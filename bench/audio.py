@@ -171,6 +171,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
                 "delay_ms": c.delay_ms,
                 "gain": c.gain,
                 "self_interruptions_per_min": round(c.self_interruptions_per_min, 1),
+                "self_pauses": c.self_pauses,
                 "attenuation_db": _round(c.attenuation_db),
                 "user_barge_in": c.user_barge_in,
                 "barge_in_ms": _round(c.barge_in_ms),
@@ -184,10 +185,13 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["barge_in_ms_max_double_talk"] = _round(worst)
         result["barge_in_ms_median_double_talk"] = _round(middle)
         result["user_barge_ins_missed"] = sum(not c.user_barge_in for c in grid)
+        result["self_pauses_worst"] = max(c.self_pauses for c in grid)
         result["aec_recovered_s_after_reopen"] = _reopen(rig, audio)
+        pauses = rig.acted.pauses
         gap_ms, interrupted = _stalls(rig)
         result["output_gap_ms_max_after_stall"] = gap_ms
         result["self_interruptions_after_stall"] = interrupted
+        result["self_pauses_after_stall"] = rig.acted.pauses - pauses
         result["output_stream_restarts"] = rig.player._keeper.restarts
     return result
 
