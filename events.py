@@ -125,10 +125,12 @@ class SpeechEnded:
 
 @dataclass(frozen=True, slots=True)
 class BargeIn:
-    """The user interrupted turn `turn_id` after hearing `heard_samples` of its audio (24 kHz)."""
+    """The user interrupted turn `turn_id` after hearing `heard_samples` of its audio (24 kHz), or
+    the speaker went away then (`device_lost`: nobody is speaking)."""
 
     turn_id: int
     heard_samples: int
+    device_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)

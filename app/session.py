@@ -254,7 +254,7 @@ class Session(QObject):
         elif isinstance(event, BargeIn):
             if event.turn_id == self._active or event.turn_id in self._generating:
                 self._interrupt(event.heard_samples, event.turn_id)
-                self._set_state(State.USER_SPEAKING)
+                self._set_state(self._resting_state() if event.device_lost else State.USER_SPEAKING)
         elif isinstance(event, DeviceLost | DeviceUnavailable | DeviceRestored):
             self._report(event)
             problem = device_problem(event)

@@ -276,7 +276,7 @@ class Player:
             self._flush_pos = self._ring.write_pos
             self._audible = False
             self._flush_seq += 1
-        return BargeIn(turn_id=turn_id, heard_samples=self.played_samples(turn_id))
+        return BargeIn(turn_id=turn_id, heard_samples=self.played_samples(turn_id), device_lost=True)
 
     def _heard_pos(self) -> int:
         """Ring position now leaving the device: what was read, less what is still in its buffer."""

@@ -98,6 +98,19 @@ def test_barge_in_stops_the_reply_and_keeps_what_was_heard(qtbot: Any, rig: Any)
     assert len(player.chunks) < 10  # generation stopped early
 
 
+def test_a_reply_cut_by_a_lost_speaker_leaves_the_session_listening(qtbot: Any, rig: Any) -> None:
+    """The player cuts the reply where the user stopped hearing it; nobody spoke, so the state pill
+    must not say the user is speaking."""
+    session, seen, audio, player = rig
+    session.engine.worker.engine.configure(max_codec_frames=30, max_text_tokens=30)
+    player.on_write = lambda chunk: audio.on_event(BargeIn(chunk.turn_id, 1920, device_lost=True))
+    session.send_text("talk to me")
+    qtbot.waitUntil(lambda: bool(seen.of("reply_interrupted")), timeout=60_000)
+    assert session.engine.worker.history()[-1].interrupted
+    qtbot.waitUntil(lambda: session.state == State.LISTENING, timeout=5_000)
+    assert State.USER_SPEAKING.value not in seen.states()
+
+
 def test_stop_speaking_flushes_playback_and_truncates(qtbot: Any, rig: Any) -> None:
     session, seen, _, player = rig
     session.engine.worker.engine.configure(max_codec_frames=30, max_text_tokens=30)
