@@ -108,13 +108,21 @@ def first_audio_video(loaded: Any, frames: int, text_tokens: int) -> dict[str, f
     fps = 2.0
     camera = np.random.default_rng(0).integers(0, 256, (int(5 * fps), 480, 640, 3), dtype=np.uint8)
     turn = UserTurn(audio=tone(5.0), video=VideoClip(camera, fps))
+    first_ms, tokens_per_s = _first_audio_with_frames(loaded, turn, frames, text_tokens)
+    return {"first_audio_ms_video": first_ms, "video_prompt_tokens_per_s": tokens_per_s}
+
+
+def _first_audio_with_frames(
+    loaded: Any, turn: UserTurn, frames: int, text_tokens: int
+) -> tuple[float, float]:
+    """First audio of a 5 s turn with video (after a warm-up), and the video tokens a second adds."""
     settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames}
     stream_turn(make_engine(loaded, **settings), turn)  # warm-up
     engine = make_engine(loaded, **settings)
     first_ms, _ = stream_turn(engine, turn)
     video_id = loaded.model.config.thinker_config.video_token_id
     video_tokens = sum(int((s.ids == video_id).sum()) for s in engine.context.segments)
-    return {"first_audio_ms_video": first_ms, "video_prompt_tokens_per_s": video_tokens / 5.0}
+    return first_ms, video_tokens / 5.0
 
 
 def first_audio_screen(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
@@ -122,14 +130,8 @@ def first_audio_screen(loaded: Any, frames: int, text_tokens: int) -> dict[str, 
     (bench/screen_turn.py: a still 1920x1080 desktop), beside `first_audio_ms_video`."""
     from bench.screen_turn import screen_turn
 
-    turn = screen_turn(tone(5.0))
-    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames}
-    stream_turn(make_engine(loaded, **settings), turn)  # warm-up
-    engine = make_engine(loaded, **settings)
-    first_ms, _ = stream_turn(engine, turn)
-    video_id = loaded.model.config.thinker_config.video_token_id
-    video_tokens = sum(int((s.ids == video_id).sum()) for s in engine.context.segments)
-    return {"first_audio_ms_screen": first_ms, "screen_prompt_tokens_per_s": video_tokens / 5.0}
+    first_ms, tokens_per_s = _first_audio_with_frames(loaded, screen_turn(tone(5.0)), frames, text_tokens)
+    return {"first_audio_ms_screen": first_ms, "screen_prompt_tokens_per_s": tokens_per_s}
 
 
 def speech_like(seconds: float) -> np.ndarray:
