@@ -81,7 +81,7 @@ class TurnDetector:
         self._previous_speech = False
         self._levels_db: list[tuple[bool, float]] = []  # the current turn's frames: (speech, level)
         self._asked: int | None = None  # the pause (frame index) the judge was asked about
-        self._paused: int | None = None  # frames of the turn sent when SpeechPaused went out
+        self._paused = False  # SpeechPaused went out for this pause: later audio is held back
         self._complete: float | None = None  # the judge's "complete" for this pause
         self._ptt_lock = threading.Lock()
         self._press_s: float | None = None
@@ -107,12 +107,7 @@ class TurnDetector:
     def _progress(self) -> SpeechProgress | None:
         """The frames of the current turn not sent yet, once there are `progress_ms` of them."""
         every = self.config.progress_ms // MIC_FRAME_MS
-        if (
-            self._turn is None
-            or every <= 0
-            or len(self._turn) - self._sent < every
-            or self._paused is not None
-        ):
+        if self._turn is None or every <= 0 or len(self._turn) - self._sent < every or self._paused:
             return None
         return self._send_rest()
 
@@ -163,7 +158,8 @@ class TurnDetector:
         self._levels_db.append((raw, self._vad.level_db))
         if speech:
             self._last_speech = frame
-            self._asked = self._complete = self._paused = None
+            self._asked = self._complete = None
+            self._paused = False
         assert self._start is not None and self._last_speech is not None
         silence_ms = (frame.index - self._last_speech.index) * MIC_FRAME_MS
         length_ms = (frame.index - self._start.index) * MIC_FRAME_MS
@@ -196,10 +192,10 @@ class TurnDetector:
         """At the pause's `trailing_ms`: everything of the turn so far out, then `SpeechPaused`;
         later audio waits (`speculate`)."""
         c = self.config
-        if not c.speculate or c.progress_ms <= 0 or self._paused is not None or silence_ms < c.trailing_ms:
+        if not c.speculate or c.progress_ms <= 0 or self._paused or silence_ms < c.trailing_ms:
             return []
         rest = self._send_rest()
-        self._paused = self._sent
+        self._paused = True
         return [*([rest] if rest is not None else []), SpeechPaused(time_s=frame.time_s)]
 
     def _begin(self) -> SpeechStarted:
@@ -234,7 +230,8 @@ class TurnDetector:
         c = self.config
         assert self._turn is not None and self._start is not None and self._last_speech is not None
         turn, start, last = self._turn, self._start, self._last_speech
-        self._turn = self._start = self._last_speech = self._asked = self._complete = self._paused = None
+        self._turn = self._start = self._last_speech = self._asked = self._complete = None
+        self._paused = False
         self._sent = 0
         if c.mode == "push_to_talk":
             audio = np.concatenate([f.pcm for f in turn]) if turn else np.zeros(0, np.int16)
