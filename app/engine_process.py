@@ -4,6 +4,7 @@ random key, so the model's work, memory and crashes stay out of the window's pro
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -13,13 +14,26 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from realtime.cli import LISTENING
 from realtime.wire import API_KEY_ENV
 
+if TYPE_CHECKING:
+    from app.engine_client import LoadRequest
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # until the port is open (the model then loads with progress events)
+
+
+def serve_args(request: LoadRequest) -> list[str]:
+    """`omnidesk serve` flags for the app's own engine."""
+    args = ["--demo"] if request.demo else ["--model", request.source]
+    args += ["--device", request.device, "--dtype", request.dtype, "--quantization", request.quantization]
+    if request.engine_options:
+        args += ["--engine-options", json.dumps(request.engine_options)]
+    return args
 
 
 class EngineStartError(RuntimeError):

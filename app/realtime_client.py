@@ -68,15 +68,6 @@ class PendingReply:
     turn: Any = None  # the UserTurn, sent again if the engine died before it took the request
 
 
-def serve_args(request: LoadRequest) -> list[str]:
-    """`omnidesk serve` flags for the app's own engine."""
-    args = ["--demo"] if request.demo else ["--model", request.source]
-    args += ["--device", request.device, "--dtype", request.dtype, "--quantization", request.quantization]
-    if request.engine_options:
-        args += ["--engine-options", json.dumps(request.engine_options)]
-    return args
-
-
 class RealtimeEngine:
     """`EngineClient` over the Realtime protocol. `url=None` runs the engine as a child process."""
 

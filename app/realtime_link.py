@@ -84,7 +84,7 @@ def _endpoint(client: RealtimeEngine) -> tuple[str, str | None]:
 
 
 def _args(client: RealtimeEngine) -> list[str]:
-    from app.realtime_client import serve_args
+    from app.engine_process import serve_args
 
     assert client.request is not None
     return serve_args(client.request)
