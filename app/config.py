@@ -37,10 +37,12 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class ConversationSettings:
-    """`voice` empty means the persona's own voice."""
+    """`voice` empty means the persona's own voice. `transcribe`: the model writes down the words of
+    each spoken turn after its reply (shown in place of "(spoken)" in the window, journal and export)."""
 
     persona: str = "assistant"
     voice: str = ""
+    transcribe: bool = True
 
 
 @dataclass(frozen=True)

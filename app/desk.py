@@ -201,6 +201,7 @@ class Desk(QObject):
             speaker=self.session.voice_in_use,
             system_prompt=self.persona.system_prompt,
             speak=not self.text_only,
+            transcribe=self.config.conversation.transcribe,
             engine_options=self.engine_options,
         )
         self._loading_demo = demo

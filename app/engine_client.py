@@ -34,6 +34,7 @@ class LoadRequest:
     speaker: str = "ethan"
     system_prompt: str = ""
     speak: bool = True
+    transcribe: bool = True  # the user's words of each spoken turn come back (`UserTranscript`)
     engine_options: dict[str, Any] = field(default_factory=dict)  # extra EngineSettings fields
 
 

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from events import (
     ReplyTruncated,
     TurnFinished,
     TurnStats,
+    UserTranscript,
 )
 from facts import DEMO_LABEL
 
@@ -68,6 +70,7 @@ class EngineWorker(EngineSignals):
         self._demo_dir = demo_dir
         self.engine: Any = None
         self.tools: tuple[Any, ...] = ()  # ToolSpecs the model may call, given to every engine made
+        self.transcripts: dict[int, str] = {}  # the user's words of spoken turns, for `history()`
         self.model_info: ModelInfo | None = None
         self.load_cancel = threading.Event()
 
@@ -139,11 +142,11 @@ class EngineWorker(EngineSignals):
     def _make_engine(self, loaded: Any, request: LoadRequest) -> Any:
         from model.engine import VOICE_CHAT_PROMPT, Engine, EngineSettings
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"transcribe": request.transcribe}
         if loaded.is_demo:
             from model.demo import DEMO_MAX_CODEC_FRAMES, DEMO_MAX_TEXT_TOKENS
 
-            options = {"max_text_tokens": DEMO_MAX_TEXT_TOKENS, "max_codec_frames": DEMO_MAX_CODEC_FRAMES}
+            options |= {"max_text_tokens": DEMO_MAX_TEXT_TOKENS, "max_codec_frames": DEMO_MAX_CODEC_FRAMES}
         options.update(request.engine_options)
         settings = EngineSettings(
             speaker=request.speaker,
@@ -185,6 +188,8 @@ class EngineWorker(EngineSignals):
                         first_audio = False
                         self.report(FirstAudio(turn_id, time.perf_counter()))
                 continue
+            if isinstance(event, UserTranscript):
+                self.transcripts[turn_id] = event.text
             if isinstance(event, TurnFinished | EngineError) and speaking and speech is not None:
                 speech.finish_turn(turn_id)
             self.report(event)
@@ -235,6 +240,7 @@ class EngineWorker(EngineSignals):
             return
         if system_prompt != before:
             self.recording.clear()
+            self.transcripts.clear()
         self.report(EngineConfigured(self.engine.settings.speaker, self.engine.settings.system_prompt))
 
     @Slot(object)
@@ -249,6 +255,7 @@ class EngineWorker(EngineSignals):
         if self.engine is not None:
             self.engine.new_conversation()
         self.recording.clear()
+        self.transcripts.clear()
 
     @Slot(object)
     def restore(self, exchanges: list[Any]) -> None:
@@ -271,8 +278,15 @@ class EngineWorker(EngineSignals):
                 self.recording.user(exchange.turn_id, np.asarray(exchange.audio))
 
     def history(self) -> list[Message]:
-        """A copy of the engine's history (read from the GUI thread between turns, for export)."""
-        return list(self.engine.history) if self.engine is not None else []
+        """A copy of the engine's history (read from the GUI thread between turns, for export), a
+        spoken turn with its words once they were transcribed (the engine keeps "(spoken)")."""
+        if self.engine is None:
+            return []
+        words = {turn_id: text for turn_id, text in self.transcripts.items() if text}
+        return [
+            replace(m, text=words[m.turn_id]) if m.role == "user" and m.audio_s and m.turn_id in words else m
+            for m in self.engine.history
+        ]
 
 
 def _weight_bytes(loaded: Any) -> int:

@@ -152,8 +152,10 @@ def _begin(client: RealtimeEngine) -> None:
     session: dict[str, Any] = {"type": "realtime", "output_modalities": ["audio"] if speak else ["text"]}
     if client.prompt:
         session["instructions"] = client.prompt
+    # `transcription: null` turns the user's words off; an empty object asks for them
+    session["audio"] = {"input": {"transcription": {} if request.transcribe else None}}
     if speak and client.voice:
-        session["audio"] = {"output": {"voice": client.voice}}
+        session["audio"]["output"] = {"voice": client.voice}
     session["tools"] = tools_json(client.tools)
     client.send({"type": "session.update", "event_id": new_id("event"), "session": session})
     client.input.reset()
