@@ -320,6 +320,17 @@ class ToolConfirmationNeeded:
 
 
 @dataclass(frozen=True, slots=True)
+class AsideAnswer:
+    """The engine's text answer to a turn heard aside, out of the conversation (the Realtime
+    protocol's out-of-band response): the words of a spoken yes or no to a tool. `key` is the
+    asker's; `failed` says why there is no answer."""
+
+    key: int
+    text: str
+    failed: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallStarted:
     """A tool began to run (after the user allowed it, for a tool that acts)."""
 

@@ -226,6 +226,20 @@ class Engine:
         where the turn began and nothing of it stays."""
         live_prefill.abandon(self.conversation)
 
+    def answer_aside(self, turn: UserTurn, *, in_conversation: bool, instructions: str | None = None) -> str:
+        """The model's short text answer to `turn`, kept out of the conversation (the Realtime
+        protocol's out-of-band response, model/aside.py): heard after the conversation, or alone
+        after `instructions` (None: this conversation's system turn; "": none)."""
+        from model.aside import answer_aside
+
+        prompt = self._prompt()
+        if instructions is not None:
+            prompt = PromptFormat(self.parts, instructions, self.settings.video_max_pixels)
+        budget = self.settings.max_context_tokens
+        return answer_aside(
+            prompt, self.conversation, turn, in_conversation=in_conversation, budget_tokens=budget
+        )
+
     # -- one turn -------------------------------------------------------------------------------
 
     def respond(self, turn: UserTurn, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:
