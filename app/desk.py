@@ -4,17 +4,14 @@ the model or the devices."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, QStandardPaths, QTimer, Signal, Slot
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import QByteArray, QObject, QTimer, Signal, Slot
 
 from app import config as cfg
-from app import settings_flow
+from app import export_flow, persona_flow, settings_flow
 from app.camera_feed import CameraFeed, camera_choices
 from app.device_control import AudioFactory, DeviceControl, real_audio
 from app.engine_client import LoadRequest, ModelInfo, make_engine
@@ -57,8 +54,7 @@ from events import (
 from facts import DEMO_LABEL
 from ui.first_run import FirstRunDialog
 from ui.main_window import MainWindow
-
-log = logging.getLogger(__name__)
+from ui.persona_editor import PersonaEditor
 
 
 class Desk(QObject):
@@ -155,7 +151,7 @@ class Desk(QObject):
         window = self.window
         if self.config.window.geometry:
             window.restore_geometry_state(QByteArray.fromBase64(self.config.window.geometry.encode()))
-        self._fill_personas()
+        persona_flow.fill_personas(self)
         window.set_voice(self.config.conversation.voice)
         window.set_mode(self.config.audio.mode)
         window.set_responsiveness(self.config.audio.responsiveness)
@@ -219,28 +215,11 @@ class Desk(QObject):
         self.first_run_flow.stop()
         if self.hotkey is not None:
             self.hotkey.stop()
-        self.save_settings()
+        settings_flow.save_settings(self)
         self.tools.close()
         self.closed_cleanly = self.session.close(timeout_s=3.0)
         self.devices.stop()
         self.history_log.close()
-
-    def save_settings(self) -> None:
-        if not self.launch.loaded.writable:
-            return
-        geometry = bytes(self.window.geometry_state().toBase64().data()).decode()
-        updated = cfg.with_changes(
-            self.file_config,
-            conversation={"persona": self.persona.id, "voice": self.session.voice},
-            audio={"mode": self.session.mode},
-            window={"geometry": geometry},
-        )
-        try:
-            cfg.save_changes(self.launch.loaded.path, self.launch.file_config or self.launch.config, updated)
-            self.file_config = updated
-        except (OSError, cfg.ConfigError) as error:
-            log.warning("settings not saved: %s", error)
-            print(f"omnidesk: your settings were not saved ({error})", file=sys.stderr)
 
     # -- wiring --------------------------------------------------------------------------------------
 
@@ -257,7 +236,7 @@ class Desk(QObject):
         w.voice_chosen.connect(s.set_voice)
         w.persona_chosen.connect(self.choose_persona)
         w.edit_personas_requested.connect(self.edit_personas)
-        w.export_requested.connect(self._ask_export)
+        w.export_requested.connect(lambda: export_flow.ask_export(self))
         w.new_conversation_requested.connect(s.new_conversation)
         w.cancel_load_requested.connect(s.cancel_load)
         w.closing.connect(self.shutdown)
@@ -337,31 +316,16 @@ class Desk(QObject):
         self.window.show_progress("loading cancelled: no model")
         self.show_first_run(self.config.model.source, "Loading was cancelled.")
 
-    # -- personas ------------------------------------------------------------------------------------
-
-    def _fill_personas(self) -> None:
-        self.window.set_personas([(p.name, p.id) for p in self.library.all()], self.persona.id)
+    # -- intents of the window's menus (the flows do the work) ----------------------------------------
 
     def choose_persona(self, persona_id: str) -> None:
-        self.persona = self.library.get(persona_id)
-        self.session.set_persona(self.persona)
-        self._fill_personas()
+        persona_flow.choose_persona(self, persona_id)
 
-    def edit_personas(self) -> Any:
-        from ui.persona_editor import PersonaEditor
+    def edit_personas(self) -> PersonaEditor:
+        return persona_flow.edit_personas(self)
 
-        editor = PersonaEditor(self.library, self.persona.id, self.window)
-        editor.changed.connect(self._persona_edited)
-        editor.open()
-        return editor
-
-    def _persona_edited(self, persona_id: str) -> None:
-        if persona_id == self.persona.id:
-            updated = self.library.get(persona_id)
-            if updated != self.persona:
-                self.persona = updated
-                self.session.set_persona(updated)
-        self._fill_personas()
+    def export_to(self, folder: Path) -> Any:  # app.export.Exported, or None when it failed
+        return export_flow.export_to(self, folder)
 
     # -- camera --------------------------------------------------------------------------------------
 
@@ -382,33 +346,6 @@ class Desk(QObject):
         """Whether the turn being spoken is taken in as it arrives (its audio, and the camera's frames
         when the camera runs): once a model is loaded."""
         return self.session.model_info is not None
-
-    # -- export --------------------------------------------------------------------------------------
-
-    def _ask_export(self) -> None:
-        documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
-        folder = QFileDialog.getExistingDirectory(self.window, "Export the conversation to", documents)
-        if folder:
-            self.export_to(Path(folder))
-
-    def export_to(self, folder: Path) -> Any:
-        from app.export import export_conversation
-
-        info = self.session.model_info
-        details = f"Persona: {self.persona.name} · voice: {self.session.voice_in_use}"
-        if info is not None:
-            details += f" · model: {DEMO_LABEL if info.is_demo else info.source}"
-        try:
-            exported = export_conversation(
-                folder, self.engine.history(), self.engine.recording.turns(), details=details
-            )
-        except OSError as error:
-            self.window.show_error(f"Export failed: {error}")
-            return None
-        self.window.show_info(
-            f"Exported to {exported.markdown}" + (f" and {exported.wav}" if exported.wav else "")
-        )
-        return exported
 
     # -- first run -----------------------------------------------------------------------------------
 

@@ -10,24 +10,22 @@ stop generation (the turn's cancel flag), flush playback (the barge-in monitor a
 from __future__ import annotations
 
 import enum
-import threading
 import time
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.engine_client import EngineClient, LoadRequest, ModelInfo
 from app.personas import Persona
-from app.session_parts import AudioEvents, AudioInput, FrameSource, LatencyBook, Playback, device_problem
+from app.reply_audio import KEEP_ALL_SAMPLES, ReplyAudio
+from app.reply_ledger import ReplyLedger
+from app.session_parts import AudioEvents, AudioInput, FrameSource, Playback, device_reports
 from app.turn_video import LiveFeed, spoken_turn
 from events import (
     PROMPT_TOO_LONG,
     BargeIn,
     ConversationReset,
-    DeviceLost,
-    DeviceRestored,
-    DeviceUnavailable,
     EngineConnection,
     EngineError,
     EngineStatus,
@@ -37,7 +35,6 @@ from events import (
     ModelLoaded,
     Problem,
     ReplyTruncated,
-    ScreenSharingChanged,
     SpeechEnded,
     SpeechPaused,
     SpeechProgress,
@@ -50,8 +47,6 @@ from events import (
     UserTurnSent,
 )
 from facts import SPEECH_IN_RATE_HZ as MIC_RATE_HZ
-
-KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
 
 
 class State(enum.Enum):
@@ -101,18 +96,11 @@ class Session(QObject):
         self.muted = False
         self.model_info: ModelInfo | None = None
         self.loading = False
-        self._turn_id = 0
-        self._active: int | None = None  # the turn whose reply is being generated or played
-        self._generating: set[int] = set()
-        self._interrupted: set[int] = set()
-        self._latency = LatencyBook()
+        self.replies = ReplyLedger()
         self._state_before_speech = State.LISTENING
-        self._flushes: list[threading.Thread] = []
+        self._speaker = ReplyAudio(playback, self._played_out, self)
         self._audio_events = AudioEvents(self)
         self._audio_events.arrived.connect(self.on_audio_event)
-        self._drain_timer = QTimer(self)
-        self._drain_timer.setInterval(40)
-        self._drain_timer.timeout.connect(self._check_playback)
         engine.signals.reported.connect(self.on_engine_event)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -153,13 +141,12 @@ class Session(QObject):
 
     def close(self, timeout_s: float = 5.0) -> bool:
         """Stop audio and the engine thread; False if the worker is still inside a long call."""
-        self._drain_timer.stop()
+        self._speaker.unwatch()
         if self.audio_input is not None:
             self.audio_input.stop()
-        if self.playback is not None and self._active is not None:
-            self._flush_in_background(self._active)
-        for thread in self._flushes:
-            thread.join(timeout=1.0)
+        if self.replies.active is not None:
+            self._speaker.flush(self.replies.active)
+        self._speaker.close()
         return self.engine.stop(timeout_s)
 
     # -- user intents --------------------------------------------------------------------------------
@@ -231,13 +218,13 @@ class Session(QObject):
 
     @property
     def last_turn_id(self) -> int:
-        return self._turn_id
+        return self.replies.last_id
 
     def restore(self, exchanges: list[Any], *, last_turn_id: int) -> None:
         """A new conversation holding `exchanges` (numbered after this session's turns, up to
         `last_turn_id`), put into the engine without generating."""
         self.new_conversation()
-        self._turn_id = max(self._turn_id, last_turn_id)
+        self.replies.last_id = max(self.replies.last_id, last_turn_id)
         self.engine.restore(exchanges)
 
     # -- audio events (Qt thread) --------------------------------------------------------------------
@@ -252,18 +239,12 @@ class Session(QObject):
         elif isinstance(event, SpeechEnded):
             self._on_speech_ended(event)
         elif isinstance(event, BargeIn):
-            if event.turn_id == self._active or event.turn_id in self._generating:
+            if self.replies.in_flight(event.turn_id):
                 self._interrupt(event.heard_samples, event.turn_id)
                 self._set_state(self._resting_state() if event.device_lost else State.USER_SPEAKING)
-        elif isinstance(event, DeviceLost | DeviceUnavailable | DeviceRestored):
-            self._report(event)
-            problem = device_problem(event)
-            if problem:
-                self._report(Problem(problem))
-        elif isinstance(event, ScreenSharingChanged):
-            self._report(event)
-            if event.reason:
-                self._report(Problem(event.reason))
+        else:
+            for report in device_reports(event):
+                self._report(report)
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)
@@ -272,7 +253,7 @@ class Session(QObject):
             restore = self._state_before_speech
             if restore == State.USER_SPEAKING or restore == State.INTERRUPTED:
                 restore = self._resting_state()
-            self._set_state(restore if self._active is not None else self._resting_state())
+            self._set_state(restore if self.replies.active is not None else self._resting_state())
             return
         self._interrupt(None)
         end_s = event.end_s or time.perf_counter()
@@ -289,12 +270,7 @@ class Session(QObject):
     def _start_turn(
         self, turn: Any, text: str, duration_s: float, end_of_speech_s: float, *, ended_early: bool = False
     ) -> int:
-        self._turn_id += 1
-        turn_id = self._turn_id
-        self._active = turn_id
-        self._generating.add(turn_id)
-        self._latency.start(turn_id, end_of_speech_s)
-        self._interrupted = {t for t in self._interrupted if t >= turn_id - 32}
+        turn_id = self.replies.begin(end_of_speech_s)
         self._report(UserTurnSent(turn_id, text, duration_s, ended_early))
         self._set_state(State.THINKING)
         self.engine.respond(turn_id, turn)
@@ -302,35 +278,23 @@ class Session(QObject):
 
     def _interrupt(self, heard_samples: int | None, turn_id: int | None = None) -> None:
         """Stop reply `turn_id` (default: the active one), flush its audio, keep what was heard."""
-        turn_id = self._active if turn_id is None else turn_id
-        if turn_id is None or turn_id in self._interrupted:
+        turn_id = self.replies.active if turn_id is None else turn_id
+        if turn_id is None or turn_id in self.replies.cut:
             return
-        still_playing = self.playback is not None and self.playback.speaking_turn() == turn_id
-        if turn_id not in self._generating and not still_playing:
+        if turn_id not in self.replies.generating and not self._speaker.playing(turn_id):
             return
         self.engine.cancel(turn_id)
         if self.tools is not None:
             self.tools.cancel(turn_id)
         if heard_samples is None:
             heard_samples = KEEP_ALL_SAMPLES
-            if self.speaks and self.playback is not None:
-                heard_samples = self.playback.played_samples(turn_id)
-                self._flush_in_background(turn_id)
+            if self.speaks:
+                heard_samples = self._speaker.heard(turn_id)
+                self._speaker.flush(turn_id)
         self.engine.truncate(turn_id, heard_samples)
-        self._interrupted.add(turn_id)
-        if turn_id == self._active:
-            self._active = None
-        self._drain_timer.stop()
+        self.replies.mark_cut(turn_id)
+        self._speaker.unwatch()
         self._set_state(State.INTERRUPTED)
-
-    def _flush_in_background(self, turn_id: int) -> None:
-        """Fade out and drop the rest of the turn's audio without waiting on the audio callback here."""
-        playback = self.playback
-        if playback is None:
-            return
-        thread = threading.Thread(target=playback.flush, args=(turn_id,), name="playback-flush", daemon=True)
-        thread.start()
-        self._flushes = [t for t in self._flushes if t.is_alive()] + [thread]
 
     def _resting_state(self) -> State:
         if self.model_info is None or self.audio_input is None or self.muted:
@@ -363,7 +327,7 @@ class Session(QObject):
             case FirstAudio(turn_id, written_s):
                 self._on_first_audio(turn_id, written_s)
                 return
-            case ToolCallRequested() if self.tools is not None and event.turn_id not in self._interrupted:
+            case ToolCallRequested() if self.tools is not None and event.turn_id not in self.replies.cut:
                 self._report(event)  # shown before what running it reports
                 self.tools.on_call(event)
                 return
@@ -390,50 +354,47 @@ class Session(QObject):
         self._report(event)
 
     def _calls_pending(self, turn_id: int, stats: TurnStats) -> bool:
-        return bool(stats.tool_calls) and self.tools is not None and turn_id not in self._interrupted
+        return bool(stats.tool_calls) and self.tools is not None and turn_id not in self.replies.cut
 
     def _on_text_delta(self, turn_id: int) -> bool:
-        if turn_id in self._interrupted:
+        if turn_id in self.replies.cut:
             return False
-        first = self._latency.first_text(turn_id, time.perf_counter())
-        if first and not self.speaks and turn_id == self._active:
+        first = self.replies.latency.first_text(turn_id, time.perf_counter())
+        if first and not self.speaks and turn_id == self.replies.active:
             self._set_state(State.SPEAKING)
         return True
 
     def _on_first_audio(self, turn_id: int, written_s: float) -> None:
-        if turn_id in self._interrupted:
+        if turn_id in self.replies.cut:
             return
-        self._latency.stamp(turn_id, first_audio_s=written_s)
-        if turn_id == self._active:
+        self.replies.latency.stamp(turn_id, first_audio_s=written_s)
+        if turn_id == self.replies.active:
             self._set_state(State.SPEAKING)
 
     def _on_turn_finished(self, turn_id: int, stats: TurnStats) -> bool:
         """Whether the finish is reported (an interrupted reply was reported as truncated)."""
-        self._generating.discard(turn_id)
+        active = self.replies.ended(turn_id)
         finished_s = stats.finished_s or time.perf_counter()
-        latency = self._latency.stamp(turn_id, finished_s=finished_s, text_tokens=stats.text_tokens)
+        latency = self.replies.latency.stamp(turn_id, finished_s=finished_s, text_tokens=stats.text_tokens)
         if latency is not None:
             self._report(latency)
-        if turn_id in self._interrupted:
+        if turn_id in self.replies.cut:
             return False
-        if turn_id == self._active:
-            if self.speaks and self.playback is not None and self.playback.speaking_turn() == turn_id:
-                self._drain_timer.start()
+        if active:
+            if self.speaks and self._speaker.playing(turn_id):
+                self._speaker.watch(turn_id)
             else:
-                self._active = None
+                self.replies.active = None
                 self._set_state(self._resting_state())
         return True
 
     def _on_turn_failed(self, turn_id: int) -> None:
-        self._generating.discard(turn_id)
-        if turn_id == self._active:
-            self._active = None
+        if self.replies.ended(turn_id):
+            self.replies.active = None
             self._set_state(self._resting_state())
 
-    @Slot()
-    def _check_playback(self) -> None:
-        if self._active is None or self.playback is None or self.playback.speaking_turn() != self._active:
-            self._drain_timer.stop()
-            self._active = None
-            if self.state == State.SPEAKING:
-                self._set_state(self._resting_state())
+    def _played_out(self) -> None:
+        """The active reply has played out on the speaker."""
+        self.replies.active = None
+        if self.state == State.SPEAKING:
+            self._set_state(self._resting_state())

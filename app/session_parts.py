@@ -5,12 +5,11 @@ their events reach the Qt thread, and what the user is told when a device fails.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 
-from events import DeviceLost, DeviceRestored, DeviceUnavailable, TurnLatency
+from events import DeviceLost, DeviceRestored, DeviceUnavailable, Problem, ScreenSharingChanged
 
 
 class AudioInput(Protocol):
@@ -71,32 +70,12 @@ def device_problem(event: DeviceLost | DeviceUnavailable | DeviceRestored) -> st
     return ""
 
 
-class LatencyBook:
-    """The latest turns' timings, stamped as each reply goes (Qt thread)."""
-
-    KEPT = 32
-
-    def __init__(self) -> None:
-        self._turns: dict[int, TurnLatency] = {}
-
-    def __contains__(self, turn_id: object) -> bool:
-        return turn_id in self._turns
-
-    def start(self, turn_id: int, end_of_speech_s: float) -> None:
-        self._turns[turn_id] = TurnLatency(turn_id, end_of_speech_s)
-        for old in [t for t in self._turns if t < turn_id - self.KEPT]:
-            del self._turns[old]
-
-    def stamp(self, turn_id: int, **changes: Any) -> TurnLatency | None:
-        current = self._turns.get(turn_id)
-        if current is not None:
-            current = self._turns[turn_id] = replace(current, **changes)
-        return current
-
-    def first_text(self, turn_id: int, now_s: float) -> bool:
-        """Stamp the reply's first text; True only the first time."""
-        current = self._turns.get(turn_id)
-        if current is None or current.first_text_s is not None:
-            return False
-        self.stamp(turn_id, first_text_s=now_s)
-        return True
+def device_reports(event: object) -> list[object]:
+    """What the session passes on of a device's or the screen share's event: the event, and what
+    the user is told (nothing for any other event)."""
+    if isinstance(event, DeviceLost | DeviceUnavailable | DeviceRestored):
+        problem = device_problem(event)
+        return [event, Problem(problem)] if problem else [event]
+    if isinstance(event, ScreenSharingChanged):
+        return [event, Problem(event.reason)] if event.reason else [event]
+    return []

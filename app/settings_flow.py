@@ -1,8 +1,11 @@
 """The window's model settings and About box: what they show (the config and journal paths among
-it) and what applying does (save the changed `[model]` settings, reload the model)."""
+it) and what applying does (save the changed `[model]` settings, reload the model); and the
+window's choices saved to the config file on quit."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QMessageBox
@@ -15,6 +18,8 @@ from ui.settings_dialog import SettingsDialog
 
 if TYPE_CHECKING:
     from app.desk import Desk
+
+log = logging.getLogger(__name__)
 
 
 def where_things_live(desk: Desk) -> str:
@@ -54,3 +59,23 @@ def show_about(desk: Desk) -> QMessageBox:
                       QMessageBox.StandardButton.Ok, desk.window)  # fmt: skip
     box.open()
     return box
+
+
+def save_settings(desk: Desk) -> None:
+    """The persona, voice, mode and window geometry in use, saved with the user's own edits kept
+    (tomlkit); a file that cannot be written is said on stderr, never raised at quit."""
+    if not desk.launch.loaded.writable:
+        return
+    geometry = bytes(desk.window.geometry_state().toBase64().data()).decode()
+    updated = cfg.with_changes(
+        desk.file_config,
+        conversation={"persona": desk.persona.id, "voice": desk.session.voice},
+        audio={"mode": desk.session.mode},
+        window={"geometry": geometry},
+    )
+    try:
+        cfg.save_changes(desk.launch.loaded.path, desk.launch.file_config or desk.launch.config, updated)
+        desk.file_config = updated
+    except (OSError, cfg.ConfigError) as error:
+        log.warning("settings not saved: %s", error)
+        print(f"omnidesk: your settings were not saved ({error})", file=sys.stderr)

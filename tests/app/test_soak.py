@@ -159,7 +159,7 @@ def test_a_long_conversation_keeps_memory_bounded(
     for turn in range(1, 201):
         if turn % 2:
             audio.post_from_thread(SpeechEnded(speech))
-            qtbot.waitUntil(lambda t=turn: t in session._latency, timeout=10_000)
+            qtbot.waitUntil(lambda t=turn: t in session.replies.latency, timeout=10_000)
         else:
             session.send_text(f"message number {turn}")
         qtbot.waitUntil(lambda t=turn: resolved.done(t), timeout=60_000)
