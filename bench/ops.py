@@ -38,18 +38,19 @@ def build_meta(quantization: str) -> tuple[Any, Any]:
     from bench.memory import INSTRUCT_CONFIG, load_config
     from model.demo import demo_checkpoint_dir
     from model.expert_quant import Nf4Experts
-    from model.quantize import _quantized_linear, _set_module, build_empty, quantization_plan
+    from model.quantize import _quantized_linear, quantization_plan
+    from model.weight_placement import build_empty, set_module
 
     dtype = torch.bfloat16
     model: Any = build_empty(load_config(INSTRUCT_CONFIG), dtype)
     plan = quantization_plan(model, quantization)  # type: ignore[arg-type]
     meta = torch.device("meta")
     for path in plan.experts:
-        _set_module(model, path, Nf4Experts.like(model.get_submodule(path), dtype, meta))
+        set_module(model, path, Nf4Experts.like(model.get_submodule(path), dtype, meta))
     for path in plan.linears:
         linear = model.get_submodule(path)
         weight = torch.empty(linear.weight.shape, device=meta, dtype=dtype)
-        _set_module(model, path, _quantized_linear(linear, weight, meta))
+        set_module(model, path, _quantized_linear(linear, weight, meta))
     for module in model.modules():
         for name, buffer in list(module._buffers.items()):
             if buffer is not None:

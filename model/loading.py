@@ -39,9 +39,9 @@ class LoadedModel:
 
     @property
     def weight_bytes(self) -> int:
-        from model.quantize import _weight_bytes
+        from model.weight_placement import weight_bytes
 
-        return _weight_bytes(self.model)
+        return weight_bytes(self.model)
 
 
 def is_offline() -> bool:

@@ -31,6 +31,14 @@ import torch
 from torch import nn
 
 from model.expert_quant import EXPERT_MATRICES, NF4_BLOCKSIZE, Nf4Experts, cpu_nf4_misfit, quantize_nf4
+from model.weight_placement import (
+    build_empty,
+    materialize,
+    move_buffers_,
+    set_module,
+    set_tensor,
+    weight_bytes,
+)
 
 Mode = Literal["nf4", "none"]
 MODES: tuple[Mode, ...] = ("nf4", "none")
@@ -149,18 +157,6 @@ def _quantized_linear(linear: nn.Linear, weight: torch.Tensor, device: torch.dev
     return qlinear
 
 
-def _materialize(
-    tensor: torch.Tensor, device: torch.device, dtype: torch.dtype, init_std: float | None
-) -> torch.Tensor:
-    """Parameter `tensor` on `device` in `dtype` (if floating); from meta, N(0, init_std) if allowed."""
-    target_dtype = dtype if tensor.is_floating_point() else tensor.dtype
-    if tensor.device.type != "meta":
-        return tensor.detach().to(device=device, dtype=target_dtype)
-    if init_std is None:
-        raise ValueError("meta parameter without a value: pass init_std to fill weights with random values")
-    return torch.empty(tensor.shape, device=device, dtype=target_dtype).normal_(0.0, init_std)
-
-
 class _RssSampler:
     """Peak resident set size seen at the sample points (psutil), plus the process-wide ru_maxrss."""
 
@@ -179,48 +175,6 @@ class _RssSampler:
         report.peak_rss_bytes = self.peak
         scale = 1 if sys.platform == "darwin" else 1024
         report.ru_maxrss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, leaf, module)
-
-
-def _set_tensor(model: nn.Module, path: str, value: torch.Tensor) -> None:
-    """Replace parameter or buffer `path` by `value` (parameters stay parameters, frozen)."""
-    module_path, _, leaf = path.rpartition(".")
-    module = model.get_submodule(module_path) if module_path else model
-    if leaf in module._parameters:
-        module._parameters[leaf] = nn.Parameter(value, requires_grad=False)
-    elif leaf in module._buffers:
-        module._buffers[leaf] = value
-    else:
-        raise KeyError(f"{path} is neither a parameter nor a buffer")
-
-
-def _move_buffers_(model: nn.Module, device: torch.device) -> None:
-    """Buffers (rotary frequencies, positional tables) keep their dtype; a meta buffer is an error."""
-    for path, buffer in list(model.named_buffers()):
-        if buffer.device.type == "meta":
-            raise ValueError(f"buffer {path} is on the meta device: build the model with `build_empty`")
-        if buffer.device != device:
-            _set_tensor(model, path, buffer.to(device))
-
-
-def _weight_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer as stored (4-bit tensors count their packed bytes and states)."""
-    total = sum(t.numel() * t.element_size() for t in model.parameters())
-    total += sum(t.numel() * t.element_size() for t in model.buffers())
-    for module in model.modules():
-        state = getattr(getattr(module, "weight", None), "quant_state", None)
-        if state is not None:
-            total += sum(
-                v.numel() * v.element_size()
-                for v in state.as_dict(packed=False).values()
-                if torch.is_tensor(v)
-            )
-    return total
 
 
 @torch.no_grad()
@@ -250,45 +204,29 @@ def quantize_model_(
         for name in EXPERT_MATRICES:
             fused = getattr(dense, name)
             for expert in range(nf4.num_experts):
-                nf4.store_(name, expert, _materialize(fused[expert], device, dtype, init_std))
+                nf4.store_(name, expert, materialize(fused[expert], device, dtype, init_std))
             delattr(dense, name)
             sampler.sample()
-        _set_module(model, path, nf4)
+        set_module(model, path, nf4)
         report.quantized_experts += 1
     for path in plan.linears:
         linear = model.get_submodule(path)
         assert isinstance(linear, nn.Linear)
-        weight = _materialize(linear.weight, device, dtype, init_std)
+        weight = materialize(linear.weight, device, dtype, init_std)
         if linear.bias is not None:
-            linear.bias = nn.Parameter(_materialize(linear.bias, device, dtype, 0.0), requires_grad=False)
-        _set_module(model, path, _quantized_linear(linear, weight, device))
+            linear.bias = nn.Parameter(materialize(linear.bias, device, dtype, 0.0), requires_grad=False)
+        set_module(model, path, _quantized_linear(linear, weight, device))
         report.quantized_linears += 1
         sampler.sample()
     for path, param in list(model.named_parameters()):
         if param.device != device or (param.is_floating_point() and param.dtype != dtype):
-            _set_tensor(model, path, _materialize(param, device, dtype, init_std))
+            set_tensor(model, path, materialize(param, device, dtype, init_std))
             report.tensors_loaded += 1
-    _move_buffers_(model, device)
+    move_buffers_(model, device)
     model.eval()
-    report.weight_bytes = _weight_bytes(model)
+    report.weight_bytes = weight_bytes(model)
     sampler.fill(report)
     return report
-
-
-def build_empty(config: Any, dtype: torch.dtype) -> nn.Module:
-    """`Qwen3OmniMoeForConditionalGeneration` with parameters on the meta device and real buffers.
-
-    Buffers (rotary frequencies, sinusoid tables, code offsets) are computed in `__init__` and are
-    not in checkpoints, so they are built for real, in `dtype` as `from_pretrained` would.
-    """
-    from accelerate import init_empty_weights
-    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
-        Qwen3OmniMoeForConditionalGeneration,
-    )
-
-    with init_empty_weights(include_buffers=False):
-        model = Qwen3OmniMoeForConditionalGeneration._from_config(config, dtype=dtype)
-    return model.eval()
 
 
 def _conversion_rules(model: nn.Module) -> tuple[list[Any], list[Any]]:
@@ -337,14 +275,14 @@ class _ExpertAssembler:
         self, experts: Any, module_path: str, leaf: str, match: re.Match[str] | None, tensor: torch.Tensor
     ) -> None:
         if match is None:
-            value = _materialize(tensor, self.device, self.dtype, None)
-            _set_tensor(self.model, f"{module_path}.{leaf}", value)
+            value = materialize(tensor, self.device, self.dtype, None)
+            set_tensor(self.model, f"{module_path}.{leaf}", value)
             return
         name = "down_proj" if match[2] == "down_proj" else "gate_up_proj"
         fused = getattr(experts, name)
         if fused.device.type == "meta":
             fused = torch.empty(fused.shape, device=self.device, dtype=self.dtype)
-            _set_tensor(self.model, f"{module_path}.{name}", fused)
+            set_tensor(self.model, f"{module_path}.{name}", fused)
             fused = getattr(experts, name)
         half = experts.intermediate_dim
         rows = {"gate_proj": slice(0, half), "up_proj": slice(half, None)}
@@ -377,7 +315,7 @@ def load_quantized(
     expert_paths = {name for name, m in model.named_modules() if is_fused_experts(m)}
     linear_paths = set(plan.linears)
     for expert_path in plan.experts:
-        _set_module(model, expert_path, Nf4Experts.like(model.get_submodule(expert_path), dtype, device))
+        set_module(model, expert_path, Nf4Experts.like(model.get_submodule(expert_path), dtype, device))
     assembler = _ExpertAssembler(model, device, dtype)
     files = sorted(Path(path).glob("*.safetensors"))
     if not files:
@@ -396,21 +334,21 @@ def load_quantized(
                 elif module_path in linear_paths and leaf == "weight":
                     linear = model.get_submodule(module_path)
                     assert isinstance(linear, nn.Linear)
-                    _set_module(
+                    set_module(
                         model, module_path, _quantized_linear(linear, tensor.to(device, dtype), device)
                     )
                     report.quantized_linears += 1
                 else:
-                    _set_tensor(model, target, _materialize(tensor, device, dtype, None))
+                    set_tensor(model, target, materialize(tensor, device, dtype, None))
                 report.tensors_loaded += 1
                 del tensor
                 sampler.sample()
     getattr(model, "tie_weights")()  # noqa: B009
     _check_complete(model, assembler)
     report.quantized_experts = len(plan.experts)
-    _move_buffers_(model, device)
+    move_buffers_(model, device)
     model.eval()
-    report.weight_bytes = _weight_bytes(model)
+    report.weight_bytes = weight_bytes(model)
     sampler.fill(report)
     return model, report
 
