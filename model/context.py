@@ -78,7 +78,12 @@ def merge_segments(segments: list[Segment]) -> Segment:
     items of one prompt (audio features padded to the longest, patches concatenated)."""
     media: dict[str, torch.Tensor] = {}
     audio = [s for s in segments if "input_features" in s.media]
-    if audio:
+    if len(audio) == 1:  # the usual case (a turn after text): no copy of a long turn's media
+        media.update(
+            input_features=audio[0].media["input_features"],
+            feature_attention_mask=audio[0].media["feature_attention_mask"],
+        )
+    elif audio:
         longest = max(int(s.media["input_features"].shape[-1]) for s in audio)
         media["input_features"] = torch.cat(
             [
@@ -106,7 +111,7 @@ def merge_segments(segments: list[Segment]) -> Segment:
     ):
         parts = [s.media[key] for s in segments if key in s.media]
         if parts:
-            media[key] = torch.cat(parts)
+            media[key] = parts[0] if len(parts) == 1 else torch.cat(parts)
     return Segment(ids=torch.cat([s.ids for s in segments]), kind="merged", media=media)
 
 

@@ -83,10 +83,7 @@ def live_segments(
         state.talker.live = 0
         return prompt.turn_segments(turn, lead), None
     features = _features(parts, prepare_audio(turn.audio, turn.audio_rate_hz))
-    frames = fps = None
-    if turn.video is not None:
-        frames, fps = prepare_video(turn.video, prompt.video_max_pixels)
-    ok = verified_windows(live, features, frames) if fps in (None, live.fps) else 0
+    ok = _kept_windows(live, features, turn)
     done = prefix_of(live, ok)
     crop_cache(state.context, live.mark + (done.tokens if done else 0))
     if live.talker_origin is not None:
@@ -96,8 +93,21 @@ def live_segments(
     if done is None:
         return prompt.turn_segments(turn, lead), None
     fed = torch.cat([w.ids for w in live.windows[:ok]])[sum(int(s.ids.shape[0]) for s in lead) :]
-    tail_ids, media = _tail(prompt, turn, features, frames, fps, live.windows[:ok])
+    tail_ids, media = _tail(prompt, turn, features, live.windows[:ok])
     return [*lead, Segment(ids=torch.cat((fed, tail_ids)), kind="user", media=media)], done
+
+
+def _kept_windows(live: LiveTurn, features: torch.Tensor, turn: UserTurn) -> int:
+    """The fed windows that stay: those that encoded what the whole turn holds, less any that
+    would leave the tail without a camera frame (a turn can end just after a window)."""
+    video = turn.video
+    if (None if video is None else float(video.fps)) != live.fps:
+        return 0
+    ok = verified_windows(live, features, video)
+    fed_frames = [0 if w.frames is None else int(w.frames.shape[0]) for w in live.windows]
+    while video is not None and ok and sum(fed_frames[:ok]) >= len(video.frames):
+        ok -= 1
+    return ok
 
 
 def _window_ready(parts: ModelParts, live: LiveTurn) -> bool:
@@ -250,13 +260,13 @@ def _tail(
     prompt: PromptFormat,
     turn: UserTurn,
     features: torch.Tensor,
-    frames: np.ndarray | None,
-    fps: float | None,
     fed: list[LiveWindow],
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The tokens after the fed windows (the rest of the media span, the typed text, the assistant
-    start) and the media of the whole turn, the fed windows' pixels reused."""
+    start) and the media of the whole turn, the fed windows' pixels reused: only the frames after
+    them are fitted and encoded here."""
     parts, processor = prompt.parts, prompt.parts.processor
+    fps = None if turn.video is None else float(turn.video.fps)
     total = int(features.shape[-1])
     tail_tokens = parts.audio_tokens(total) - parts.audio_tokens(sum(int(w.features.shape[-1]) for w in fed))
     content: list[dict[str, Any]] = [
@@ -274,11 +284,10 @@ def _tail(
     if fps is None:
         span = processor.audio_token * tail_tokens + after
     else:
-        assert frames is not None
+        assert turn.video is not None
         frames_done = sum(w.frames.shape[0] for w in fed if w.frames is not None)
-        video = processor.video_processor(
-            videos=[frames[frames_done:]], return_tensors="pt", **prompt.video_kwargs(fps)
-        )
+        frames, _ = prepare_video(turn.video, prompt.video_max_pixels, start=frames_done)
+        video = processor.video_processor(videos=[frames], return_tensors="pt", **prompt.video_kwargs(fps))
         grid = video["video_grid_thw"].clone()
         interleaved, seconds_per_grid = _interleaved(prompt, grid, fps, tail_tokens)
         span = interleaved[len(processor.audio_bos_token) :] + after

@@ -89,10 +89,10 @@ def to_model_audio(chunk: Any) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def verified_windows(live: LiveTurn, features: torch.Tensor, frames: np.ndarray | None) -> int:
+def verified_windows(live: LiveTurn, features: torch.Tensor, video: Any | None) -> int:
     """How many fed windows encoded exactly what the whole turn holds: the same mel features (the
     extractor's floor follows the loudest sound, so a later, louder one changes earlier features)
-    and the same camera frames."""
+    and the same camera frames (`video`'s, compared as they came, before fitting)."""
     mel = frame = 0
     for count, window in enumerate(live.windows):
         n = int(window.features.shape[-1])
@@ -100,11 +100,16 @@ def verified_windows(live: LiveTurn, features: torch.Tensor, frames: np.ndarray 
             return count
         if window.frames is not None:
             m = window.frames.shape[0]
-            if frames is None or not np.array_equal(frames[frame : frame + m], window.frames):
+            fed = live.frames[frame : frame + m]
+            if video is None or not _same_frames(video.frames[frame : frame + m], fed):
                 return count
             frame += m
         mel += n
     return len(live.windows)
+
+
+def _same_frames(turn: Any, fed: list[np.ndarray]) -> bool:
+    return len(turn) == len(fed) and all(np.array_equal(a, b) for a, b in zip(turn, fed, strict=True))
 
 
 def prefix_of(live: LiveTurn, windows: int) -> LivePrefix | None:

@@ -112,18 +112,23 @@ def prepare_image(image: Any) -> Any:
     return picture
 
 
-def prepare_video(clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS) -> tuple[np.ndarray, float]:
+def prepare_video(
+    clip: VideoClip, max_pixels: int = VIDEO_MAX_PIXELS, start: int = 0
+) -> tuple[np.ndarray, float]:
     """Frames resized within `max_pixels` (sides multiples of 32), an even count (the vision
-    encoder takes frames in pairs: the last is repeated), and the frame rate; or InputError."""
-    frames = np.asarray(clip.frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+    encoder takes frames in pairs: the last is repeated), and the frame rate; or InputError.
+    With `start` (even), only the frames from there on: a live turn's end fits just its tail
+    (each frame is fitted alone, to one size for the clip, so the tail comes out the same)."""
+    total = len(clip.frames)
+    frames = np.asarray(clip.frames[start:] if start else clip.frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or total == 0:
         raise InputError(f"video frames must be (t, h, w, 3), got shape {frames.shape}")
     if frames.dtype != np.uint8:
         raise InputError(f"video frames must be uint8, got {frames.dtype}")
     if not clip.fps > 0:
         raise InputError(f"video frame rate must be positive, got {clip.fps}")
     frames = fit_frames(frames, max_pixels)
-    if frames.shape[0] % 2:
+    if total % 2:
         frames = np.concatenate([frames, frames[-1:]])
     return frames, float(clip.fps)
 
@@ -137,6 +142,6 @@ def fit_frames(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     size = [
         max(VISION_CELL_PX, int(side * scale) // VISION_CELL_PX * VISION_CELL_PX) for side in (width, height)
     ]
-    if (size[0], size[1]) != (width, height):
+    if (size[0], size[1]) != (width, height) and frames.shape[0]:
         frames = np.stack([cv2.resize(f, (size[0], size[1]), interpolation=cv2.INTER_AREA) for f in frames])
     return np.ascontiguousarray(frames)

@@ -107,6 +107,38 @@ def test_a_louder_ending_redoes_the_windows_it_changed(demo) -> None:
     assert got[2].stats.live_prefilled_tokens == 0
 
 
+def test_a_frame_that_differs_from_the_one_fed_redoes_its_window(demo) -> None:
+    """Fed windows are checked against the turn's frames as they came (only the tail is fitted at
+    the end): a frame of the first window that is not the one fed redoes the windows from there,
+    and an odd frame count at the end is padded as the one-shot path pads it."""
+    audio = quantized(speech_like(17.0, seed=3))
+    fed = camera(17.0, seed=3)
+    frames = fed.copy()
+    frames[5] = 255 - frames[5]
+    frames = frames[:-1]  # 33 frames: the tail's count is odd
+    turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
+    expected = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    assert feed_in_pieces(live, audio, fed, [0.5]) == 2
+    got = reply_of(live, turn)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    assert got[2].stats.live_prefilled_tokens == 0
+
+
+def test_a_camera_turn_ending_just_after_a_window_is_answered(demo) -> None:
+    """16.3 s at 2 fps: the 32 frames all lie in the two fed windows, so the last of them is
+    encoded again with the tail (a tail without frames failed the whole turn)."""
+    audio = quantized(speech_like(16.3, seed=3))
+    frames = camera(16.3, seed=3)
+    turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
+    expected = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    assert feed_in_pieces(live, audio, frames, [0.5]) == 2
+    got = reply_of(live, turn)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    assert got[2].stats.live_prefilled_tokens > 0
+
+
 def test_abandoned_turn_leaves_cache_and_history_as_before(demo) -> None:
     engine = greedy_engine(demo)
     run(engine, UserTurn(text="hello"), 1)
