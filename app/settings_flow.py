@@ -35,15 +35,23 @@ def open_settings(desk: Desk) -> SettingsDialog:
     current = {"source": model.source, "device": model.device, "quantization": model.quantization,
                "dtype": model.dtype}  # fmt: skip
     choices = {"device": ("auto", "cpu", "cuda"), "quantization": QUANTIZATIONS, "dtype": DTYPES}
-    dialog = SettingsDialog(current, choices, where_things_live(desk), desk.window)
+    dialog = SettingsDialog(
+        current, choices, where_things_live(desk), desk.window, transcribe=desk.config.conversation.transcribe
+    )
     dialog.applied.connect(lambda changes: apply_model_settings(desk, changes))
     dialog.open()
     return dialog
 
 
 def apply_model_settings(desk: Desk, changes: dict[str, Any]) -> None:
-    """Save the changes and reload the model with them (a remote engine serves what it serves)."""
-    desk.change_model(**changes)
+    """Save the changes and reload the model with them (a remote engine serves what it serves; the
+    user's words are asked of it from the next connection)."""
+    words = changes.pop("transcribe", None)
+    if words is not None:
+        desk.config = cfg.with_changes(desk.config, conversation={"transcribe": words})
+        desk.remember(conversation={"transcribe": words})
+    if changes:
+        desk.change_model(**changes)
     if desk.config.engine.url:
         desk.window.show_info("Saved; the remote engine keeps its own model settings.")
         return

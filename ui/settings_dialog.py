@@ -1,10 +1,12 @@
 """Settings that need the model reloaded: where it comes from, the device, quantization and
-precision. "Apply" sends the changed ones; the app saves them and reloads the model."""
+precision, and whether it writes down what the user says. "Apply" sends the changed ones; the app
+saves them and reloads the model."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -19,7 +21,8 @@ from PySide6.QtWidgets import (
 
 
 class SettingsDialog(QDialog):
-    """`applied(changes)`: the model settings the user changed, as `[model]` keys and values."""
+    """`applied(changes)`: the settings the user changed, as `[model]` keys and values, and
+    `transcribe` (true or false) when the user's words were turned on or off."""
 
     applied = Signal(dict)
 
@@ -29,10 +32,13 @@ class SettingsDialog(QDialog):
         choices: dict[str, tuple[str, ...]],
         paths: str = "",
         parent: QWidget | None = None,
+        *,
+        transcribe: bool = True,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Omni Desk: model settings")
         self.current = dict(current)
+        self.transcribe = transcribe
         self.source = QLineEdit(current.get("source", ""), self)
         self.source.setToolTip("A hub id, instruct, thinking or captioner, or a folder with the checkpoint")
         browse = QPushButton("Folder…", self)
@@ -51,6 +57,10 @@ class SettingsDialog(QDialog):
             box.setCurrentText(current.get(key, ""))
             self.boxes[key] = box
             form.addRow(label, box)
+        self.words_box = QCheckBox("Write down what I say (in the transcript, journal and export)", self)
+        self.words_box.setChecked(transcribe)
+        self.words_box.setToolTip('Off: spoken turns show as "(spoken)" and the model does no transcription')
+        form.addRow("Your words", self.words_box)
         note = QLabel("Applying reloads the model (the conversation goes on with the new one).", self)
         note.setWordWrap(True)
         form.addRow(note)
@@ -72,7 +82,11 @@ class SettingsDialog(QDialog):
         return values
 
     def _apply(self) -> None:
-        changes = {k: v for k, v in self.values().items() if v and v != self.current.get(k)}
+        changes: dict[str, str | bool] = {
+            k: v for k, v in self.values().items() if v and v != self.current.get(k)
+        }
+        if self.words_box.isChecked() != self.transcribe:
+            changes["transcribe"] = self.words_box.isChecked()
         if changes:
             self.applied.emit(changes)
         self.accept()

@@ -1,7 +1,8 @@
 """The user's words of a spoken turn, as the user meets them (issue 16): a sentence spoken into the
 virtual microphone comes back transcribed, in the window's transcript, in the journal file and in
 the export, in place of "(spoken)"; with `[conversation] transcribe = false` in config.toml,
-"(spoken)" stays everywhere and the engine runs no transcription. The whole app on the demo model
+"(spoken)" stays everywhere and the engine runs no transcription, until the settings dialog turns it
+on again (saved in the file, the user's comment kept). The whole app on the demo model
 (random weights: its "words" are whatever it decodes, which is why they are read from its report)."""
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from app import config as cfg
+from app import settings_flow
 from app.desk import Desk
 from app.history_log import DATA_DIR_ENV, read_history
 from app.journal import list_conversations, load_conversation, search
@@ -110,7 +113,7 @@ def test_the_words_of_a_spoken_turn_replace_spoken_in_window_journal_and_export(
     assert desk.closed_cleanly
 
 
-def test_with_transcription_turned_off_spoken_stays_and_nothing_is_transcribed(
+def test_turned_off_in_the_file_spoken_stays_and_nothing_is_transcribed_until_the_dialog_turns_it_on(
     qtbot: Any, demo: Any, virtual_audio: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     desk = start_desk(qtbot, demo, tmp_path, "[conversation]\ntranscribe = false  # mine\n", monkeypatch)
@@ -125,7 +128,20 @@ def test_with_transcription_turned_off_spoken_stays_and_nothing_is_transcribed(
         assert load_conversation(info).turns[0].user_text == "(spoken)"
         (line,) = user_lines(exported(qtbot, desk, tmp_path / "export", monkeypatch))
         assert line.endswith("of speech): (spoken)")
+
+        # turned on again in the settings dialog: saved, applied by the reload, the next turn's words come
+        before = engine_of(desk.engine)
+        dialog = settings_flow.open_settings(desk)
+        assert not dialog.words_box.isChecked()
+        qtbot.mouseClick(dialog.words_box, Qt.MouseButton.LeftButton)
+        dialog.apply_button.click()
+        qtbot.waitUntil(lambda: engine_of(desk.engine) not in (None, before), timeout=60_000)
+        qtbot.waitUntil(lambda: desk.window.input_box.isEnabled(), timeout=30_000)
+        turn_id, transcripts = speak_a_turn(qtbot, desk)
+        assert [t.turn_id for t in transcripts] == [turn_id] and transcripts[0].text.strip()
+        (user,) = [e for e in desk.window.transcript.entries if e.role == "user" and e.turn_id == turn_id]
+        assert user.text == transcripts[0].text
     finally:
         desk.window.close()
     assert desk.closed_cleanly
-    assert "transcribe = false  # mine" in (tmp_path / "config" / "config.toml").read_text()
+    assert "transcribe = true  # mine" in (tmp_path / "config" / "config.toml").read_text()
