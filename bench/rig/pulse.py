@@ -257,7 +257,8 @@ class Feeder:
             return bool(self._queue) or self._current is not None
 
     def close(self) -> None:
-        self._stream.close(ignore_errors=True)
+        with STREAM_SETUP_LOCK:  # as the app's own streams: never beside another stream's open or close
+            self._stream.close(ignore_errors=True)
 
     def _callback(self, out: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self._callbacks += 1
@@ -335,4 +336,5 @@ class Recorder:
         return first + round((time_s - t) * self.rate_hz)
 
     def close(self) -> None:
-        self._stream.close(ignore_errors=True)
+        with STREAM_SETUP_LOCK:  # as the app's own streams: never beside another stream's open or close
+            self._stream.close(ignore_errors=True)
