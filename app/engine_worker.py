@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from events import (
+    AsideAnswer,
     AudioChunk,
     EngineConfigured,
     EngineError,
@@ -207,6 +208,20 @@ class EngineWorker(EngineSignals):
         if self.engine is not None:
             self.engine.abandon_turn()
 
+    @Slot(int, object)
+    def answer_aside(self, key: int, turn: Any) -> None:
+        """`turn` heard alone, its text answer reported as `AsideAnswer`; the conversation is untouched."""
+        if self.engine is None:
+            self.report(AsideAnswer(key, "", "the model is not loaded yet"))
+            return
+        try:
+            self.report(
+                AsideAnswer(key, self.engine.answer_aside(turn, in_conversation=False, instructions=""))
+            )
+        except Exception as error:
+            log.warning("an answer aside failed: %s", error)
+            self.report(AsideAnswer(key, "", f"{type(error).__name__}: {error}"))
+
     @Slot(int, int)
     def truncate(self, turn_id: int, heard_samples: int) -> None:
         """Keep of reply `turn_id` what was heard (only the last reply can be cut; a reply that never
@@ -308,6 +323,7 @@ class EngineThread(QObject):
     _restore = Signal(object)
     _listen = Signal(object, object, float)
     _abandon = Signal()
+    _aside = Signal(int, object)
 
     def __init__(self, worker: EngineWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -326,6 +342,7 @@ class EngineThread(QObject):
         self._restore.connect(worker.restore)
         self._listen.connect(worker.listen)
         self._abandon.connect(worker.abandon)
+        self._aside.connect(worker.answer_aside)
         self._cancels: dict[int, threading.Event] = {}
         self.qthread.start()
 
@@ -373,6 +390,9 @@ class EngineThread(QObject):
 
     def abandon(self) -> None:
         self._abandon.emit()
+
+    def answer_aside(self, key: int, turn: Any) -> None:
+        self._aside.emit(key, turn)
 
     def speculate(self) -> None:
         """Not in process: the engine in its own process computes the reply at a pause

@@ -22,6 +22,7 @@ from typing import Any
 from app.client_history import ClientHistory
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.engine_process import LocalEngine
+from app.realtime_aside import aside_done
 from app.realtime_input import InputStream
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
@@ -154,6 +155,9 @@ class RealtimeEngine:
 
     def abandon(self) -> None:
         self.queue_command("abandon")
+
+    def answer_aside(self, key: int, turn: Any) -> None:
+        self.queue_command("aside", key, turn)
 
     def speculate(self) -> None:
         """The user paused with everything said so far sent: the engine may compute the reply now."""
@@ -342,6 +346,7 @@ class RealtimeEngine:
     def _on_response_done(self, event: dict[str, Any]) -> None:
         reply = self._reply_of(event)
         if reply is None:
+            aside_done(self, event)  # an out-of-band answer of ours (app/realtime_aside.py)
             return
         response = event.get("response") or {}
         status = response.get("status")

@@ -79,6 +79,10 @@ class InputStream:
         self._resampler = to_wire()
         return [*events, _event(SPECULATE)]
 
+    def rest(self) -> list[dict[str, Any]]:
+        """The resampler's last samples of the turn, before its commit."""
+        return self._appends(self._resampler.push(np.zeros(0, np.float32), last=True))
+
     def _appends(self, wire_audio: np.ndarray) -> list[dict[str, Any]]:
         step = APPEND_SAMPLES * 3 // 2
         return [
@@ -94,7 +98,7 @@ class InputStream:
             video = turn.video
             frames = list(video.frames[self.frames :]) if video is not None else []
             events += self.pieces(audio[self.samples :], frames, video.fps if video is not None else 0.0)
-            events += self._appends(self._resampler.push(np.zeros(0, np.float32), last=True))
+            events += self.rest()
             events.append(_event("input_audio_buffer.commit"))
         for result in turn.tool_results:
             item = {"type": "function_call_output", "call_id": result.call_id, "output": result.output}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.engine_client import ModelInfo
 from app.engine_process import EngineStartError, LocalEngine
+from app.realtime_aside import aside_events
 from app.realtime_input import replay_events
 from events import (
     EngineConnection,
@@ -250,6 +251,9 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
     elif kind == "restore":
         client.conversation.restore(args[0])
         for event in replay_events(args[0]):
+            client.send(event)
+    elif kind == "aside":
+        for event in aside_events(client, *args):
             client.send(event)
     elif kind == "abandon":
         if client.input.samples or client.input.frames:

@@ -24,6 +24,7 @@ from app.session_parts import AudioEvents, AudioInput, FrameSource, Playback, de
 from app.turn_video import LiveFeed, spoken_turn
 from events import (
     PROMPT_TOO_LONG,
+    AsideAnswer,
     BargeIn,
     ConversationReset,
     EngineConnection,
@@ -88,6 +89,7 @@ class Session(QObject):
         self.tools = tools
         if tools is not None:
             tools.report = self._report  # what running the calls shows travels the session's spine
+            tools.voice = audio_input is not None  # a question can be answered aloud
         self._live = LiveFeed()  # the turn being spoken, to the engine (audio thread only)
         self.persona = persona
         self.voice = voice
@@ -248,7 +250,8 @@ class Session(QObject):
 
     def _on_speech_ended(self, event: SpeechEnded) -> None:
         audio = np.asarray(event.audio)
-        if audio.size == 0 or self.model_info is None or self.muted:
+        answer = audio.size > 0 and self.tools is not None and self.tools.hear_answer(audio)  # not a turn
+        if answer or audio.size == 0 or self.model_info is None or self.muted:
             self.engine.abandon()
             restore = self._state_before_speech
             if restore == State.USER_SPEAKING or restore == State.INTERRUPTED:
@@ -330,6 +333,9 @@ class Session(QObject):
             case ToolCallRequested() if self.tools is not None and event.turn_id not in self.replies.cut:
                 self._report(event)  # shown before what running it reports
                 self.tools.on_call(event)
+                return
+            case AsideAnswer() if self.tools is not None:
+                self.tools.on_aside(event)  # the words of a yes or no said aloud
                 return
             case TurnFinished(turn_id, stats) if self._calls_pending(turn_id, stats):
                 self.tools.reply_ended(turn_id)  # the turn goes on with the calls' results

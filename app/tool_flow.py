@@ -24,7 +24,15 @@ from app.builtin_tools import builtin_tools
 from app.mcp_hub import McpHub
 from app.tool_catalog import Tool, ToolFailed, ToolOutput, merged
 from app.tool_config import McpServerSettings, ToolSettings
-from events import Problem, ToolCallFinished, ToolCallRequested, ToolCallStarted, ToolConfirmationNeeded
+from app.tool_voice import SAY_YES_OR_NO, VOICE_ASK, asked_again, spoken_answer
+from events import (
+    AsideAnswer,
+    Problem,
+    ToolCallFinished,
+    ToolCallRequested,
+    ToolCallStarted,
+    ToolConfirmationNeeded,
+)
 from model.tool_format import ToolResult, ToolSpec
 
 
@@ -72,6 +80,10 @@ class ToolFlow(QObject):
         self.mcp = McpHub(servers, on_problem=self._problem.emit, on_tools=self._arrived.emit)
         self.turns: dict[int, _TurnCalls] = {}
         self.asking: dict[str, tuple[ToolCallRequested, Tool, dict[str, Any]]] = {}
+        self.questions: dict[str, str] = {}  # what each waiting call asks
+        self.voice = False  # the user can answer aloud (the session has a microphone)
+        self.hearing: dict[int, str] = {}  # spoken answers being heard aside: key -> call id
+        self._asides = 0
         self.started_s: dict[str, float] = {}
         self.workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool")
         self._done.connect(self._on_done)
@@ -125,9 +137,8 @@ class ToolFlow(QObject):
         if not tool.spec.read_only and self.settings.ask_before_acting:
             self.asking[call.call_id] = (call, tool, arguments)
             question = f"Let the assistant run {tool.name} ({tool.where}) with {_shown(arguments)}?"
-            self.report(
-                ToolConfirmationNeeded(call.turn_id, call.call_id, tool.name, call.arguments, question)
-            )
+            self.questions[call.call_id] = f"{question} {SAY_YES_OR_NO}" if self.voice else question
+            self._ask(call, self.questions[call.call_id])
             return
         self._start(call, tool, arguments)
 
@@ -136,10 +147,43 @@ class ToolFlow(QObject):
         self.turns.setdefault(turn_id, _TurnCalls()).ended = True
         self._go_on(turn_id)
 
+    def _ask(self, call: ToolCallRequested, question: str) -> None:
+        self.report(ToolConfirmationNeeded(call.turn_id, call.call_id, call.name, call.arguments, question))
+
+    def hear_answer(self, audio: Any) -> bool:
+        """A spoken turn while a question waits is its answer (False: no question, or no voice): the
+        engine gives its words aside, out of the conversation, and `on_aside` takes them."""
+        if not self.voice or not self.asking:
+            return False
+        from model.media_input import UserTurn
+
+        self._asides += 1
+        self.hearing[self._asides] = next(iter(self.asking))  # the first question asked
+        self.engine.answer_aside(self._asides, UserTurn(audio=audio, text=VOICE_ASK))
+        return True
+
+    def on_aside(self, heard: AsideAnswer) -> None:
+        """The words of a spoken answer: a yes or a no answers the question, anything else asks again."""
+        call_id = self.hearing.pop(heard.key, None)
+        if call_id is None or call_id not in self.asking:
+            return  # answered meanwhile (a button), or withdrawn
+        allowed = spoken_answer(heard.text) if not heard.failed else None
+        if allowed is None:
+            question = self.questions[call_id]
+            again = (
+                f"I could not hear the answer. {question}"
+                if heard.failed
+                else asked_again(question, heard.text)
+            )
+            self._ask(self.asking[call_id][0], again)
+            return
+        self.answer(call_id, allowed)
+
     @Slot(str, bool)
     def answer(self, call_id: str, allowed: bool) -> None:
-        """The user's yes or no to a tool that acts."""
+        """The user's yes or no to a tool that acts (a button, or said aloud)."""
         asked = self.asking.pop(call_id, None)
+        self.questions.pop(call_id, None)
         if asked is None:
             return
         call, tool, arguments = asked
@@ -154,6 +198,7 @@ class ToolFlow(QObject):
         self.turns.pop(turn_id, None)
         for call, _tool, _arguments in [v for v in self.asking.values() if v[0].turn_id == turn_id]:
             del self.asking[call.call_id]
+            self.questions.pop(call.call_id, None)
             why = "Interrupted before you answered: it did not run."
             self.report(ToolCallFinished(turn_id, call.call_id, call.name, call.arguments, "", False, why))
 

@@ -18,6 +18,7 @@ def show_tool_event(window: Any, event: object) -> None:
             transcript.set_tool_state(call_id, "asking")
             prompt.ask(call_id, question)
         case ToolCallStarted(call_id=call_id):
+            prompt.withdraw(call_id)  # allowed by a yes said aloud
             transcript.set_tool_state(call_id, "running")
         case ToolCallFinished(call_id=call_id, result=result, ok=ok, message=message):
             prompt.withdraw(call_id)

@@ -29,8 +29,9 @@ from app.client_history import ClientHistory, Exchange
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
-from app.vllm_omni_tools import StreamedCalls, tool_messages, tools_param
+from app.vllm_omni_tools import StreamedCalls, answer_aside, tool_messages, tools_param
 from events import (
+    AsideAnswer,
     AudioChunk,
     EngineConfigured,
     EngineError,
@@ -122,6 +123,15 @@ class VllmOmniEngine:
 
     def respond(self, turn_id: int, turn: Any) -> None:
         self._jobs.put(("respond", turn_id, turn))
+
+    def answer_aside(self, key: int, turn: Any) -> None:
+        self._jobs.put(("aside", key, turn))
+
+    def _aside(self, key: int, turn: Any) -> None:
+        try:
+            self.signals.report(AsideAnswer(key, answer_aside(self, turn)))
+        except Exception as error:
+            self.signals.report(AsideAnswer(key, "", f"vLLM-Omni at {self.url}: {_why(error)}"))
 
     def set_tools(self, tools: tuple[Any, ...]) -> None:
         """Sent with every request (`app/vllm_omni_tools.py`)."""

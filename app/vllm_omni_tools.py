@@ -50,3 +50,38 @@ class StreamedCalls:
 def tool_messages(results: tuple[Any, ...]) -> list[dict[str, Any]]:
     """One `role: tool` message per result (`model.tool_format.ToolResult`), in the calls' order."""
     return [{"role": "tool", "tool_call_id": r.call_id, "content": r.output} for r in results]
+
+
+def answer_aside(client: Any, turn: Any) -> str:
+    """A turn's text answer out of the conversation: vLLM-Omni keeps no state, so it is a request
+    of its own (that turn alone, no system turn, no tools, text only), its streamed text joined."""
+    import json
+
+    import numpy as np
+
+    from app.client_history import Exchange
+    from app.vllm_omni_client import user_content
+
+    audio = None if turn.audio is None else np.asarray(turn.audio).reshape(-1)
+    body = {
+        "model": client.model,
+        "messages": [{"role": "user", "content": user_content(Exchange(0, turn.text, audio))}],
+        "stream": True,
+        "modalities": ["text"],
+    }
+    text: list[str] = []
+    with client.http.stream("POST", f"{client.url}/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            response.read()
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        for line in response.iter_lines():
+            data = line[5:].strip() if line.startswith("data:") else ""
+            if not data or data == "[DONE]":
+                continue
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise RuntimeError(str(chunk["error"]))
+            choices = chunk.get("choices") or []
+            if choices and chunk.get("modality", "text") == "text":
+                text.append((choices[0].get("delta") or {}).get("content") or "")
+    return "".join(text).strip()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from realtime import aside
 from realtime.host import ModelHost
 from realtime.input_buffer import InputBuffer
 from realtime.items import (
@@ -393,7 +394,8 @@ HANDLERS: dict[str, Callable[[Conversation, dict[str, Any]], None]] = {
     "input_video_frame.append": Conversation.frame_append,
     "conversation.item.create": Conversation.item_create,
     "conversation.item.truncate": Conversation.item_truncate,
-    "response.create": Conversation.response_create,
+    "response.create": aside.response_create,  # out of band when conversation is "none"
+    "conversation.item.delete": aside.item_delete,
     "response.cancel": Conversation.response_cancel,
     SPECULATE: Conversation.speculate,
 }

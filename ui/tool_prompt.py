@@ -28,6 +28,10 @@ class ToolPrompt(QFrame):
         return [row.findChild(QLabel).text() for row in self._rows.values()]  # type: ignore[union-attr]
 
     def ask(self, call_id: str, question: str) -> None:
+        """A row for the question; a question asked again (an unclear spoken answer) is reworded."""
+        if call_id in self._rows:
+            self._rows[call_id].findChild(QLabel).setText(question)  # type: ignore[union-attr]
+            return
         row = QWidget(self)
         line = QHBoxLayout(row)
         line.setContentsMargins(0, 0, 0, 0)

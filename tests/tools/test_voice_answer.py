@@ -3,18 +3,49 @@ Realtime protocol's out-of-band response) and the conversation the model sees is
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import numpy as np
 import pytest
 import torch
 
-from events import ToolCallRequested
+from app.engine_client import LoadRequest
+from app.realtime_client import RealtimeEngine
+from app.session import Session
+from app.tool_catalog import Tool, ToolOutput
+from app.tool_config import ToolSettings
+from app.tool_flow import ToolFlow
+from events import (
+    SpeechEnded,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallRequested,
+    ToolConfirmationNeeded,
+    TurnFinished,
+)
+from facts import to_int16
 from model.media_input import UserTurn
+from model.sampling import SamplingPlan
 from model.tool_format import ToolResult, ToolSpec
+from realtime.host import ModelHost
+from tests.app.helpers import SHORT_PROMPT, FakePlayer
 from tests.engine_helpers import greedy_engine, run, tone
+from tests.realtime.conformance import check
+from tests.realtime.inproc import server_thread
 from tests.tools.forcing import force_reply
+
+pytestmark = pytest.mark.timeout(300)
 
 NOTE = ToolSpec("write_note", "Write a note.", {"type": "object", "properties": {"text": {"type": "string"}}})
 CALL = '<tool_call>\n{"name": "write_note", "arguments": {"text": "milk"}}\n</tool_call><|im_end|>'
 ASK = "Transcribe the audio into text."
+
+
+def say(session: Session, audio: np.ndarray) -> None:
+    """A spoken turn as the turn detector ends it."""
+    now = time.perf_counter()
+    session.on_audio_event(SpeechEnded(to_int16(audio), start_s=now - 1, end_s=now, audio_start_s=now - 1))
 
 
 @pytest.mark.parametrize("in_conversation", [False, True])
@@ -46,3 +77,70 @@ def test_an_answer_heard_aside_leaves_the_conversation_as_it_was(demo, monkeypat
         *tokenizer(expected, add_special_tokens=False)["input_ids"],
     ]
     assert fed[: len(want)] == want  # the result follows the call, with nothing of the answer between
+
+
+def test_a_yes_said_aloud_over_the_protocol_runs_the_tool_and_an_unclear_answer_asks_again(
+    qtbot: Any, demo: Any, monkeypatch: Any
+) -> None:
+    from openai.types.realtime.response_create_event_with_references_param import (
+        ResponseCreateEventWithReferencesParam,
+    )
+    from pydantic import TypeAdapter
+
+    with_references = TypeAdapter(ResponseCreateEventWithReferencesParam)
+    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
+    limits = {"sampling": plan, "max_text_tokens": 80, "max_codec_frames": 6}
+    host = ModelHost(demo.model, demo.processor, {"source": "demo"}, limits)
+    traced: list[tuple[str, dict[str, Any]]] = []
+    seen: list[object] = []
+    ran: list[dict[str, Any]] = []
+
+    def write_note(arguments: dict[str, Any]) -> ToolOutput:
+        ran.append(arguments)
+        return ToolOutput("noted")
+
+    note = Tool(NOTE, run=write_note)
+    with server_thread(host) as (url, state):
+        client = RealtimeEngine(FakePlayer(), url=url, trace=lambda side, event: traced.append((side, event)))
+        flow = ToolFlow(client, ToolSettings(), builtins=[note])
+        session = Session(client, tools=flow)
+        flow.voice = True  # as with a microphone (the session has none here)
+        session.reported.connect(seen.append)
+        session.load(LoadRequest(source="", system_prompt=SHORT_PROMPT))
+        flow.start()
+        qtbot.waitUntil(lambda: session.model_info is not None, timeout=120_000)
+        force_reply(monkeypatch, demo.processor.tokenizer, CALL, "a banana<|im_end|>", "Yes.<|im_end|>")
+        session.send_text("note milk")
+        asked = lambda: [e.question for e in seen if isinstance(e, ToolConfirmationNeeded)]  # noqa: E731
+        qtbot.waitUntil(lambda: len(asked()) == 1, timeout=120_000)
+        assert asked()[0].endswith("Say yes or no, or press a button.")
+        say(session, tone(0.6))
+        qtbot.waitUntil(lambda: len(asked()) == 2, timeout=120_000)
+        assert asked()[1].startswith("I heard “a banana”.") and not ran  # asked again, nothing ran
+        say(session, tone(0.5))
+        qtbot.waitUntil(lambda: any(isinstance(e, TurnFinished) for e in seen), timeout=120_000)
+        (conversation,) = state.conversations
+        history = [(m.role, m.text[:15]) for m in conversation.engine.history]
+        flow.close()
+        assert client.stop()
+    assert ran == [{"text": "milk"}]
+    (finished,) = [e for e in seen if isinstance(e, ToolCallFinished)]
+    assert finished.ok and finished.result == "noted"
+    assert any(isinstance(e, TextDelta) for e in seen[seen.index(finished) :])  # the reply went on
+    assert [role for role, _ in history] == ["user", "assistant", "user", "assistant"]  # no answer in it
+    assert history[2][1].startswith("<tool_response>")
+    for side, event in traced:
+        if side == "sent" and event["type"] == "response.create" and "input" in event["response"]:
+            with_references.validate_python(event)  # the SDK's type for input with item references
+        else:
+            check(event, "client" if side == "sent" else "server")
+    sent = [e for side, e in traced if side == "sent"]
+    asides = [
+        e["response"] for e in sent if e["type"] == "response.create" and "conversation" in e["response"]
+    ]
+    assert [a["conversation"] for a in asides] == ["none", "none"]
+    assert all(a["input"][0]["type"] == "item_reference" for a in asides)
+    deleted = [
+        e["item_id"] for side, e in traced if side == "received" and e["type"] == "conversation.item.deleted"
+    ]
+    assert deleted == [a["input"][0]["id"] for a in asides]
