@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from events import DeviceLost, DeviceRestored, DeviceUnavailable
+from worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,8 @@ class Camera:
         self._stored: collections.deque[CameraFrame] = collections.deque(maxlen=capacity)
         self._latest: CameraFrame | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("camera")
+        self._stop = self._worker.stop_requested
         self.status = "off"
         self.message = ""
         self.frames_read = 0
@@ -148,17 +149,10 @@ class Camera:
         return str(self.config.source)
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
-        self._thread.start()
+        self._worker.start(self._run)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
         self.status = "off"
 
     def __enter__(self) -> Camera:

@@ -10,7 +10,6 @@ one message, not one per retry.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -19,6 +18,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.camera import Camera, CameraConfig, CameraFrame
 from app.config import CameraSettings
+from worker_thread import Errands
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class FrameFeed(QObject):
         self.camera: Camera | None = None
         self._shown: CameraFrame | None = None
         self._status = ""
-        self._stops: list[threading.Thread] = []
+        self._stops = Errands(f"{what}-stop")
         self._timer = QTimer(self)
         self._timer.setInterval(1000 // PREVIEW_FPS)
         self._timer.timeout.connect(self._tick)
@@ -70,14 +70,11 @@ class FrameFeed(QObject):
         self._shown = None
         self._set_status("")
         if camera is not None:
-            thread = threading.Thread(target=camera.stop, name=f"{self.what}-stop", daemon=True)
-            thread.start()
-            self._stops = [t for t in self._stops if t.is_alive()] + [thread]
+            self._stops.run(camera.stop)
 
     def close(self, timeout_s: float = 1.0) -> None:
         self.stop()
-        for thread in self._stops:
-            thread.join(timeout=timeout_s)
+        self._stops.join(timeout_s)
 
     def frames_between(self, start_s: float, end_s: float) -> list[CameraFrame]:
         camera = self.camera

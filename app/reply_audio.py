@@ -4,12 +4,12 @@ turn has played out."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from app.session_parts import Playback
+from worker_thread import Errands
 
 KEEP_ALL_SAMPLES = 1 << 40  # "heard everything": a typed conversation keeps the whole reply
 DRAIN_CHECK_MS = 40
@@ -26,7 +26,7 @@ class ReplyAudio(QObject):
         self.playback = playback
         self._played_out = played_out
         self._watched: int | None = None
-        self._flushes: list[threading.Thread] = []
+        self._flushes = Errands("playback-flush")
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_CHECK_MS)
         self._timer.timeout.connect(self._check)
@@ -41,11 +41,7 @@ class ReplyAudio(QObject):
     def flush(self, turn_id: int) -> None:
         """Fade out and drop the rest of the turn's audio without waiting on the audio callback here."""
         if self.playback is not None:
-            thread = threading.Thread(
-                target=self.playback.flush, args=(turn_id,), name="playback-flush", daemon=True
-            )
-            thread.start()
-            self._flushes = [t for t in self._flushes if t.is_alive()] + [thread]
+            self._flushes.run(self.playback.flush, turn_id)
 
     def watch(self, turn_id: int) -> None:
         self._watched = turn_id
@@ -56,8 +52,7 @@ class ReplyAudio(QObject):
 
     def close(self, timeout_s: float = 1.0) -> None:
         self._timer.stop()
-        for thread in self._flushes:
-            thread.join(timeout=timeout_s)
+        self._flushes.join(timeout_s)
 
     @Slot()
     def _check(self) -> None:

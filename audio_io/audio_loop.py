@@ -10,7 +10,6 @@ thread (the app forwards them to the Qt thread). `on_frame` sees every cleaned f
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable
 
 from audio_io.barge_in import BargeInMonitor
@@ -18,6 +17,7 @@ from audio_io.echo_canceller import EchoCanceller
 from audio_io.microphone import MicFrame, Microphone
 from audio_io.stream_keeper import EventSink
 from audio_io.turn_detector import TurnDetector
+from worker_thread import WorkerThread
 
 
 class AudioLoop:
@@ -37,19 +37,14 @@ class AudioLoop:
         self.barge_in = barge_in
         self._on_event = on_event
         self._on_frame = on_frame
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("audio-loop")
+        self._stop = self._worker.stop_requested
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="audio-loop", daemon=True)
-        self._thread.start()
+        self._worker.start(self._run)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
 
     def __enter__(self) -> AudioLoop:
         self.start()

@@ -12,7 +12,6 @@ first sample reached the microphone. A lost device gives `DeviceLost` and is reo
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
+from worker_thread import WorkerThread
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,8 @@ class Microphone:
         self._rate_hz = 0.0
         self._latency_s = 0.0
         self._stream_generation = 0
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._frame_worker = WorkerThread("audio-mic-frames")
+        self._stop = self._frame_worker.stop_requested
         self._keeper = StreamKeeper(
             "input",
             self.config.device,
@@ -88,17 +88,13 @@ class Microphone:
     def start(self, wait_for_device: bool = False) -> None:
         """Open the device (raises `UnknownDeviceError` listing the devices, unless `wait_for_device`:
         see `StreamKeeper.start`) and start delivering frames."""
-        self._stop.clear()
         self._keeper.start(wait_for_device)
-        self._worker = threading.Thread(target=self._run, name="audio-mic-frames", daemon=True)
-        self._worker.start()
+        self._frame_worker.start(self._run)
 
     def stop(self) -> None:
         self._stop.set()
         self._keeper.stop()
-        if self._worker is not None:
-            self._worker.join(timeout=5)
-            self._worker = None
+        self._frame_worker.stop()
 
     def __enter__(self) -> Microphone:
         self.start()

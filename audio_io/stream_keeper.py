@@ -26,6 +26,7 @@ from typing import Any
 
 from audio_io.devices import STREAM_SETUP_LOCK, AudioDevice, DeviceKind, UnknownDeviceError, find_device
 from events import DeviceLost, DeviceRestored, DeviceUnavailable
+from worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ class StreamKeeper:
         self.losses = 0
         self.restarts = 0
         self._finished = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread(f"audio-{kind}-keeper")
+        self._stopping = self._worker.stop_requested
 
     @property
     def stream(self) -> Any:
@@ -87,7 +88,6 @@ class StreamKeeper:
     def start(self, wait_for_device: bool = False) -> None:
         """Open on the named device, then watch it. An unknown name raises `UnknownDeviceError` here,
         unless `wait_for_device`: then the failure is reported and the device is waited for."""
-        self._stopping.clear()
         try:
             self._open(find_device(self.device_name, self.kind))
         except Exception as error:
@@ -95,14 +95,10 @@ class StreamKeeper:
                 raise
             name = self.device_name or "system default"
             self._on_event(DeviceUnavailable(kind=self.kind, name=name, reason=str(error).split("\n")[0]))
-        self._thread = threading.Thread(target=self._watch, name=f"audio-{self.kind}-keeper", daemon=True)
-        self._thread.start()
+        self._worker.start(self._watch)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
         self._close()
 
     def _open(self, device: AudioDevice) -> None:
