@@ -47,6 +47,17 @@ def list_devices() -> list[AudioDevice]:
     ]
 
 
+def output_rate_hz(device: AudioDevice, wanted_hz: int) -> int:
+    """`wanted_hz` when the output device takes it (nothing to resample), else the device's own rate."""
+    import sounddevice as sd
+
+    try:
+        sd.check_output_settings(device=device.index, samplerate=wanted_hz, channels=1, dtype="float32")
+        return wanted_hz
+    except sd.PortAudioError:
+        return int(device.default_sample_rate_hz)
+
+
 def find_device(name: str | None, kind: DeviceKind) -> AudioDevice:
     """The device named `name` (exact, else first substring match) with `kind` channels, or the default."""
     devices = [d for d in list_devices() if _channels(d, kind) > 0]

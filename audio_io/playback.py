@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from audio_io.devices import AudioDevice
+from audio_io.devices import AudioDevice, output_rate_hz
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock, output_delay_s
@@ -302,13 +302,7 @@ class Player:
     def _open_stream(self, device: AudioDevice, finished: Any) -> Any:
         import sounddevice as sd
 
-        try:  # 24 kHz when the device takes it (no resampling), else the device's own rate
-            sd.check_output_settings(
-                device=device.index, samplerate=PLAYBACK_RATE_HZ, channels=1, dtype="float32"
-            )
-            rate = PLAYBACK_RATE_HZ
-        except sd.PortAudioError:
-            rate = int(device.default_sample_rate_hz)
+        rate = output_rate_hz(device, PLAYBACK_RATE_HZ)
         block = max(1, round(rate * self.config.block_ms / 1000))
         callback = self._make_callback(block, max(1, round(rate * self.config.fade_ms / 1000)))
         stream = sd.OutputStream(
