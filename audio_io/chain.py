@@ -189,12 +189,6 @@ class MicrophoneChain:
             turns = self._loop.turns
             turns.config = replace(turns.config, end_of_turn=policy)
 
-    def set_backchannels(self, backchannels: str) -> None:
-        """Pause, duck or off for the next sound heard while the assistant speaks."""
-        self.backchannels = backchannels
-        if self._monitor is not None:
-            self._monitor.config = self._barge_in_config()
-
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         if self._loop is not None:

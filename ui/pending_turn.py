@@ -37,10 +37,6 @@ class PendingTurnLabel(QLabel):
         self.started_s = None
         self.hide()
 
-    @property
-    def running(self) -> bool:
-        return self._timer.isActive()
-
     def _tick(self) -> None:
         if self.started_s is not None:
             elapsed = max(0.0, time.perf_counter() - self.started_s)
