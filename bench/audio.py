@@ -40,121 +40,136 @@ def _cpu_hog(stop: threading.Event) -> None:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from audio_io.barge_in import BargeInConfig, BargeInMonitor
-    from audio_io.echo_canceller import EchoCancellerConfig
-    from audio_io.formats import PLAYBACK_RATE_HZ
-    from audio_io.microphone import MicrophoneConfig
     from audio_io.playback import Player, PlayerConfig
-    from audio_io.turn_detector import TurnDetector
-    from bench.rig.echo_path import EchoPath
-    from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
-    from bench.rig.pulse import (
-        MIC,
-        MIC_FEED,
-        SINK_RATE_HZ,
-        SPEAKER,
-        SPEAKER_MONITOR,
-        Feeder,
-        Recorder,
-        VirtualAudio,
-        wait_flowing,
-    )
-    from bench.rig.signals import harmonic_voice, speech
-    from events import BargeIn
+    from bench.rig.pulse import SPEAKER, VirtualAudio, wait_flowing
 
     result: dict[str, Any] = {"quick": quick}
     with VirtualAudio() as audio:
         player = Player(PlayerConfig(device=SPEAKER))
         player.start()
         wait_flowing(player._progress)
-
-        # Barge-in latency.
-        trials = 6 if quick else 20
-        latencies: list[float] = []
-        user = speech("Wait, stop please", SINK_RATE_HZ)
-        feeder = Feeder(MIC_FEED)
-        monitor = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
-        with Listening(TurnDetector(), barge_in=BargeInMonitor(player, BargeInConfig())) as listening:
-            for trial in range(trials):
-                reply = harmonic_voice(6.0, PLAYBACK_RATE_HZ)
-                play_reply(player, 100 + trial, reply, PLAYBACK_RATE_HZ)
-                time.sleep(1.0 + 0.1 * (trial % 5))
-                before = len(listening.of_type(BargeIn))
-                onset = feeder.play(user)
-                deadline = time.monotonic() + 5
-                while len(listening.of_type(BargeIn)) == before and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                while feeder.busy():
-                    time.sleep(0.02)
-                time.sleep(0.3)
-                recorded = monitor.samples()
-                start = monitor.index_at(onset[0] - 1.0) if onset else 0
-                loud = np.flatnonzero(np.abs(recorded[start:]) > 1e-3)
-                if onset and len(loud):
-                    silent_s = monitor.time_of(start + int(loud[-1]) + 1)
-                    latencies.append((silent_s - onset[0]) * 1000)
-                player.flush()
-        feeder.close()
-        monitor.close()
-        result["barge_in_trials"] = len(latencies)
-        result["barge_in_ms_median"] = round(float(np.median(latencies)), 1) if latencies else None
-        result["barge_in_ms_max"] = round(float(np.max(latencies)), 1) if latencies else None
-
-        # Underruns under CPU load.
-        seconds = 60 if quick else 300
-        stop = threading.Event()
-        hog = threading.Thread(target=_cpu_hog, args=(stop,), daemon=True)
-        hog.start()
-        before = player.underruns
-        signal = harmonic_voice(10.0, PLAYBACK_RATE_HZ)
-        turn = 1000
-        t_end = time.monotonic() + seconds
-        from events import AudioChunk
-
-        while time.monotonic() < t_end:  # an engine writing 80 ms chunks a little ahead of real time
-            player.start_turn(turn)
-            for k, s in enumerate(range(0, len(signal), 1920)):
-                player.write(AudioChunk(turn, signal[s : s + 1920], PLAYBACK_RATE_HZ, k))
-                time.sleep(0.06)
-            player.finish_turn(turn)
-            player.wait_idle(15)
-            turn += 1
-        stop.set()
-        hog.join()
-        result["underruns"] = player.underruns - before
-        result["underrun_playback_s"] = seconds
-
-        # Self-interruptions and echo attenuation, AEC on.
-        echo_s = 20 if quick else 60
-        path = EchoPath(delay_ms=40, gain=0.5)
-        barge_in = BargeInMonitor(player, BargeInConfig())
-        listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=MicrophoneConfig(device=MIC))
-        echo = MeasuredEchoCanceller(EchoCancellerConfig(enabled=True), player, input_latency_s=0.0)
-        listening.loop.echo = echo
-        sentences = [
-            "Sure, here is a long answer about the weather tomorrow.",
-            "It will be sunny in the morning and rainy in the evening.",
-            "Take an umbrella if you go out after six.",
-        ]
-        reply = np.concatenate([speech(t, PLAYBACK_RATE_HZ) for t in sentences])
-        with listening:
-            played = 0.0
-            turn = 2000
-            while played < echo_s:
-                play_reply(player, turn, reply, PLAYBACK_RATE_HZ)
-                player.wait_idle(60)
-                played += len(reply) / PLAYBACK_RATE_HZ
-                turn += 1
-            interruptions = len(listening.of_type(BargeIn))
-        path.close()
-        result["self_interruptions_per_min"] = round(interruptions / (played / 60), 2)
-        attenuation_db = echo.attenuation_db()
-        result["echo_attenuation_db"] = round(attenuation_db, 1) if attenuation_db is not None else None
-        result["echo_s"] = round(played, 1)
-        result["output_latency_ms"] = round(player.latency_s * 1000, 1)
+        result.update(barge_in_latency(player, quick))
+        result.update(underruns_under_load(player, quick))
+        result.update(self_interruptions(player, quick))
         player.stop()
         result.update(run_echo(quick, audio))
     return result
+
+
+def barge_in_latency(player: Any, quick: bool) -> dict[str, Any]:
+    """User speech onset at the microphone to silence at the loudspeaker monitor, over replies."""
+    from audio_io.barge_in import BargeInConfig, BargeInMonitor
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from audio_io.turn_detector import TurnDetector
+    from bench.rig.listening import Listening, play_reply
+    from bench.rig.pulse import MIC_FEED, SINK_RATE_HZ, SPEAKER_MONITOR, Feeder, Recorder
+    from bench.rig.signals import harmonic_voice, speech
+    from events import BargeIn
+
+    trials = 6 if quick else 20
+    latencies: list[float] = []
+    user = speech("Wait, stop please", SINK_RATE_HZ)
+    feeder = Feeder(MIC_FEED)
+    monitor = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+    with Listening(TurnDetector(), barge_in=BargeInMonitor(player, BargeInConfig())) as listening:
+        for trial in range(trials):
+            reply = harmonic_voice(6.0, PLAYBACK_RATE_HZ)
+            play_reply(player, 100 + trial, reply, PLAYBACK_RATE_HZ)
+            time.sleep(1.0 + 0.1 * (trial % 5))
+            before = len(listening.of_type(BargeIn))
+            onset = feeder.play(user)
+            deadline = time.monotonic() + 5
+            while len(listening.of_type(BargeIn)) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            while feeder.busy():
+                time.sleep(0.02)
+            time.sleep(0.3)
+            recorded = monitor.samples()
+            start = monitor.index_at(onset[0] - 1.0) if onset else 0
+            loud = np.flatnonzero(np.abs(recorded[start:]) > 1e-3)
+            if onset and len(loud):
+                silent_s = monitor.time_of(start + int(loud[-1]) + 1)
+                latencies.append((silent_s - onset[0]) * 1000)
+            player.flush()
+    feeder.close()
+    monitor.close()
+    return {
+        "barge_in_trials": len(latencies),
+        "barge_in_ms_median": round(float(np.median(latencies)), 1) if latencies else None,
+        "barge_in_ms_max": round(float(np.max(latencies)), 1) if latencies else None,
+    }
+
+
+def underruns_under_load(player: Any, quick: bool) -> dict[str, Any]:
+    """Playback underruns while a CPU-heavy torch loop runs in another thread."""
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from bench.rig.signals import harmonic_voice
+    from events import AudioChunk
+
+    seconds = 60 if quick else 300
+    stop = threading.Event()
+    hog = threading.Thread(target=_cpu_hog, args=(stop,), daemon=True)
+    hog.start()
+    before = player.underruns
+    signal = harmonic_voice(10.0, PLAYBACK_RATE_HZ)
+    turn = 1000
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:  # an engine writing 80 ms chunks a little ahead of real time
+        player.start_turn(turn)
+        for k, s in enumerate(range(0, len(signal), 1920)):
+            player.write(AudioChunk(turn, signal[s : s + 1920], PLAYBACK_RATE_HZ, k))
+            time.sleep(0.06)
+        player.finish_turn(turn)
+        player.wait_idle(15)
+        turn += 1
+    stop.set()
+    hog.join()
+    return {"underruns": player.underruns - before, "underrun_playback_s": seconds}
+
+
+def self_interruptions(player: Any, quick: bool) -> dict[str, Any]:
+    """The assistant's speech looped from the speaker into the microphone (40 ms, gain 0.5), AEC on:
+    barge-ins per minute of speech, and the canceller's attenuation."""
+    from audio_io.barge_in import BargeInConfig, BargeInMonitor
+    from audio_io.echo_canceller import EchoCancellerConfig
+    from audio_io.formats import PLAYBACK_RATE_HZ
+    from audio_io.microphone import MicrophoneConfig
+    from audio_io.turn_detector import TurnDetector
+    from bench.rig.echo_path import EchoPath
+    from bench.rig.listening import Listening, MeasuredEchoCanceller, play_reply
+    from bench.rig.pulse import MIC
+    from bench.rig.signals import speech
+    from events import BargeIn
+
+    echo_s = 20 if quick else 60
+    path = EchoPath(delay_ms=40, gain=0.5)
+    barge_in = BargeInMonitor(player, BargeInConfig())
+    listening = Listening(TurnDetector(), barge_in=barge_in, mic_config=MicrophoneConfig(device=MIC))
+    echo = MeasuredEchoCanceller(EchoCancellerConfig(enabled=True), player, input_latency_s=0.0)
+    listening.loop.echo = echo
+    sentences = [
+        "Sure, here is a long answer about the weather tomorrow.",
+        "It will be sunny in the morning and rainy in the evening.",
+        "Take an umbrella if you go out after six.",
+    ]
+    reply = np.concatenate([speech(t, PLAYBACK_RATE_HZ) for t in sentences])
+    with listening:
+        played = 0.0
+        turn = 2000
+        while played < echo_s:
+            play_reply(player, turn, reply, PLAYBACK_RATE_HZ)
+            player.wait_idle(60)
+            played += len(reply) / PLAYBACK_RATE_HZ
+            turn += 1
+        interruptions = len(listening.of_type(BargeIn))
+    path.close()
+    attenuation_db = echo.attenuation_db()
+    return {
+        "self_interruptions_per_min": round(interruptions / (played / 60), 2),
+        "echo_attenuation_db": round(attenuation_db, 1) if attenuation_db is not None else None,
+        "echo_s": round(played, 1),
+        "output_latency_ms": round(player.latency_s * 1000, 1),
+    }
 
 
 def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
