@@ -22,6 +22,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
+from app.in_process_load import Loader, load_checkpoint, make_engine, model_info
 from app.recording import Recording
 from events import (
     AsideAnswer,
@@ -39,14 +40,10 @@ from events import (
     TurnStats,
     UserTranscript,
 )
-from facts import DEMO_LABEL
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EngineThread", "EngineWorker", "LoadRequest", "ModelInfo", "Recording"]
-
-
-Loader = Callable[..., Any]  # model.loading.load_model's signature; returns a LoadedModel
 
 
 class _LoadStopped(Exception):
@@ -88,11 +85,11 @@ class EngineWorker(EngineSignals):
             self.report(EngineStatus(message))
 
         try:
-            loaded = self._load(request, say)
+            loaded = load_checkpoint(request, say, self._loader, self._demo_dir)
             if self.load_cancel.is_set():
                 raise _LoadStopped
             say("starting the conversation engine")
-            self.engine = self._make_engine(loaded, request)
+            self.engine = make_engine(loaded, request, self.tools)
         except _LoadStopped:
             self.report(LoadCancelled())
             return
@@ -108,55 +105,8 @@ class EngineWorker(EngineSignals):
                 log.exception("loading failed")
                 self.report(LoadFailed(f"loading failed: {type(error).__name__}: {error}"))
             return
-        self.model_info = ModelInfo(
-            source=loaded.source,
-            path=str(loaded.path),
-            device=loaded.device,
-            dtype=loaded.dtype,
-            quantization=loaded.quantization,
-            is_demo=loaded.is_demo,
-            can_speak=bool(self.engine.can_speak and request.speak),
-            weight_bytes=_weight_bytes(loaded),
-            load_s=time.perf_counter() - started,
-        )
+        self.model_info = model_info(loaded, request, self.engine, time.perf_counter() - started)
         self.report(ModelLoaded(self.model_info))
-
-    def _load(self, request: LoadRequest, say: Callable[[str], None]) -> Any:
-        source = request.source
-        if request.demo:
-            say(f"building the {DEMO_LABEL}")
-            if self._demo_dir is not None:
-                source = str(self._demo_dir())
-            else:
-                from model.demo import demo_checkpoint_dir
-
-                source = str(demo_checkpoint_dir())
-        loader = self._loader
-        if loader is None:
-            from model.loading import load_model
-
-            loader = load_model
-        return loader(
-            source, device=request.device, dtype=request.dtype, quantization=request.quantization, status=say
-        )
-
-    def _make_engine(self, loaded: Any, request: LoadRequest) -> Any:
-        from model.engine import VOICE_CHAT_PROMPT, Engine, EngineSettings
-
-        options: dict[str, Any] = {"transcribe": request.transcribe}
-        if loaded.is_demo:
-            from model.demo import DEMO_MAX_CODEC_FRAMES, DEMO_MAX_TEXT_TOKENS
-
-            options |= {"max_text_tokens": DEMO_MAX_TEXT_TOKENS, "max_codec_frames": DEMO_MAX_CODEC_FRAMES}
-        options.update(request.engine_options)
-        settings = EngineSettings(
-            speaker=request.speaker,
-            system_prompt=request.system_prompt or VOICE_CHAT_PROMPT,
-            speak=request.speak,
-            tools=self.tools,
-            **options,
-        )
-        return Engine(loaded.model, loaded.processor, settings)
 
     # -- turns --------------------------------------------------------------------------------------
 
@@ -302,13 +252,6 @@ class EngineWorker(EngineSignals):
             replace(m, text=words[m.turn_id]) if m.role == "user" and m.audio_s and m.turn_id in words else m
             for m in self.engine.history
         ]
-
-
-def _weight_bytes(loaded: Any) -> int:
-    try:
-        return int(loaded.weight_bytes)
-    except Exception:
-        return 0
 
 
 class EngineThread(QObject):
