@@ -14,20 +14,17 @@ import collections
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.client_history import ClientHistory
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.engine_process import LocalEngine
-from app.realtime_aside import aside_done
 from app.realtime_input import InputStream
+from app.realtime_reply import REPLY_EVENTS, PendingReply
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
 from events import (
-    AudioChunk,
     EngineConfigured,
     EngineError,
     EngineStatus,
@@ -35,38 +32,13 @@ from events import (
     LoadFailed,
     Message,
     ReplyTruncated,
-    TextDelta,
-    TurnFinished,
-    TurnStats,
     UserTranscript,
 )
 from realtime.wire import (
     MAX_EVENT_BYTES,
-    SAMPLES_PER_FRAME,
-    SPECULATIVE,
-    WIRE_RATE_HZ,
-    decode_pcm16,
-    new_id,
-    pcm16_to_float,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PendingReply:
-    turn_id: int
-    started_s: float
-    speak: bool
-    response_id: str | None = None
-    item_id: str | None = None
-    text: list[str] = field(default_factory=list)
-    calls: int = 0  # function calls of this response: the turn goes on once their outputs are back
-    speculative: bool = False  # the server computed it at the user's pause (realtime/speculation.py)
-    samples: int = 0
-    first_text_s: float | None = None
-    cancelled: bool = False
-    turn: Any = None  # the UserTurn, sent again if the engine died before it took the request
 
 
 class RealtimeEngine:
@@ -99,7 +71,7 @@ class RealtimeEngine:
         self.ws: Any = None
         self.connected = threading.Event()
         self.replies: dict[int, PendingReply] = {}
-        self._failure: EngineError | None = None  # the engine's error for the reply in flight
+        self.failure: EngineError | None = None  # the engine's error for the reply in flight
         self.stopping = False
         self.generation = 0  # bumped by load(): a new engine, a new link
         self._link: threading.Thread | None = None
@@ -261,9 +233,11 @@ class RealtimeEngine:
         if self.trace is not None:
             self.trace("received", event)
         kind = event.get("type", "")
-        handler = getattr(self, "_on_" + kind.replace(".", "_"), None)
+        handler = REPLY_EVENTS.get(kind)
         if handler is not None:
-            handler(event)
+            handler(self, event)
+        elif (own := getattr(self, "_on_" + kind.replace(".", "_"), None)) is not None:
+            own(event)
 
     def _on_omnidesk_model_status(self, event: dict[str, Any]) -> None:
         if event.get("state") == "loading":
@@ -280,7 +254,7 @@ class RealtimeEngine:
             self.signals.report(LoadFailed(message))
             return
         if self.replies:  # the failed reply's `response.done` follows: it reports this message
-            self._failure = EngineError(-1, message, str(error.get("code") or "engine_error"))
+            self.failure = EngineError(-1, message, str(error.get("code") or "engine_error"))
         log.warning("engine: %s (%s)", message, error.get("code"))
 
     def _on_session_created(self, event: dict[str, Any]) -> None:
@@ -290,91 +264,6 @@ class RealtimeEngine:
         session = event.get("session") or {}
         voice = ((session.get("audio") or {}).get("output") or {}).get("voice") or ""
         self.signals.report(EngineConfigured(str(voice), str(session.get("instructions", ""))))
-
-    def _on_response_created(self, event: dict[str, Any]) -> None:
-        response = event.get("response") or {}
-        turn_id = int(((response.get("metadata") or {}).get("turn_id")) or -1)
-        reply = self.replies.get(turn_id)
-        if reply is None:
-            return
-        reply.response_id = response.get("id")
-        reply.speculative = bool(event.get(SPECULATIVE))
-        if reply.cancelled:
-            self.send(
-                {"type": "response.cancel", "event_id": new_id("event"), "response_id": reply.response_id}
-            )
-
-    def _reply_of(self, event: dict[str, Any]) -> PendingReply | None:
-        response_id = event.get("response_id") or (event.get("response") or {}).get("id")
-        return next((r for r in self.replies.values() if r.response_id == response_id), None)
-
-    def _on_response_output_item_added(self, event: dict[str, Any]) -> None:
-        reply = self._reply_of(event)
-        item = event.get("item") or {}
-        item_id = item.get("id")
-        if reply is not None and isinstance(item_id, str) and item.get("type", "message") == "message":
-            reply.item_id = item_id
-            self.item_of_turn[reply.turn_id] = item_id
-            self.item_of_turn = {t: i for t, i in self.item_of_turn.items() if t > reply.turn_id - 64}
-
-    def _on_response_output_audio_transcript_delta(self, event: dict[str, Any]) -> None:
-        reply = self._reply_of(event)
-        if reply is None or reply.cancelled:
-            return
-        reply.text.append(str(event.get("delta", "")))
-        if reply.first_text_s is None:
-            reply.first_text_s = time.perf_counter()
-        self.signals.report(TextDelta(reply.turn_id, str(event.get("delta", ""))))
-
-    _on_response_output_text_delta = _on_response_output_audio_transcript_delta
-
-    def _on_response_output_audio_delta(self, event: dict[str, Any]) -> None:
-        reply = self._reply_of(event)
-        if reply is None or reply.cancelled or not reply.speak:
-            return
-        pcm = pcm16_to_float(decode_pcm16(event.get("delta", "")))
-        chunk = AudioChunk(reply.turn_id, pcm, WIRE_RATE_HZ, reply.samples // SAMPLES_PER_FRAME)
-        reply.samples += pcm.size
-        self.recording.reply(reply.turn_id, pcm)
-        self.feeder.write(chunk)
-
-    def _on_response_function_call_arguments_done(self, event: dict[str, Any]) -> None:
-        from app.realtime_link import report_call
-
-        report_call(self, self._reply_of(event), event)
-
-    def _on_response_done(self, event: dict[str, Any]) -> None:
-        reply = self._reply_of(event)
-        if reply is None:
-            aside_done(self, event)  # an out-of-band answer of ours (app/realtime_aside.py)
-            return
-        response = event.get("response") or {}
-        status = response.get("status")
-        del self.replies[reply.turn_id]
-        if reply.speak:
-            self.feeder.finish_turn(reply.turn_id)
-        text = "".join(reply.text)
-        if status == "failed":
-            self.conversation.drop(reply.turn_id)
-            failure = self._failure or EngineError(-1, "the engine failed on this turn (see its log)")
-            self._failure = None
-            self.signals.report(replace(failure, turn_id=reply.turn_id))
-            return
-        self.conversation.reply(reply.turn_id, text, interrupted=status == "cancelled")
-        usage = response.get("usage") or {}
-        now = time.perf_counter()
-        stats = TurnStats(
-            started_s=reply.started_s,
-            first_text_s=reply.first_text_s,
-            finished_s=now,
-            prompt_tokens=int(usage.get("input_tokens") or 0),
-            text_tokens=int(usage.get("output_tokens") or 0),
-            audio_samples=reply.samples,
-            cancelled=status == "cancelled",
-            tool_calls=reply.calls if status == "completed" else 0,
-            speculative=reply.speculative,
-        )
-        self.signals.report(TurnFinished(reply.turn_id, stats))
 
     def _on_input_audio_buffer_committed(self, event: dict[str, Any]) -> None:
         item_id = event.get("item_id")

@@ -191,7 +191,7 @@ def _serve_commands(client: RealtimeEngine, generation: int, reader_done: thread
 
 
 def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
-    from app.realtime_client import PendingReply
+    from app.realtime_reply import PendingReply
 
     kind, *args = command
     if kind == "listen":
