@@ -86,17 +86,27 @@ def first_audio(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
     }
 
 
-def transcription(loaded: Any, frames: int, text_tokens: int) -> dict[str, float]:
-    """The same 5 s turn with the user's words transcribed after the reply's text: first audio
-    (the goal: as without), and the transcription's Thinker time per second of speech."""
+def transcription(loaded: Any, frames: int, text_tokens: int, trials: int = 3) -> dict[str, float]:
+    """The same 5 s turn with the user's words transcribed after the reply's text, and without, in
+    turn (median of `trials` each, in this process: the goal is a ratio of 1 within noise), and the
+    transcription's Thinker time per second of speech."""
     turn = UserTurn(audio=tone(5.0))
-    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames, "transcribe": True}
-    stream_turn(make_engine(loaded, **settings), turn)  # warm-up
-    engine = make_engine(loaded, **settings)
-    first_ms, _ = stream_turn(engine, turn)
+    settings = {"max_text_tokens": text_tokens, "max_codec_frames": frames}
+    stream_turn(make_engine(loaded, transcribe=True, **settings), turn)  # warm-up
+    first_ms: dict[bool, list[float]] = {False: [], True: []}
+    decode_s: list[float] = []
+    for _ in range(trials):
+        for transcribe in (False, True):
+            engine = make_engine(loaded, transcribe=transcribe, **settings)
+            first_ms[transcribe].append(stream_turn(engine, turn)[0])
+            if transcribe:
+                decode_s.append(engine.last_transcribe_s or 0.0)
+    with_ms, without_ms = statistics.median(first_ms[True]), statistics.median(first_ms[False])
     return {
-        "first_audio_ms_with_transcription": first_ms,
-        "transcribe_ms_per_s": (engine.last_transcribe_s or 0.0) * 1e3 / 5.0,
+        "first_audio_ms_with_transcription": with_ms,
+        "first_audio_ms_without_transcription": without_ms,
+        "first_audio_transcription_ratio": with_ms / without_ms,
+        "transcribe_ms_per_s": statistics.median(decode_s) * 1e3 / 5.0,
     }
 
 
