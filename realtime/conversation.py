@@ -10,8 +10,6 @@ client reads slowly (the server bounds how long).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,33 +31,11 @@ from realtime.reply import Response, run_response
 from realtime.session_config import SessionConfig
 from realtime.speculation import Gate, Speculation
 from realtime.wire import MAX_PENDING_ITEMS, SPECULATE, SPECULATIVE, WireError, heard_samples, new_id
+from worker_thread import JobThread
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
-
-
-class JobThread:
-    """Runs submitted callables one after another on one thread (the engine is not thread-safe)."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                job()
-            except Exception:
-                log.exception("engine job failed")
 
 
 @dataclass(eq=False)
