@@ -1,11 +1,11 @@
 """Each device on its own (issue 14), the app on virtual devices while a conversation runs: the
-microphone is unplugged and replugged, then the speaker, then both. The other device keeps working
-(a typed turn is still spoken aloud while the microphone is away; a spoken turn is still taken and
-answered in text while the speaker is away), the window lists the lost device's problem and takes
-it away when the device works again, and the next spoken turn gets a spoken reply, without a
-restart. Unplugging is unloading a PulseAudio null sink, as in the audio layer's tests. Test
-streams (the feeder into the microphone, the recorder of the speaker) are opened only while their
-own device is plugged in."""
+microphone is unplugged and replugged, then the speaker (while a reply plays), then both. The other
+device keeps working (a typed turn is still spoken aloud while the microphone is away; a spoken turn
+is still taken and answered in text while the speaker is away), the window lists the lost device's
+problem and takes it away when the device works again, and the next spoken turn gets a spoken
+reply, without a restart. Unplugging is unloading a PulseAudio null sink, as in the audio layer's
+tests. Test streams (the feeder into the microphone, the recorder of the speaker) are opened only
+while their own device is plugged in."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from app import config as cfg
 from app.desk import Desk
 from app.launch import Launch
+from app.session import State
 from bench.rig.pulse import MIC, MIC_FEED, SINK_RATE_HZ, SPEAKER, SPEAKER_MONITOR, Feeder, Recorder
 from bench.rig.signals import speech
 from tests.app.helpers import FAST, on_report
@@ -34,7 +35,9 @@ class Talk:
     def __init__(self, qtbot: Any, desk: Desk) -> None:
         self.qtbot, self.desk = qtbot, desk
         self.finished: list[int] = []
+        self.cut: list[int] = []  # replies reported as interrupted (a lost speaker cuts one mid-reply)
         on_report(desk.session, "reply_finished", lambda turn_id, _stats: self.finished.append(turn_id))
+        on_report(desk.session, "reply_interrupted", lambda turn_id, _kept: self.cut.append(turn_id))
 
     def errors(self) -> str:
         return self.desk.window.error_banner.text()
@@ -76,7 +79,7 @@ def talk(
         launch,
         loader=lambda source, **kw: demo,
         demo_dir=lambda: Path("demo"),
-        engine_options={**FAST, "max_codec_frames": 12},
+        engine_options={**FAST, "max_codec_frames": 40},  # a reply plays for 3.2 s
     )
     qtbot.addWidget(desk.window)
     talk = Talk(qtbot, desk)
@@ -109,9 +112,14 @@ def test_the_microphone_fails_and_comes_back_while_the_speaker_works(talk: Talk,
 def test_the_speaker_fails_and_comes_back_while_the_microphone_works(talk: Talk, virtual_audio: Any) -> None:
     feeder = Feeder(MIC_FEED)
     try:
-        talk.typed_turn_answered()  # the conversation runs
-        virtual_audio.unload_sink("speaker")
+        desk = talk.desk
+        turn = desk.session.send_text("tell me a story")
+        talk.qtbot.waitUntil(lambda: desk.player.speaking_turn() == turn, timeout=60_000)
+        virtual_audio.unload_sink("speaker")  # while its reply plays
         talk.lost("speaker")
+        talk.qtbot.waitUntil(
+            lambda: turn in talk.finished + talk.cut and desk.session.state == State.LISTENING, timeout=30_000
+        )
         talk.spoken_turn_answered(feeder)  # the microphone still takes a turn; its reply is text
         assert talk.last_reply_text()
     finally:
