@@ -287,14 +287,14 @@ class Session(QObject):
         if turn_id not in self.replies.generating and not self._speaker.playing(turn_id):
             return
         self.engine.cancel(turn_id)
-        if self.tools is not None:
-            self.tools.cancel(turn_id)
         if heard_samples is None:
             heard_samples = KEEP_ALL_SAMPLES
             if self.speaks:
                 heard_samples = self._speaker.heard(turn_id)
                 self._speaker.flush(turn_id)
         self.engine.truncate(turn_id, heard_samples)
+        if self.tools is not None:
+            self.tools.cancel(turn_id)  # after the cut: its calls are answered after the reply kept
         self.replies.mark_cut(turn_id)
         self._speaker.unwatch()
         self._set_state(State.INTERRUPTED)

@@ -33,7 +33,11 @@ from events import (
     ToolCallStarted,
     ToolConfirmationNeeded,
 )
-from model.tool_format import ToolResult, ToolSpec
+from model.tool_format import ToolResult, ToolSpec, tool_response_text
+
+CUT_RUNNING = "Interrupted while it ran: its result was not used."
+TOLD_ASKING = "Cancelled: the user interrupted the reply before allowing this tool; it did not run."
+TOLD_RUNNING = "Cancelled: the user interrupted the reply while this tool ran; its result was not used."
 
 
 @dataclass
@@ -194,13 +198,27 @@ class ToolFlow(QObject):
             self._finish(call, _Outcome("The user declined: the tool was not run.", False, why))
 
     def cancel(self, turn_id: int) -> None:
-        """The turn was interrupted: its calls' outcomes go nowhere, and no question waits."""
-        self.turns.pop(turn_id, None)
-        for call, _tool, _arguments in [v for v in self.asking.values() if v[0].turn_id == turn_id]:
-            del self.asking[call.call_id]
+        """The turn was interrupted: no question waits, and each call of its reply is answered in the
+        model's context with what became of it (its result if it had one, else that the user cut
+        it), without a reply: the call stays in the context (model.tool_format.kept_of_cut_reply),
+        and the conversation goes on from a call with its answer."""
+        turn = self.turns.pop(turn_id, None)
+        results: list[ToolResult] = []
+        for call in turn.calls if turn is not None else []:
+            outcome = turn.outcomes.get(call.call_id) if turn is not None else None
+            if outcome is not None:
+                results.append(ToolResult(call.call_id, call.name, outcome.result))
+                continue
+            asked = self.asking.pop(call.call_id, None) is not None
             self.questions.pop(call.call_id, None)
-            why = "Interrupted before you answered: it did not run."
+            self.started_s.pop(call.call_id, None)
+            why = "Interrupted before you answered: it did not run." if asked else CUT_RUNNING
             self.report(ToolCallFinished(turn_id, call.call_id, call.name, call.arguments, "", False, why))
+            results.append(ToolResult(call.call_id, call.name, TOLD_ASKING if asked else TOLD_RUNNING))
+        if results:
+            from app.client_history import Exchange
+
+            self.engine.restore([Exchange(-turn_id, text=tool_response_text(tuple(results)), reply="")])
 
     # -- running -------------------------------------------------------------------------------------
 

@@ -32,7 +32,13 @@ from model.prompt import PromptFormat
 from model.reply_turn import ReplyTurn, output_rate_hz
 from model.sampling import SamplingPlan
 from model.thinker_decode import ThinkerDecoder
-from model.tool_format import ToolSpec, system_prompt_with_tools, tool_response_text
+from model.tool_format import (
+    ToolSpec,
+    call_token_ids,
+    kept_of_cut_reply,
+    system_prompt_with_tools,
+    tool_response_text,
+)
 from model.transcription import Transcription, start_transcription
 
 log = logging.getLogger(__name__)
@@ -203,11 +209,12 @@ class Engine:
         self.abandon_turn()  # a turn heard meanwhile sits after the reply in the cache
         last = state.last_reply
         heard_frames = -(-max(0, heard_samples) // self.parts.samples_per_frame)
-        spoken = [t for t in last.ids if t not in self.parts.eos_ids]
-        keep = spoken[: min(len(spoken), heard_frames)]
-        state.context.crop(last.start + len(keep))
+        markers = call_token_ids(self.tokenizer)
+        keep, spoken = kept_of_cut_reply(last.ids, heard_frames, markers, self.parts.eos_ids)
+        same = next((i for i, (a, b) in enumerate(zip(keep, last.ids, strict=False)) if a != b), len(keep))
+        state.context.crop(last.start + min(same, len(last.ids)))
         state.unfed = keep[state.context.length - last.start :]
-        text = self.tokenizer.decode(keep, skip_special_tokens=True)
+        text = self.tokenizer.decode(spoken, skip_special_tokens=True)
         state.history[-1] = replace(state.history[-1], text=text, interrupted=True)
         state.last_reply = LastReply(last.turn_id, last.start, keep)
         return text

@@ -132,3 +132,20 @@ class CallSplitter:
             return None
         ids, self.inside = self.inside, None
         return ParsedCall("", self.decode(ids).strip())
+
+
+def kept_of_cut_reply(
+    ids: list[int], heard_tokens: int, markers: tuple[int, int] | None, eos_ids: frozenset[int]
+) -> tuple[list[int], list[int]]:
+    """What stays of a reply cut where the user stopped hearing it: the first `heard_tokens` of what
+    was said, then its complete calls whole (a call the model made stays in its context, for the
+    result that answers it; an unfinished one goes). Returns (kept ids, the spoken ones of them)."""
+    said = [t for t in ids if t not in eos_ids]
+    if markers is None or markers[0] not in said:
+        return said[:heard_tokens], said[:heard_tokens]
+    start_id, end_id = markers
+    first = said.index(start_id)
+    spoken = said[:first][:heard_tokens]
+    ends = [i for i, t in enumerate(said) if t == end_id]
+    calls = said[first : ends[-1] + 1] if ends and ends[-1] > first else []
+    return spoken + calls, spoken

@@ -182,7 +182,7 @@ class Conversation:
         """An earlier reply, given back by a client restoring its conversation into this engine."""
         if not self.pending:
             raise WireError("an assistant item must follow the user item it answers")
-        if self.active is not None:
+        if self.active is not None and not self.active.cancel.is_set():  # a cancelled one ends first
             raise WireError("a response is in progress", code="conversation_already_has_active_response")
         turn, self.pending = merge_turns([p.turn for p in self.pending]), []
         self.replies += 1

@@ -157,3 +157,11 @@ def test_interrupting_a_turn_that_waits_for_a_yes_withdraws_the_question(
     rig.flow.answer(withdrawn.call_id, True)  # a late Yes runs nothing
     assert rig.turn(qtbot, monkeypatch, "Fine.<|im_end|>") == 2  # the conversation goes on
     assert rig.server_calls() == [] and len(rig.of(ToolCallFinished)) == 1
+    engine = worker.engine
+    seen = engine.tokenizer.decode(engine.context.all_ids())  # the call stays, answered as cancelled
+    answered = (
+        '{"text": "later"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n'
+        "Cancelled: the user interrupted the reply before allowing this tool; it did not run.\n"
+        "</tool_response><|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>user\nplease<|im_end|>"
+    )
+    assert answered in seen
