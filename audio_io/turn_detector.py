@@ -4,10 +4,11 @@ Hands-free: a turn starts when `start_voiced_ms` of speech fall within `start_wi
 (`SpeechStarted`, timed at its first voiced frame). At each pause of `end_of_turn.pause_ms` a judge
 (the end-of-turn model, off this thread: `turn_judge`) is asked whether the turn is complete; yes ends
 it once the pause reaches `end_of_turn.earliest_ms` (`SpeechEnded.ended_early`), no keeps listening
-until `end_of_turn.ceiling_ms` of silence. With `speculate`, a pause that reaches `trailing_ms` (so
-that the turn's audio is complete, were it to end) and does not end the turn yet is announced
-(`SpeechPaused`, everything so far sent) and later audio held back until speech resumes: a turn
-that ends at that pause is exactly the audio sent, so the engine may compute its reply meanwhile.
+until `end_of_turn.ceiling_ms` of silence. With `speculate`, a pause that reaches
+`end_of_turn.pause_ms` and does not end the turn yet is announced (`SpeechPaused`, everything so far
+sent) and later audio held back until speech resumes: if the turn ends at that pause and nothing
+held back stands out of the room's background (an unvoiced ending, "...thanks", still would), the
+turn is exactly the audio sent, so the engine may compute its reply meanwhile.
 Without a judge, `end_of_turn.silence_only_ms` of silence ends it; `max_turn_ms` always does
 (`SpeechEnded` with the audio from `pre_roll_ms` before the start to `trailing_ms` after the last
 speech). A turn with less than `min_turn_ms` of speech, or whose speech does not stand out of the
@@ -44,9 +45,12 @@ class TurnConfig:
     start_voiced_ms: int = 120
     end_of_turn: EndOfTurnPolicy = field(default_factory=lambda: policy_for(DEFAULT_RESPONSIVENESS))
     pre_roll_ms: int = 500  # a first word under noise may be heard as speech only ~0.4 s in
-    # the VAD hears a soft onset ("th", "h") late: the start goes back over the frames just before it
-    # that stand this far above the background, up to `onset_lookback_ms`
-    onset_margin_db: float = 6.0
+    # a frame this far above the room's background is a sound, not the room: the VAD hears a soft
+    # onset ("th", "h") late, so the start goes back over such frames, up to `onset_lookback_ms`
+    sound_margin_db: float = 6.0
+    # held-back frames after a speculated pause this far above the background stay in the turn
+    # (lower than the onset's: a lost ending is worse than a speculative reply not used)
+    ending_margin_db: float = 3.0
     onset_lookback_ms: int = 200
     trailing_ms: int = 400  # unvoiced endings ("...thanks.") run on after the last frame heard as speech
     min_turn_ms: int = 250
@@ -189,10 +193,11 @@ class TurnDetector:
         return []
 
     def _pause(self, frame: MicFrame, silence_ms: int) -> list[object]:
-        """At the pause's `trailing_ms`: everything of the turn so far out, then `SpeechPaused`;
-        later audio waits (`speculate`)."""
+        """At the pause's `end_of_turn.pause_ms`: everything of the turn so far out, then
+        `SpeechPaused`; later audio waits (`speculate`)."""
         c = self.config
-        if not c.speculate or c.progress_ms <= 0 or self._paused or silence_ms < c.trailing_ms:
+        pause = silence_ms < c.end_of_turn.pause_ms
+        if not c.speculate or c.progress_ms <= 0 or self._paused or pause:
             return []
         rest = self._send_rest()
         self._paused = True
@@ -216,7 +221,7 @@ class TurnDetector:
     def _onset(self, first_voiced: MicFrame) -> MicFrame:
         """The frame the speech began on: `first_voiced`, or the run of loud frames just before it."""
         c = self.config
-        floor_db = self._vad.background_db() + c.onset_margin_db
+        floor_db = self._vad.background_db() + c.sound_margin_db
         earliest = first_voiced.index - c.onset_lookback_ms // MIC_FRAME_MS
         onset = first_voiced
         for frame in reversed([f for f in self._recent if earliest <= f.index < first_voiced.index]):
@@ -225,11 +230,16 @@ class TurnDetector:
             onset = frame
         return onset
 
+    def _sounds(self, frames: list[MicFrame]) -> bool:
+        """Whether any of `frames` stands out of the room's background (`ending_margin_db`)."""
+        floor_db = self._vad.background_db() + self.config.ending_margin_db
+        return any(level_db(f.pcm) >= floor_db for f in frames)
+
     def _end(self, end_s: float, completion: float | None = None) -> SpeechEnded:
         """The turn's event; `completion` set means the judge ended it before the silence ceiling."""
         c = self.config
         assert self._turn is not None and self._start is not None and self._last_speech is not None
-        turn, start, last = self._turn, self._start, self._last_speech
+        turn, start, last, paused, sent = self._turn, self._start, self._last_speech, self._paused, self._sent
         self._turn = self._start = self._last_speech = self._asked = self._complete = None
         self._paused = False
         self._sent = 0
@@ -242,7 +252,10 @@ class TurnDetector:
         if too_short or not self._vad.stands_out(levels):  # too short, or the background changed
             return SpeechEnded(audio=np.zeros(0, np.int16), start_s=start.time_s, end_s=end_s)
         last_kept = last.index + c.trailing_ms // MIC_FRAME_MS
-        audio = np.concatenate([f.pcm for f in turn if f.index <= last_kept])
+        kept = [f for f in turn if f.index <= last_kept]
+        if paused and not self._sounds(kept[sent:]):
+            kept = turn[:sent]  # what the speculative reply heard
+        audio = np.concatenate([f.pcm for f in kept])
         return SpeechEnded(
             audio=audio,
             start_s=start.time_s,
