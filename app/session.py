@@ -37,8 +37,6 @@ from events import (
     Problem,
     ReplyTruncated,
     SpeechEnded,
-    SpeechPaused,
-    SpeechProgress,
     SpeechStarted,
     StateChanged,
     TextDelta,
@@ -127,14 +125,9 @@ class Session(QObject):
     def post_audio_event(self, event: object) -> None:
         """Deliver an audio-layer event from any thread. The turn's audio while it is spoken goes
         straight to the engine worker (prefilled as it arrives); the rest is handled on the Qt thread."""
-        if isinstance(event, SpeechProgress | SpeechPaused):
-            if self.model_info is not None and not self.muted:
-                if isinstance(event, SpeechPaused):
-                    self.engine.speculate()
-                else:
-                    self._live.send(self.engine, self.camera, event)
-            return
-        self._audio_events.post(event)
+        listening = self.model_info is not None and not self.muted
+        if not self._live.took(event, self.engine, self.camera, listening):
+            self._audio_events.post(event)
 
     def start_audio(self) -> None:
         if self.audio_input is not None:

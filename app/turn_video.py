@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from app.camera import CameraFrame
+from events import SpeechPaused, SpeechProgress
 from model.media_input import MODEL_AUDIO_RATE_HZ, UserTurn, VideoClip
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,19 @@ class LiveFeed:
 
     def __init__(self) -> None:
         self._clip: LiveClip | None = None
+
+    def took(self, event: object, engine: Any, camera: Any, listening: bool) -> bool:
+        """Whether `event` is of the turn in progress (`SpeechProgress`: its audio so far, sent when
+        `listening`; `SpeechPaused`: the engine may compute the reply meanwhile)."""
+        if isinstance(event, SpeechPaused):
+            if listening:
+                engine.speculate()
+            return True
+        if isinstance(event, SpeechProgress):
+            if listening:
+                self.send(engine, camera, event)
+            return True
+        return False
 
     def send(self, engine: Any, camera: Any, progress: Any) -> None:
         if camera is None or progress.audio_start_s <= 0:
