@@ -59,6 +59,17 @@ def quantized(audio: np.ndarray) -> np.ndarray:
     return (audio * 32767).astype(np.int16)
 
 
+def live_prefilled_tokens(demo, turn: UserTurn, fed: np.ndarray | None, piece_s: float, windows: int) -> int:
+    """Feed the turn's audio (and `fed` frames) live in pieces, expect `windows` windows, check the
+    reply equals the one-shot reply of `turn`; the tokens the live prefill kept."""
+    expected = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    assert feed_in_pieces(live, np.asarray(turn.audio), fed, [piece_s]) == windows
+    got = reply_of(live, turn)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    return got[2].stats.live_prefilled_tokens
+
+
 @pytest.mark.parametrize("with_camera", [False, True], ids=["audio", "audio+camera"])
 def test_twenty_second_turn_fed_in_pieces_equals_one_shot(demo, with_camera: bool) -> None:
     audio = quantized(speech_like(20.0))
@@ -98,13 +109,7 @@ def test_a_louder_ending_redoes_the_windows_it_changed(demo) -> None:
     window encoded during the silence is stale and must be redone, and the reply still matches."""
     audio = np.concatenate([np.zeros(9 * RATE, np.float32), speech_like(4.0)])
     audio = quantized(audio)
-    turn = UserTurn(audio=audio)
-    expected = reply_of(greedy_engine(demo), turn)
-    live = greedy_engine(demo)
-    assert feed_in_pieces(live, audio, None, [1.0]) == 1
-    got = reply_of(live, turn)
-    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
-    assert got[2].stats.live_prefilled_tokens == 0
+    assert live_prefilled_tokens(demo, UserTurn(audio=audio), None, 1.0, windows=1) == 0
 
 
 def test_a_frame_that_differs_from_the_one_fed_redoes_its_window(demo) -> None:
@@ -117,12 +122,7 @@ def test_a_frame_that_differs_from_the_one_fed_redoes_its_window(demo) -> None:
     frames[5] = 255 - frames[5]
     frames = frames[:-1]  # 33 frames: the tail's count is odd
     turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
-    expected = reply_of(greedy_engine(demo), turn)
-    live = greedy_engine(demo)
-    assert feed_in_pieces(live, audio, fed, [0.5]) == 2
-    got = reply_of(live, turn)
-    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
-    assert got[2].stats.live_prefilled_tokens == 0
+    assert live_prefilled_tokens(demo, turn, fed, 0.5, windows=2) == 0
 
 
 def test_a_camera_turn_ending_just_after_a_window_is_answered(demo) -> None:
@@ -131,12 +131,7 @@ def test_a_camera_turn_ending_just_after_a_window_is_answered(demo) -> None:
     audio = quantized(speech_like(16.3, seed=3))
     frames = camera(16.3, seed=3)
     turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
-    expected = reply_of(greedy_engine(demo), turn)
-    live = greedy_engine(demo)
-    assert feed_in_pieces(live, audio, frames, [0.5]) == 2
-    got = reply_of(live, turn)
-    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
-    assert got[2].stats.live_prefilled_tokens > 0
+    assert live_prefilled_tokens(demo, turn, frames, 0.5, windows=2) > 0
 
 
 def test_abandoned_turn_leaves_cache_and_history_as_before(demo) -> None:
