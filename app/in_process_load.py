@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine_client import LoadRequest, ModelInfo
-from facts import DEMO_LABEL
+from facts import DEMO_LABEL, VOICE_CHAT_PROMPT
 
 Loader = Callable[..., Any]  # model.loading.load_model's signature; returns a LoadedModel
 
@@ -40,7 +40,7 @@ def load_checkpoint(
 
 
 def make_engine(loaded: Any, request: LoadRequest, tools: tuple[Any, ...]) -> Any:
-    from model.engine import VOICE_CHAT_PROMPT, Engine, EngineSettings
+    from model.engine import Engine, EngineSettings
 
     options: dict[str, Any] = {"transcribe": request.transcribe}
     if loaded.is_demo:

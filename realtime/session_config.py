@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from facts import VOICE_CHAT_PROMPT
 from model.tool_format import ToolSpec
 from realtime.wire import WIRE_RATE_HZ, WireError
 
@@ -31,8 +32,6 @@ class SessionConfig:
 
     @staticmethod
     def initial(host: Any) -> SessionConfig:
-        from model.engine import VOICE_CHAT_PROMPT
-
         voices = host.voices
         voice = "ethan" if "ethan" in voices or not voices else voices[0]
         return SessionConfig(VOICE_CHAT_PROMPT, voice, host.can_speak, str(host.info.get("source", "")))

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from app.personas import DEFAULT_PERSONA, Persona, PersonaError, PersonaLibrary, slug
-
-
-def voice_chat_prompt() -> str:
-    """`model.engine.VOICE_CHAT_PROMPT`, read without importing torch."""
-    source = (Path(__file__).resolve().parents[2] / "model" / "engine.py").read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "VOICE_CHAT_PROMPT":
-            return ast.literal_eval(node.value)
-    raise AssertionError("VOICE_CHAT_PROMPT not found")
+from facts import VOICE_CHAT_PROMPT
 
 
 def test_the_default_persona_is_the_readme_voice_chat_prompt(tmp_path: Path) -> None:
     library = PersonaLibrary(tmp_path)
     personas = library.all()
     assert personas[0].id == DEFAULT_PERSONA and len(personas) >= 3
-    assert personas[0].system_prompt == voice_chat_prompt()
+    assert personas[0].system_prompt == VOICE_CHAT_PROMPT
     assert all(p.preset and p.greeting and p.voice in ("ethan", "chelsie", "aiden") for p in personas)
     assert not library.problems
 
