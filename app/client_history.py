@@ -27,6 +27,20 @@ class Exchange:
     reply: str | None = None  # None while the reply is being generated
     interrupted: bool = False
     transcript: str = ""  # the user's words of a spoken turn, as the engine heard them
+    calls: str = ""  # the reply's tool calls as the model wrote them (model.tool_format.call_text)
+    results: str = ""  # the tool-response turn that answered them
+    said_before: int = 0  # characters of `reply` said before the calls
+
+    def as_read(self) -> list[Exchange]:
+        """The exchange as the model read it, for a new engine: with calls, the reply up to them
+        and the calls, then the tool results as a turn of their own with the rest of the reply."""
+        if not self.calls:
+            return [self]
+        reply = self.reply or ""
+        first = replace(self, reply=reply[: self.said_before] + self.calls, calls="", results="")
+        if not self.results:
+            return [first]  # cut while they waited: the tool flow put their answer back on its own
+        return [first, Exchange(self.turn_id, text=self.results, reply=reply[self.said_before :])]
 
     @property
     def audio_s(self) -> float:
@@ -53,6 +67,19 @@ class ClientHistory:
 
     def reply(self, turn_id: int, text: str, *, interrupted: bool = False) -> None:
         self._change(turn_id, reply=text, interrupted=interrupted)
+
+    def called(self, turn_id: int, call: str, said: int) -> None:
+        """A tool call of the reply to `turn_id`, made after `said` characters of it."""
+        with self._lock:
+            self.exchanges = [
+                replace(e, calls=f"{e.calls}\n{call}" if e.calls else call, said_before=e.said_before or said)
+                if e.turn_id == turn_id
+                else e
+                for e in self.exchanges
+            ]
+
+    def answered_calls(self, turn_id: int, results: str) -> None:
+        self._change(turn_id, results=results)
 
     def transcribed(self, turn_id: int, transcript: str) -> None:
         self._change(turn_id, transcript=transcript)

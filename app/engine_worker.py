@@ -231,7 +231,7 @@ class EngineWorker(EngineSignals):
             return
         from model.media_input import UserTurn
 
-        for exchange in exchanges:
+        for exchange in [part for e in exchanges for part in e.as_read()]:  # calls as the model read them
             turn = UserTurn(text=exchange.text, audio=exchange.audio, images=tuple(exchange.images))
             try:
                 self.engine.remember_exchange(turn, exchange.reply or "", exchange.turn_id)

@@ -118,7 +118,7 @@ class InputStream:
 def replay_events(exchanges: list[Any]) -> list[dict[str, Any]]:
     """A conversation given back to a new engine: each exchange as a user item and the reply heard."""
     events: list[dict[str, Any]] = []
-    for exchange in exchanges:
+    for exchange in [part for e in exchanges for part in e.as_read()]:
         content: list[dict[str, Any]] = []
         if exchange.audio is not None:
             wire = to_wire().push(exchange.audio, last=True)

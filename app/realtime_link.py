@@ -27,6 +27,7 @@ from events import (
     ToolCallRequested,
     TurnFinished,
 )
+from model.tool_format import call_text, tool_response_text
 from realtime.wire import API_KEY_ENV, audio_end_ms, new_id
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
             client.signals.report(TurnFinished(turn_id, _cancelled_stats(now)))
             return
         if turn.tool_results:
+            client.conversation.answered_calls(turn_id, tool_response_text(turn.tool_results))
             going_on = PendingReply(turn_id, time.perf_counter(), client.speak, turn=turn)
             going_on.text.append(client.conversation.reply_text(turn_id))  # the reply goes on after the calls
             client.replies[turn_id] = going_on
@@ -394,4 +396,5 @@ def report_call(client: RealtimeEngine, reply: Any, event: dict[str, Any]) -> No
     reply.calls += 1
     name, arguments = str(event.get("name") or ""), str(event.get("arguments") or "")
     call = ToolCallRequested(reply.turn_id, str(event.get("call_id")), name, arguments, time.perf_counter())
+    client.conversation.called(reply.turn_id, call_text(name, arguments), len("".join(reply.text)))
     client.signals.report(call)

@@ -149,3 +149,15 @@ def kept_of_cut_reply(
     ends = [i for i, t in enumerate(said) if t == end_id]
     calls = said[first : ends[-1] + 1] if ends and ends[-1] > first else []
     return spoken + calls, spoken
+
+
+def call_text(name: str, arguments: str) -> str:
+    """A call as the model writes it (a malformed one, `name` empty, as its raw text)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        name = ""
+    if not name:
+        return f"{CALL_START}\n{arguments}\n{CALL_END}"
+    body = json.dumps({"name": name, "arguments": value}, ensure_ascii=False)
+    return f"{CALL_START}\n{body}\n{CALL_END}"

@@ -54,7 +54,10 @@ def test_over_the_protocol_a_call_cut_while_it_waits_is_answered_as_cancelled(
 
     plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
     host = ModelHost(
-        demo.model, demo.processor, {"source": "demo"}, {"sampling": plan, "max_text_tokens": 80}
+        demo.model,
+        demo.processor,
+        {"source": "demo"},
+        {"sampling": plan, "max_text_tokens": 80, "max_codec_frames": 6},
     )
     seen: list[object] = []
     with server_thread(host) as (url, state):

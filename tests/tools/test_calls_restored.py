@@ -1,0 +1,82 @@
+"""Tool calls and their results survive a new engine: the client's copy of the conversation keeps
+each reply's calls and the results that answered them, and gives them back as the model read them
+(the reply up to its calls with the calls, the tool-response turn, the rest of the reply)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.client_history import Exchange
+from app.engine_client import LoadRequest
+from app.realtime_client import RealtimeEngine
+from app.session import Session
+from app.tool_catalog import Tool, ToolOutput
+from app.tool_config import ToolSettings
+from app.tool_flow import ToolFlow
+from events import EngineConnection, ToolCallFinished, TurnFinished
+from model.sampling import SamplingPlan
+from model.tool_format import ToolSpec
+from realtime.host import ModelHost
+from tests.app.helpers import SHORT_PROMPT, FakePlayer
+from tests.realtime.inproc import server_thread
+from tests.tools.forcing import force_reply
+
+pytestmark = pytest.mark.timeout(300)
+
+CLOCK = ToolSpec("date_time", "The date and time.", read_only=True)
+CALL = '<tool_call>\n{"name": "date_time", "arguments": {}}\n</tool_call><|im_end|>'
+
+
+def test_an_exchange_with_calls_is_given_back_as_the_model_read_it() -> None:
+    exchange = Exchange(3, "time?", reply="Let me see. It is noon.", calls="<tool_call>c</tool_call>",
+                        results="<tool_response>\nnoon\n</tool_response>", said_before=12)  # fmt: skip
+    first, rest = exchange.as_read()
+    assert (first.text, first.reply) == ("time?", "Let me see. <tool_call>c</tool_call>")
+    assert (rest.text, rest.reply) == ("<tool_response>\nnoon\n</tool_response>", "It is noon.")
+    assert Exchange(4, "hi", reply="hello").as_read() == [Exchange(4, "hi", reply="hello")]
+
+
+def test_a_new_engine_gets_the_calls_and_results_of_earlier_turns(
+    qtbot: Any, demo: Any, monkeypatch: Any
+) -> None:
+    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
+    host = ModelHost(
+        demo.model,
+        demo.processor,
+        {"source": "demo"},
+        {"sampling": plan, "max_text_tokens": 200, "max_codec_frames": 6},
+    )
+    seen: list[object] = []
+    clock = Tool(CLOCK, run=lambda _: ToolOutput("Friday 12:00"))
+    with server_thread(host) as (url, state):
+        client = RealtimeEngine(FakePlayer(), url=url)
+        flow = ToolFlow(client, ToolSettings(), builtins=[clock])
+        session = Session(client, tools=flow)
+        session.reported.connect(seen.append)
+        session.load(LoadRequest(source="", system_prompt=SHORT_PROMPT))
+        flow.start()
+        qtbot.waitUntil(lambda: session.model_info is not None, timeout=120_000)
+        force_reply(monkeypatch, demo.processor.tokenizer, "Ok.\n" + CALL, "It is noon.<|im_end|>")
+        session.send_text("what time is it?")
+        qtbot.waitUntil(lambda: any(isinstance(e, TurnFinished) for e in seen), timeout=120_000)
+        assert [e.ok for e in seen if isinstance(e, ToolCallFinished)] == [True]
+        (first,) = state.conversations
+        client.close_link()  # the link drops: a new engine, the conversation replayed into it
+
+        def restored() -> bool:
+            fresh = [c for c in state.conversations if c is not first]
+            return bool(fresh) and fresh[0].engine is not None and len(fresh[0].engine.history) == 4
+
+        qtbot.waitUntil(restored, timeout=120_000)
+        (again,) = [c for c in state.conversations if c is not first]
+        text = demo.processor.tokenizer.decode(again.engine.context.all_ids())
+        flow.close()
+        assert client.stop()
+    assert any(isinstance(e, EngineConnection) and not e.lost for e in seen)
+    read = (
+        'Ok.\n<tool_call>\n{"name": "date_time", "arguments": {}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\nFriday 12:00\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert read in text  # the call and its result, as in the first engine
