@@ -36,6 +36,9 @@ class Turn:
     user_audio: Path | None = None  # 16 kHz WAV, when kept
     reply_audio: Path | None = None  # 24 kHz WAV of what was heard, when kept
     images: list[Path] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # its tool_call records (name, arguments, result, said)
     start_s: float = 0.0  # unix time of its first record
     end_s: float = 0.0
 
@@ -256,7 +259,7 @@ def _take(read: _Read, record: dict[str, Any] | None) -> None:
     if kind == "continued":
         part.continues = f"{record.get('source')}#{record.get('part', 0)}"
         return
-    if kind not in ("user", "assistant", "media", "transcript"):
+    if kind not in ("user", "assistant", "media", "transcript", "tool_call"):
         if read.format > FORMAT_VERSION and kind not in SKIPPED_KINDS:
             read.not_understood += 1
         return
@@ -277,6 +280,8 @@ def _take(read: _Read, record: dict[str, Any] | None) -> None:
         turn.reply, turn.interrupted = str(record.get("text") or ""), bool(record.get("interrupted"))
     elif kind == "transcript":
         turn.transcript = str(record.get("text") or "")
+    elif kind == "tool_call":
+        turn.calls.append(record)
     else:
         _media(read, turn, record)
 

@@ -45,8 +45,10 @@ class JournalFeed:
             case TextDelta(turn_id, text):
                 self._text.setdefault(turn_id, []).append(text)
             case ToolCallFinished(turn_id, call_id, name, arguments, result, ok, message, took_s):
+                said = len("".join(self._text.get(turn_id, [])))  # where in the reply it came (for a restore)
                 self.log.write("tool_call", turn_id=turn_id, call_id=call_id, name=name, arguments=arguments,
-                               result=result, ok=ok, message=message, took_s=round(took_s, 3))  # fmt: skip
+                               result=result, ok=ok, message=message, took_s=round(took_s, 3),
+                               said=said)  # fmt: skip
             case TurnLatency(turn_id):
                 self._latency[turn_id] = event
             case TurnFinished(turn_id, stats):

@@ -26,6 +26,7 @@ from app.client_history import REPLAY_AUDIO_S, Exchange
 from app.journal import Conversation, Turn
 from facts import to_float
 from model.media_input import MODEL_AUDIO_RATE_HZ
+from model.tool_format import ToolResult, call_text, tool_response_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,25 @@ def _exchange(turn: Turn) -> Exchange:
         text = turn.typed or turn.transcript or (EARLIER_SPOKEN if turn.audio_s else "")
     if not text and audio is None and not images:
         text = EARLIER_SPOKEN if turn.audio_s else "(an image that was not kept)"
-    return Exchange(turn.turn_id, text, audio, images, turn.reply or "", turn.interrupted, turn.transcript)
+    exchange = Exchange(
+        turn.turn_id, text, audio, images, turn.reply or "", turn.interrupted, turn.transcript
+    )
+    return _with_calls(exchange, turn.calls)
+
+
+def _with_calls(exchange: Exchange, calls: list[dict[str, Any]]) -> Exchange:
+    """The turn's tool calls and their results, as the model read them (`Exchange.as_read`)."""
+    if not calls:
+        return exchange
+    written = "\n".join(call_text(str(c.get("name", "")), str(c.get("arguments", ""))) for c in calls)
+    results = tuple(
+        ToolResult(
+            str(c.get("call_id", "")), str(c.get("name", "")), str(c.get("result") or c.get("message") or "")
+        )
+        for c in calls
+    )
+    said = min(int(c.get("said", 0) or 0) for c in calls)
+    return replace(exchange, calls=written, results=tool_response_text(results), said_before=said)
 
 
 def _without_audio(exchange: Exchange, turn: Turn) -> tuple[Exchange, int]:

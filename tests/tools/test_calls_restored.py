@@ -4,6 +4,7 @@ each reply's calls and the results that answered them, and gives them back as th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,23 @@ def test_a_new_engine_gets_the_calls_and_results_of_earlier_turns(
         "<|im_start|>user\n<tool_response>\nFriday 12:00\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     )
     assert read in text  # the call and its result, as in the first engine
+
+
+def test_a_continued_past_conversation_gives_back_its_calls_and_results(tmp_path: Path) -> None:
+    from app.journal import list_conversations, load_conversation
+    from app.resume import restore_plan
+    from tests.app.test_journal import write_journal
+
+    call = {"kind": "tool_call", "time": 2.0, "turn_id": 1, "call_id": "c1", "name": "date_time",
+            "arguments": "{}", "result": "Friday 12:00", "ok": True, "message": "", "took_s": 0.0,
+            "said": 4}  # fmt: skip
+    write_journal(tmp_path, "conversation-1.jsonl", [
+        {"kind": "user", "time": 1.0, "turn_id": 1, "text": "what time is it?", "audio_s": 0.0},
+        call,
+        {"kind": "assistant", "time": 3.0, "turn_id": 1, "text": "Ok.\nIt is noon.", "interrupted": False},
+    ])  # fmt: skip
+    (info,) = list_conversations(tmp_path).conversations
+    (exchange,) = restore_plan(load_conversation(info)).exchanges
+    first, rest = exchange.as_read()
+    assert first.reply == 'Ok.\n<tool_call>\n{"name": "date_time", "arguments": {}}\n</tool_call>'
+    assert (rest.text, rest.reply) == ("<tool_response>\nFriday 12:00\n</tool_response>", "It is noon.")
