@@ -144,3 +144,32 @@ def test_a_yes_said_aloud_over_the_protocol_runs_the_tool_and_an_unclear_answer_
         e["item_id"] for side, e in traced if side == "received" and e["type"] == "conversation.item.deleted"
     ]
     assert deleted == [a["input"][0]["id"] for a in asides]
+
+
+def test_vllm_omni_hears_the_answer_in_a_request_of_its_own(qtbot: Any) -> None:
+    """vLLM-Omni keeps no state: the answer aside is one text-only request with that turn alone
+    (against the stand-in server: vLLM-Omni needs a GPU)."""
+    from app.tool_voice import VOICE_ASK
+    from app.vllm_omni_client import VllmOmniEngine
+    from events import AsideAnswer
+    from tests.realtime.vllm_omni_fake import FakeVllmOmni
+
+    fake = FakeVllmOmni()
+    client = VllmOmniEngine(None, url=fake.start())
+    heard: list[object] = []
+    client.signals.reported.connect(heard.append)
+    try:
+        client.load(LoadRequest(source="", system_prompt=SHORT_PROMPT))
+        client.set_tools((NOTE,))
+        client.answer_aside(7, UserTurn(audio=tone(0.5), text=VOICE_ASK))
+        qtbot.waitUntil(lambda: any(isinstance(e, AsideAnswer) for e in heard), timeout=60_000)
+    finally:
+        client.stop()
+        fake.stop()
+    (answer,) = [e for e in heard if isinstance(e, AsideAnswer)]
+    assert answer == AsideAnswer(7, " ".join(fake.reply_words))
+    request = fake.requests[-1]
+    assert request["modalities"] == ["text"] and "tools" not in request
+    (message,) = request["messages"]  # no system turn, no history
+    assert [part["type"] for part in message["content"]] == ["input_audio", "text"]
+    assert message["content"][1]["text"] == VOICE_ASK
