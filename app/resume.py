@@ -125,7 +125,8 @@ def _without_audio(exchange: Exchange, turn: Turn) -> tuple[Exchange, int]:
 
 def _cost(exchange: Exchange) -> int:
     """The exchange's tokens in the engine's context, estimated without a tokenizer."""
-    tokens = TURN_TOKENS + (len(exchange.text) + len(exchange.reply or "")) // CHARS_PER_TOKEN
+    text = len(exchange.text) + len(exchange.reply or "") + len(exchange.calls) + len(exchange.results)
+    tokens = TURN_TOKENS * (2 if exchange.results else 1) + text // CHARS_PER_TOKEN
     tokens += int(exchange.audio_s * AUDIO_TOKENS_PER_S)
     for image in exchange.images:
         height, width = np.asarray(image).shape[:2]

@@ -85,7 +85,7 @@ def test_a_new_engine_gets_the_calls_and_results_of_earlier_turns(
 
 def test_a_continued_past_conversation_gives_back_its_calls_and_results(tmp_path: Path) -> None:
     from app.journal import list_conversations, load_conversation
-    from app.resume import restore_plan
+    from app.resume import CHARS_PER_TOKEN, TURN_TOKENS, restore_plan
     from tests.app.test_journal import write_journal
 
     call = {"kind": "tool_call", "time": 2.0, "turn_id": 1, "call_id": "c1", "name": "date_time",
@@ -97,7 +97,11 @@ def test_a_continued_past_conversation_gives_back_its_calls_and_results(tmp_path
         {"kind": "assistant", "time": 3.0, "turn_id": 1, "text": "Ok.\nIt is noon.", "interrupted": False},
     ])  # fmt: skip
     (info,) = list_conversations(tmp_path).conversations
-    (exchange,) = restore_plan(load_conversation(info)).exchanges
+    plan = restore_plan(load_conversation(info))
+    (exchange,) = plan.exchanges
     first, rest = exchange.as_read()
     assert first.reply == 'Ok.\n<tool_call>\n{"name": "date_time", "arguments": {}}\n</tool_call>'
     assert (rest.text, rest.reply) == ("<tool_response>\nFriday 12:00\n</tool_response>", "It is noon.")
+    # The budget's estimate counts what the model will read: the calls, the results' own turn too.
+    read = len(first.text + first.reply + rest.text + rest.reply)
+    assert plan.estimated_tokens >= 2 * TURN_TOKENS + read // CHARS_PER_TOKEN
