@@ -13,6 +13,15 @@ from realtime.host import LoadOptions, ModelHost
 from realtime.server import ServerState, run_server
 
 
+def greedy_host(demo: Any, max_text_tokens: int = 80, max_codec_frames: int = 6) -> ModelHost:
+    """The demo model served greedily with short replies, as the tool tests serve it."""
+    from model.sampling import SamplingPlan
+
+    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
+    limits = {"sampling": plan, "max_text_tokens": max_text_tokens, "max_codec_frames": max_codec_frames}
+    return ModelHost(demo.model, demo.processor, {"source": "demo"}, limits)
+
+
 @contextmanager
 def server_thread(host: ModelHost, api_key: str | None = None) -> Iterator[tuple[str, ServerState]]:
     state = ServerState(LoadOptions(), api_key, host=host, status="ready")

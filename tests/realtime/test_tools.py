@@ -18,12 +18,10 @@ from app.tool_catalog import Tool, ToolOutput
 from app.tool_config import ToolSettings
 from app.tool_flow import ToolFlow
 from events import TextDelta, ToolCallFinished, ToolCallRequested, TurnFinished
-from model.sampling import SamplingPlan
 from model.tool_format import ToolSpec
-from realtime.host import ModelHost
 from tests.app.helpers import SHORT_PROMPT, FakePlayer
 from tests.realtime.conformance import check
-from tests.realtime.inproc import server_thread
+from tests.realtime.inproc import greedy_host, server_thread
 from tests.tools.forcing import force_reply
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,9 +32,7 @@ CALL = '<tool_call>\n{"name": "add", "arguments": {"a": 20, "b": 22}}\n</tool_ca
 
 
 def test_a_call_crosses_the_protocol_and_the_reply_goes_on(qtbot: Any, demo: Any, monkeypatch: Any) -> None:
-    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
-    limits = {"sampling": plan, "max_text_tokens": 80, "max_codec_frames": 6}
-    host = ModelHost(demo.model, demo.processor, {"source": "demo"}, limits)
+    host = greedy_host(demo)
     traced: list[tuple[str, dict[str, Any]]] = []
     seen: list[object] = []
     with server_thread(host) as (url, _state):

@@ -17,11 +17,9 @@ from app.tool_catalog import Tool, ToolOutput
 from app.tool_config import ToolSettings
 from app.tool_flow import ToolFlow
 from events import EngineConnection, ToolCallFinished, TurnFinished
-from model.sampling import SamplingPlan
 from model.tool_format import ToolSpec
-from realtime.host import ModelHost
 from tests.app.helpers import SHORT_PROMPT, FakePlayer
-from tests.realtime.inproc import server_thread
+from tests.realtime.inproc import greedy_host, server_thread
 from tests.tools.forcing import force_reply
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,13 +40,7 @@ def test_an_exchange_with_calls_is_given_back_as_the_model_read_it() -> None:
 def test_a_new_engine_gets_the_calls_and_results_of_earlier_turns(
     qtbot: Any, demo: Any, monkeypatch: Any
 ) -> None:
-    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
-    host = ModelHost(
-        demo.model,
-        demo.processor,
-        {"source": "demo"},
-        {"sampling": plan, "max_text_tokens": 200, "max_codec_frames": 6},
-    )
+    host = greedy_host(demo, max_text_tokens=200)
     seen: list[object] = []
     clock = Tool(CLOCK, run=lambda _: ToolOutput("Friday 12:00"))
     with server_thread(host) as (url, state):
@@ -103,5 +95,5 @@ def test_a_continued_past_conversation_gives_back_its_calls_and_results(tmp_path
     assert first.reply == 'Ok.\n<tool_call>\n{"name": "date_time", "arguments": {}}\n</tool_call>'
     assert (rest.text, rest.reply) == ("<tool_response>\nFriday 12:00\n</tool_response>", "It is noon.")
     # The budget's estimate counts what the model will read: the calls, the results' own turn too.
-    read = len(first.text + first.reply + rest.text + rest.reply)
+    read = len(first.text + (first.reply or "") + rest.text + (rest.reply or ""))
     assert plan.estimated_tokens >= 2 * TURN_TOKENS + read // CHARS_PER_TOKEN

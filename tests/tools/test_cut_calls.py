@@ -47,18 +47,10 @@ def test_over_the_protocol_a_call_cut_while_it_waits_is_answered_as_cancelled(
     from app.tool_catalog import Tool, ToolOutput
     from app.tool_config import ToolSettings
     from app.tool_flow import TOLD_ASKING, ToolFlow
-    from model.sampling import SamplingPlan
-    from realtime.host import ModelHost
     from tests.app.helpers import SHORT_PROMPT, FakePlayer
-    from tests.realtime.inproc import server_thread
+    from tests.realtime.inproc import greedy_host, server_thread
 
-    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
-    host = ModelHost(
-        demo.model,
-        demo.processor,
-        {"source": "demo"},
-        {"sampling": plan, "max_text_tokens": 80, "max_codec_frames": 6},
-    )
+    host = greedy_host(demo)
     seen: list[object] = []
     with server_thread(host) as (url, state):
         client = RealtimeEngine(FakePlayer(), url=url)

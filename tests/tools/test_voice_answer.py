@@ -26,13 +26,11 @@ from events import (
 )
 from facts import to_int16
 from model.media_input import UserTurn
-from model.sampling import SamplingPlan
 from model.tool_format import ToolResult, ToolSpec
-from realtime.host import ModelHost
 from tests.app.helpers import SHORT_PROMPT, FakePlayer
 from tests.engine_helpers import greedy_engine, run, tone
 from tests.realtime.conformance import check
-from tests.realtime.inproc import server_thread
+from tests.realtime.inproc import greedy_host, server_thread
 from tests.tools.forcing import force_reply
 
 pytestmark = pytest.mark.timeout(300)
@@ -88,9 +86,7 @@ def test_a_yes_said_aloud_over_the_protocol_runs_the_tool_and_an_unclear_answer_
     from pydantic import TypeAdapter
 
     with_references = TypeAdapter(ResponseCreateEventWithReferencesParam)
-    plan = SamplingPlan.from_generation_config(demo.model.generation_config).greedy()
-    limits = {"sampling": plan, "max_text_tokens": 80, "max_codec_frames": 6}
-    host = ModelHost(demo.model, demo.processor, {"source": "demo"}, limits)
+    host = greedy_host(demo)
     traced: list[tuple[str, dict[str, Any]]] = []
     seen: list[object] = []
     ran: list[dict[str, Any]] = []
