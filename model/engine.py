@@ -226,6 +226,13 @@ class Engine:
             prompt, self.conversation, turn, in_conversation=in_conversation, budget_tokens=budget
         )
 
+    def say_aside(self, request: str, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Say a short answer to `request` in the persona's voice, kept out of the conversation (an
+        out-of-band response with audio, model/spoken_aside.py): its events, as `respond` streams them."""
+        from model.spoken_aside import say_aside
+
+        return say_aside(self, request, turn_id, cancel or threading.Event())
+
     # -- one turn -------------------------------------------------------------------------------
 
     def respond(self, turn: UserTurn, turn_id: int, cancel: threading.Event | None = None) -> Iterator[Event]:

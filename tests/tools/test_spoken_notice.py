@@ -1,0 +1,93 @@
+"""The assistant says that a tool still runs (issue 15): a spoken out-of-band response. The engine
+speaks it on a context of its own and leaves the conversation exactly as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from events import AudioChunk, TextDelta, ToolCallRequested, TurnFinished
+from model.media_input import UserTurn
+from model.spoken_aside import audio_samples
+from model.tool_format import ToolResult, ToolSpec
+from tests.engine_helpers import greedy_engine, run
+from tests.tools.forcing import force_reply
+
+pytestmark = pytest.mark.timeout(300)
+
+NOTE = ToolSpec("write_note", "Write a note.", {"type": "object", "properties": {"text": {"type": "string"}}})
+CALL = 'Let me note that.<tool_call>\n{"name": "write_note", "arguments": {"text": "milk"}}\n</tool_call>'
+CALL += "<|im_end|>"
+NOTICE = "Still on the note, one moment.<|im_end|>"
+REQUEST = "Tell the user in a few words that you are still working on write_note."
+
+
+def cache_contents(cache: Any) -> list[torch.Tensor]:
+    return [t.clone() for layer in cache.layers for t in (layer.keys, layer.values)]
+
+
+def same_tensors(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_a_spoken_notice_leaves_the_conversation_and_the_next_reply_as_they_were(demo, monkeypatch) -> None:
+    engines = [greedy_engine(demo, tools=(NOTE,), max_text_tokens=90, max_codec_frames=12) for _ in range(2)]
+    tokenizer = engines[0].tokenizer
+    force_reply(monkeypatch, tokenizer, CALL, CALL, NOTICE)
+    calls = []
+    for engine in engines:
+        events = run(engine, UserTurn(text="note milk"), 1)
+        calls += [e for e in events if isinstance(e, ToolCallRequested)]
+    assert len(calls) == 2
+    with_notice, without = engines
+    state = with_notice.conversation
+    ids, history, unfed = state.context.all_ids().clone(), list(state.history), list(state.unfed)
+    thinker_kv = cache_contents(state.context.cache)
+    talker_kv, users = cache_contents(state.talker.cache), [id(s) for s in state.talker.users]
+
+    said = list(with_notice.say_aside(REQUEST, 1_000_001))
+
+    assert isinstance(said[-1], TurnFinished) and not said[-1].stats.cancelled
+    assert {getattr(e, "turn_id", None) for e in said} == {1_000_001}
+    assert "".join(e.text for e in said if isinstance(e, TextDelta)) == "Still on the note, one moment."
+    assert audio_samples(said) > 0 and said[-1].stats.audio_samples == audio_samples(said)
+    assert torch.equal(state.context.all_ids(), ids) and state.history == history and state.unfed == unfed
+    assert same_tensors(cache_contents(state.context.cache), thinker_kv)
+    assert same_tensors(cache_contents(state.talker.cache), talker_kv)
+    assert [id(s) for s in state.talker.users] == users
+
+    replies = []
+    for engine, call in zip(engines, calls, strict=True):
+        result = ToolResult(call.call_id, "write_note", "noted")
+        events = run(engine, UserTurn(tool_results=(result,)), 1)
+        replies.append(
+            (engine.last_reply_ids, engine.last_codes, [e.pcm for e in events if isinstance(e, AudioChunk)])
+        )
+    (ids_a, codes_a, pcm_a), (ids_b, codes_b, pcm_b) = replies
+    assert ids_a == ids_b and len(ids_a) > 0
+    assert codes_a is not None and codes_b is not None and torch.equal(codes_a, codes_b)
+    assert len(pcm_a) == len(pcm_b) and all(
+        torch.equal(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(pcm_a, pcm_b, strict=True)
+    )
+    assert with_notice.history == without.history
+
+
+def test_a_cancelled_notice_stops_and_leaves_the_conversation_as_it_was(demo) -> None:
+    import threading
+
+    engine = greedy_engine(demo, max_text_tokens=24, max_codec_frames=12)
+    run(engine, UserTurn(text="hello"), 1)
+    ids, history = engine.context.all_ids().clone(), list(engine.history)
+    cancel = threading.Event()
+    said = []
+    for event in engine.say_aside(REQUEST, 7, cancel):
+        said.append(event)
+        if isinstance(event, AudioChunk):
+            cancel.set()  # the tool finished while the notice was being said
+    assert isinstance(said[-1], TurnFinished) and said[-1].stats.cancelled
+    assert sum(isinstance(e, AudioChunk) for e in said) == 1
+    assert torch.equal(engine.context.all_ids(), ids) and engine.history == history
