@@ -1,8 +1,9 @@
 """Out-of-band responses and deleting a waiting item, as the Realtime protocol has them.
 
-`response.create` with `conversation: "none"` answers in text without adding anything to the
-conversation: with `input` (items inline, or `item_reference`s to user items that wait for a
-response) on a context of its own, without it after the conversation (model/aside.py). The app
+`response.create` with `conversation: "none"` answers without adding anything to the
+conversation; with audio out it is said (realtime/spoken_aside.py); in text with `input` (items
+inline, or `item_reference`s to user items that wait for a response) on a context of its own,
+without it after the conversation (model/aside.py). The app
 uses it to hear a spoken yes or no to a tool: it commits the audio, asks for its words out of
 band, then deletes the item with `conversation.item.delete`, so the conversation the model sees
 goes on from the tool call as if nothing had been said between.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from realtime import spoken_aside
 from realtime.items import assistant_item_json, merge_turns, user_turn
 from realtime.wire import WireError, error_event, new_id
 
@@ -23,9 +25,18 @@ def response_create(conversation: Any, event: dict[str, Any]) -> None:
     """`response.create`: out of band when `response.conversation` is "none", else as usual."""
     options = event.get("response")
     if isinstance(options, dict) and options.get("conversation") == "none":
-        _respond_aside(conversation, options)
+        if options.get("output_modalities") == ["audio"]:
+            spoken_aside.say_aside(conversation, options)
+        else:
+            _respond_aside(conversation, options)
     else:
         type(conversation).response_create(conversation, event)
+
+
+def response_cancel(conversation: Any, event: dict[str, Any]) -> None:
+    """`response.cancel`: of a spoken out-of-band response when its id is named, else as usual."""
+    if not spoken_aside.cancel(conversation, event.get("response_id")):
+        type(conversation).response_cancel(conversation, event)
 
 
 def item_delete(conversation: Any, event: dict[str, Any]) -> None:
@@ -45,7 +56,7 @@ def item_delete(conversation: Any, event: dict[str, Any]) -> None:
 
 def _respond_aside(conversation: Any, options: dict[str, Any]) -> None:
     if options.get("output_modalities") not in (None, ["text"]):
-        raise WireError("an out-of-band response is text only here", param="response.output_modalities")
+        raise WireError('output_modalities must be ["audio"] or ["text"]', param="response.output_modalities")
     items = options.get("input")
     if items is not None:
         turn = _input_turn(conversation, items)

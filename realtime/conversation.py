@@ -50,6 +50,7 @@ class Conversation:
     last_reply_item: str | None = None
     replies: int = 0
     speculation: Speculation | None = None
+    asides: dict[str, Response] = field(default_factory=dict)  # spoken out-of-band responses running
 
     def __post_init__(self) -> None:
         self.config = SessionConfig.initial(self.host)
@@ -372,6 +373,6 @@ HANDLERS: dict[str, Callable[[Conversation, dict[str, Any]], None]] = {
     "conversation.item.truncate": Conversation.item_truncate,
     "response.create": aside.response_create,  # out of band when conversation is "none"
     "conversation.item.delete": aside.item_delete,
-    "response.cancel": Conversation.response_cancel,
+    "response.cancel": aside.response_cancel,  # a spoken out-of-band response named by its id
     SPECULATE: Conversation.speculate,
 }

@@ -3,6 +3,8 @@ speaks it on a context of its own and leaves the conversation exactly as it was.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +15,9 @@ from model.media_input import UserTurn
 from model.spoken_aside import audio_samples
 from model.tool_format import ToolResult, ToolSpec
 from tests.engine_helpers import greedy_engine, run
+from tests.realtime.conformance import check
+from tests.realtime.conftest import ask
+from tests.realtime.inproc import greedy_host, server_thread
 from tests.tools.forcing import force_reply
 
 pytestmark = pytest.mark.timeout(300)
@@ -91,3 +96,76 @@ def test_a_cancelled_notice_stops_and_leaves_the_conversation_as_it_was(demo) ->
     assert isinstance(said[-1], TurnFinished) and said[-1].stats.cancelled
     assert sum(isinstance(e, AudioChunk) for e in said) == 1
     assert torch.equal(engine.context.all_ids(), ids) and engine.history == history
+
+
+def notice_request(key: str) -> dict[str, Any]:
+    """The app's request: said out of band, on a context of its own, in the session's voice."""
+    response = {
+        "conversation": "none",
+        "output_modalities": ["audio"],
+        "instructions": REQUEST,
+        "input": [],
+        "metadata": {"omnidesk_notice": key},
+    }
+    return {"type": "response.create", "response": response}
+
+
+def recv_until(ws: Any, last: str) -> list[dict[str, Any]]:
+    """Server events up to the first of type `last`, each checked against the protocol's models."""
+    events = []
+    while True:
+        event = json.loads(ws.recv(timeout=300))
+        check(event, "server")
+        assert event["type"] != "error", event
+        events.append(event)
+        if event["type"] == last:
+            return events
+
+
+def second_reply(url: str, notices: bool) -> tuple[str, dict[str, Any]]:
+    """A conversation of two typed turns, with spoken notices between them or not: the second
+    reply's transcript and usage."""
+    from websockets.sync.client import connect
+
+    with connect(url) as ws:
+        recv_until(ws, "session.created")
+        ask(ws, "hello")
+        recv_until(ws, "response.done")
+        if notices:
+            ws.send(json.dumps(notice_request("1")))
+            recv_until(ws, "response.done")
+        ask(ws, "hello again")
+        events = recv_until(ws, "response.done")
+    transcript = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
+    return transcript, events[-1]["response"]["usage"]
+
+
+def test_a_spoken_out_of_band_response_streams_its_own_audio_and_adds_no_item(demo) -> None:
+    from websockets.sync.client import connect
+
+    host = greedy_host(demo)
+    with server_thread(host) as (url, _state):
+        with connect(url) as ws:
+            recv_until(ws, "session.created")
+            ws.send(json.dumps(notice_request("1")))
+            said = recv_until(ws, "response.done")
+            created = said[0]
+            assert created["type"] == "response.created" and created["response"]["conversation_id"] is None
+            response_id = created["response"]["id"]
+            audio = [e for e in said if e["type"] == "response.output_audio.delta"]
+            assert audio and {e["response_id"] for e in audio} == {response_id}
+            assert sum(len(base64.b64decode(e["delta"])) // 2 for e in audio) > 0
+            assert not [e for e in said if e["type"].startswith("conversation.item")]
+            done = said[-1]["response"]
+            assert done["id"] == response_id and done["status"] == "completed"
+            assert done["metadata"] == {"omnidesk_notice": "1"}
+
+            with host.lock:  # the engine is busy: the cancel arrives before the notice begins
+                ws.send(json.dumps(notice_request("2")))
+                cancelled_id = recv_until(ws, "response.created")[-1]["response"]["id"]
+                ws.send(json.dumps({"type": "response.cancel", "response_id": cancelled_id}))
+            cut = recv_until(ws, "response.done")
+            assert cut[-1]["response"]["status"] == "cancelled"
+            assert not [e for e in cut if e["type"] == "response.output_audio.delta"]
+
+        assert second_reply(url, notices=True) == second_reply(url, notices=False)
