@@ -91,6 +91,7 @@ class EchoCanceller:
         self._shift_s, self._shift_frames = 0.0, 0
         self._device: object = None
         self._gaps = 0
+        self._returns = 0
         if config.enabled:
             from livekit import rtc
 
@@ -174,10 +175,13 @@ class EchoCanceller:
             self.meter.restart(STALL_HOLD_S)  # the output stalled: its sound may move where no clock shows
             self._gaps = gaps
         device = getattr(self._source, "device", None)
-        if device != self._device:
-            if self._device is not None:
-                self.meter.relearn()  # another loudspeaker, another echo path
-            self._device = device
+        returns = getattr(self._source, "device_returns", 0)
+        if returns != self._returns:  # plugged back: what the lost stream left unplayed will never echo
+            ring.skip_to(ring.write_pos)
+            self._restart_resampler(ring.read_pos)
+        if returns != self._returns or (device != self._device and self._device is not None):
+            self.meter.relearn()  # another loudspeaker, or one plugged back: its path is measured afresh
+        self._device, self._returns = device, returns
         clock_s = self._source.far_end_clock_s
         if self.meter.clock(clock_s):
             self.delay.reset()

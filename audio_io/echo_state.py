@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 from dataclasses import dataclass
 
 from audio_io.formats import MIC_FRAME_MS
@@ -105,6 +106,10 @@ class EchoMeter:
         """Far end the player has played by `now_s` (wall clock), fed to AEC3 yet or not: an echo
         cannot come before its sound, whatever the clocks say, so the bound never misses it."""
         self._played.append((now_s, power))
+        self._forget_played(now_s)
+
+    def _forget_played(self, now_s: float) -> None:
+        """What was played too long ago to echo now (also once nothing plays: a lost device)."""
         while self._played and self._played[0][0] < now_s - MAX_PATH_S - PLAYED_SLACK_S:
             self._played.popleft()
 
@@ -130,6 +135,7 @@ class EchoMeter:
         self._hold_frames = max(self._hold_frames, round(hold_s * 1000 / MIC_FRAME_MS))
 
     def frame(self, raw_power: float, residual_power: float) -> EchoState:
+        self._forget_played(time.perf_counter())
         far = max(max(self._far, default=0.0), max((p for _, p in self._played), default=0.0))
         self._hold_frames = max(0, self._hold_frames - 1)
         self._onset_frames = self._onset_frames + 1 if far > FAR_ACTIVE_POWER else 0
@@ -164,9 +170,12 @@ class EchoMeter:
         return self._heard_frames >= self._learn_frames and self.coupling < NO_ECHO_COUPLING
 
     def relearn(self) -> None:
-        """Another output device: its echo path is to be measured afresh."""
+        """Another output device, or one lost and back: its echo path is to be measured afresh, and
+        what the old one played will not echo on it (nor be learnt from while nothing plays)."""
         self._heard_frames = 0
         self._ratios.clear()
+        self._far.clear()
+        self._played.clear()
 
     @property
     def coupling(self) -> float:

@@ -114,6 +114,11 @@ class Player:
         return self._latency_s
 
     @property
+    def device_returns(self) -> int:
+        """Times a lost output device came back: its echo path may be another."""
+        return self._keeper.returns
+
+    @property
     def far_end_gaps(self) -> int:
         """Stalls of the output stream: the host may then play later than any clock says."""
         return self._clock.gaps

@@ -76,6 +76,7 @@ class StreamKeeper:
         self._stream: Any = None
         self.device: AudioDevice | None = None
         self.losses = 0
+        self.returns = 0  # a lost device opened again (or the first device, when started waiting for one)
         self.restarts = 0
         self._finished = threading.Event()
         self._worker = WorkerThread(f"audio-{kind}-keeper")
@@ -177,6 +178,7 @@ class StreamKeeper:
         delay = self._retry.first_retry_s
         while not self._stopping.wait(delay):
             if self._try_open():
+                self.returns += 1
                 name = self.device.name if self.device else str(self.device_name)
                 self._on_event(DeviceRestored(kind=self.kind, name=name))
                 return
