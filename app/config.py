@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic_file import write_atomic
-from app.tool_config import McpConfigProblem, McpServerSettings, ToolSettings, parse_mcp_servers
+from app.tool_config import (
+    WHILE_RUNNING,
+    McpConfigProblem,
+    McpServerSettings,
+    ToolSettings,
+    parse_mcp_servers,
+)
 from audio_io.barge_in import RECOVERIES as BACKCHANNELS
 from audio_io.end_of_turn import RESPONSIVENESS
 from facts import DTYPES, QUANTIZATIONS, VOICES
@@ -131,6 +137,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("audio", "mode"): MODES,
     ("audio", "responsiveness"): RESPONSIVENESS,
     ("audio", "backchannels"): BACKCHANNELS,
+    ("tools", "while_running"): WHILE_RUNNING,
 }
 
 

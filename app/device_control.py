@@ -34,10 +34,14 @@ AudioFactory = Callable[[cfg.AudioSettings, Callable[[object], None]], tuple[Any
 
 
 def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) -> tuple[Any, Any]:
-    """The microphone chain and the player on the configured devices, not started yet."""
+    """The microphone chain and the player on the configured devices, not started yet; both in
+    the app's turn ids, which a spoken notice between a reply's parts shifts (app/speaker_turns.py)."""
+    from app.speaker_turns import SpeakerTurns, TurnsInput
     from audio_io.chain import MicrophoneChain, make_player
 
-    player = make_player(settings.output_device, on_event)
+    speaker: list[SpeakerTurns] = []
+    player = make_player(settings.output_device, lambda event: on_event(speaker[0].app_event(event)))
+    speaker.append(SpeakerTurns(player))
     mic = MicrophoneChain(
         player,
         device=settings.input_device,
@@ -47,7 +51,7 @@ def real_audio(settings: cfg.AudioSettings, on_event: Callable[[object], None]) 
         responsiveness=settings.responsiveness,
         backchannels=settings.backchannels,
     )
-    return mic, player
+    return TurnsInput(mic, speaker[0]), speaker[0]
 
 
 class DeviceControl(QObject):

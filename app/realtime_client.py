@@ -21,6 +21,7 @@ from app.client_history import ClientHistory
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.engine_process import LocalEngine
 from app.realtime_input import InputStream
+from app.realtime_notice import Notice, notice_refused, on_notice_event
 from app.realtime_reply import REPLY_EVENTS, PendingReply
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
@@ -87,6 +88,8 @@ class RealtimeEngine:
         self.load_error: str | None = None
         self.speak = True  # replies of this session are spoken
         self.tools: tuple[Any, ...] = ()  # ToolSpecs, sent in session.update on every link
+        self.notices: dict[int, Notice] = {}  # spoken notices asked for (app/realtime_notice.py)
+        self.notices_refused = False  # the server cannot say them: the window shows a running tool
 
     # -- EngineClient ----------------------------------------------------------------------------
 
@@ -130,6 +133,14 @@ class RealtimeEngine:
 
     def answer_aside(self, key: int, turn: Any) -> None:
         self.queue_command("aside", key, turn)
+
+    def say_notice(self, key: int, request: str) -> None:
+        """Say `request`'s answer out of the conversation (that a tool still runs)."""
+        self.queue_command("notice", key, request)
+
+    def cancel_notice(self, key: int) -> None:
+        self.feeder.drop(-key)
+        self.queue_command("unnotice", key)
 
     def speculate(self) -> None:
         """The user paused with everything said so far sent: the engine may compute the reply now."""
@@ -233,6 +244,8 @@ class RealtimeEngine:
         if self.trace is not None:
             self.trace("received", event)
         kind = event.get("type", "")
+        if kind.startswith("response.") and on_notice_event(self, event):
+            return
         handler = REPLY_EVENTS.get(kind)
         if handler is not None:
             handler(self, event)
@@ -247,6 +260,8 @@ class RealtimeEngine:
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
+        if notice_refused(self, event):
+            return
         message = str(error.get("message", "engine error"))
         if error.get("code") == "model_load_failed":
             self.model_info = None

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.engine_client import ModelInfo
 from app.engine_process import EngineStartError, LocalEngine
-from app.realtime_aside import aside_events
 from app.realtime_input import replay_events
+from app.realtime_notice import OUT_OF_BAND
 from events import (
     EngineConnection,
     EngineError,
@@ -254,8 +254,8 @@ def _execute(client: RealtimeEngine, command: tuple[Any, ...]) -> None:
         client.conversation.restore(args[0])
         for event in replay_events(args[0]):
             client.send(event)
-    elif kind == "aside":
-        for event in aside_events(client, *args):
+    elif kind in OUT_OF_BAND:  # a yes or no heard aside, a spoken notice and its cancel
+        for event in OUT_OF_BAND[kind](client, *args):
             client.send(event)
     elif kind == "abandon":
         if client.input.samples or client.input.frames:

@@ -16,16 +16,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+STILL_RUNNING_AFTER_S = 1.5  # a tool running longer than this is "still running" to the user
+WHILE_RUNNING = ("voice", "window")
+
 
 @dataclass(frozen=True)
 class ToolSettings:
     """`builtins`: the date and time, the clipboard's text and screenshots; `timeout_s`: a call
     that has not answered by then is given up and the model told; `ask_before_acting`: a tool not
-    marked read-only runs only after the user says yes."""
+    marked read-only runs only after the user says yes; `while_running`: how the user learns that
+    a tool still runs after STILL_RUNNING_AFTER_S: "voice", the assistant says so briefly (once a
+    round of calls; the window shows it too), or "window", only the transcript's "running…". Voice
+    by default: the user of a voice assistant often is not looking at the window, and silence
+    that lasts seconds sounds like a hang."""
 
     builtins: bool = True
     timeout_s: float = 30.0
     ask_before_acting: bool = True
+    while_running: str = "voice"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.builtin_tools import builtin_tools
 from app.mcp_hub import McpHub
+from app.still_running import StillRunning
 from app.tool_catalog import Tool, ToolFailed, ToolOutput, merged
 from app.tool_config import McpServerSettings, ToolSettings
 from app.tool_voice import SAY_YES_OR_NO, VOICE_ASK, asked_again, spoken_answer
@@ -89,6 +90,7 @@ class ToolFlow(QObject):
         self.hearing: dict[int, str] = {}  # spoken answers being heard aside: key -> call id
         self._asides = 0
         self.started_s: dict[str, float] = {}
+        self.still = StillRunning(engine, settings.while_running, self._running, self)  # said aloud
         self.workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool")
         self._done.connect(self._on_done)
         self._problem.connect(self._on_problem)
@@ -203,6 +205,7 @@ class ToolFlow(QObject):
         it), without a reply: the call stays in the context (model.tool_format.kept_of_cut_reply),
         and the conversation goes on from a call with its answer."""
         turn = self.turns.pop(turn_id, None)
+        self.still.round_over(turn_id)
         results: list[ToolResult] = []
         for call in turn.calls if turn is not None else []:
             outcome = turn.outcomes.get(call.call_id) if turn is not None else None
@@ -222,8 +225,13 @@ class ToolFlow(QObject):
 
     # -- running -------------------------------------------------------------------------------------
 
+    def _running(self, turn_id: int) -> bool:
+        turn = self.turns.get(turn_id)
+        return turn is not None and any(c.call_id in self.started_s for c in turn.calls)
+
     def _start(self, call: ToolCallRequested, tool: Tool, arguments: dict[str, Any]) -> None:
         self.started_s[call.call_id] = time.perf_counter()
+        self.still.started(call)
         self.report(ToolCallStarted(call.turn_id, call.call_id, tool.name, call.arguments))
         timeout_s = self.settings.timeout_s
         if tool.on_gui and tool.run is not None:
@@ -263,6 +271,7 @@ class ToolFlow(QObject):
             return
         turn.outcomes[call.call_id] = outcome
         started = self.started_s.pop(call.call_id, None)
+        self.still.settled(call.turn_id)  # a notice being said for this round stops
         took = time.perf_counter() - started if started is not None else 0.0
         self.report(
             ToolCallFinished(
@@ -283,6 +292,7 @@ class ToolFlow(QObject):
         if turn is None or not turn.ended or len(turn.outcomes) < len(turn.calls):
             return
         del self.turns[turn_id]
+        self.still.round_over(turn_id)
         if not turn.calls:
             return
         from model.media_input import UserTurn

@@ -62,8 +62,9 @@ class Conversation:
         self.engine = self.host.new_engine(self.config)
 
     def close(self) -> None:
-        if self.active is not None:
-            self.active.cancel.set()
+        for response in [self.active, *self.asides.values()]:
+            if response is not None:
+                response.cancel.set()
         self.jobs.stop(timeout_s=0.5)
 
     def _locked(self, job: Callable[[], None]) -> None:
