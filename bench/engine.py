@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.tool_turn import tool_roundtrip
+from bench.tool_turn import spoken_notice, tool_roundtrip
 from events import AudioChunk, EngineError, TurnFinished
 from model.media_input import UserTurn
 
@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(prefill_growth(loaded, args.turns))
         result.update(cancel_latency(loaded, args.cancel_trials))
         result.update(tool_roundtrip(lambda **kw: make_engine(loaded, **kw), args.tool_trials))
+        result.update(spoken_notice(lambda **kw: make_engine(loaded, **kw), args.tool_trials))
         result.update(incremental_prefill(loaded, args.turn_lengths_s, headline_s=20.0))
     print(json.dumps(result, indent=2, default=lambda v: round(v, 3)))
     return 0

@@ -65,3 +65,28 @@ def tool_roundtrip(make_engine: Callable[..., Any], trials: int) -> dict[str, fl
         spans.append((finished.stats.first_token_s - calls[0].called_s) * 1e3)
         tokens = finished.stats.new_prompt_tokens or engine.context.length - start
     return {"tool_roundtrip_ms": statistics.median(spans), "tool_result_prompt_tokens": float(tokens)}
+
+
+NOTICE_REQUEST = "Tell the user in a few words that you are still working on date_time."
+NOTICE = "Still working on it, one moment.<|im_end|>"
+
+
+def spoken_notice(make_engine: Callable[..., Any], trials: int) -> dict[str, float]:
+    """A tool's "still running" notice (`Engine.say_aside`, out of the conversation): from asking to
+    its first audio, after a turn with a call, its words forced so that every model speaks them;
+    median of `trials`."""
+    from events import AudioChunk
+
+    spans = []
+    for trial in range(trials):
+        engine = make_engine(tools=(CLOCK,), max_text_tokens=64, max_codec_frames=32)
+        with forced_reply(engine.tokenizer, CALL, NOTICE):
+            list(engine.respond(UserTurn(text="What time is it?"), trial))
+            start = time.perf_counter()
+            for event in engine.say_aside(NOTICE_REQUEST, -1):
+                if isinstance(event, AudioChunk):
+                    spans.append((time.perf_counter() - start) * 1e3)
+                    break
+    if len(spans) < trials:
+        raise RuntimeError("a notice said nothing")
+    return {"notice_first_audio_ms": statistics.median(spans)}
