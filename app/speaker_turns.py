@@ -26,7 +26,7 @@ class SpeakerTurns:
     `played_samples`) under the app's turn ids; everything else is the player's own."""
 
     def __init__(self, player: Any) -> None:
-        self.player = player
+        self.inner = player
         self._lock = threading.Lock()
         self._ids: dict[int, list[int]] = {}  # app id -> its player ids, in order
         self._app: dict[int, int] = {}  # player id -> app id
@@ -36,7 +36,7 @@ class SpeakerTurns:
         self._cut: set[int] = set()  # notices flushed
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.player, name)
+        return getattr(self.inner, name)
 
     def _player_id(self, turn_id: int) -> int | None:
         """The player id `turn_id` is written under now (None: a stale reply never on the speaker)."""
@@ -71,12 +71,12 @@ class SpeakerTurns:
         """Samples heard of `turn_id` under the player ids before `player_id`."""
         with self._lock:
             ids = list(self._ids.get(turn_id, []))
-        return sum(int(self.player.played_samples(p)) for p in ids if p < player_id)
+        return sum(int(self.inner.played_samples(p)) for p in ids if p < player_id)
 
     def start_turn(self, turn_id: int) -> None:
         player_id = self._player_id(turn_id)
         if player_id is not None:
-            self.player.start_turn(player_id)
+            self.inner.start_turn(player_id)
 
     def write(self, chunk: AudioChunk) -> bool:
         """Write `chunk` under its player id; a notice waits (on the writer's thread) until the reply
@@ -89,41 +89,41 @@ class SpeakerTurns:
         player_id = self._player_id(chunk.turn_id)
         if player_id is None:
             return False
-        return bool(self.player.write(replace(chunk, turn_id=player_id)))
+        return bool(self.inner.write(replace(chunk, turn_id=player_id)))
 
     def _reply_playing(self) -> bool:
-        player_id = self.player.speaking_turn()
+        player_id = self.inner.speaking_turn()
         return player_id is not None and self.app_id(player_id) >= 0
 
     def finish_turn(self, turn_id: int) -> None:
         with self._lock:
             ids = self._ids.get(turn_id)
         if ids:
-            self.player.finish_turn(ids[-1])
+            self.inner.finish_turn(ids[-1])
 
     def flush(self, turn_id: int | None = None) -> int:
         """Stop `turn_id` (default: what plays now); returns what was heard of it."""
         if turn_id is not None and turn_id < 0:
             self._cut = {t for t in self._cut if t > turn_id - 64} | {turn_id}
         if turn_id is None:
-            player_id = self.player.speaking_turn()
+            player_id = self.inner.speaking_turn()
             if player_id is None:
-                return int(self.player.flush(None))
+                return int(self.inner.flush(None))
             turn_id = self.app_id(player_id)
         with self._lock:
             ids = list(self._ids.get(turn_id, []))
         if not ids:
             return 0
-        return int(self.player.flush(ids[-1])) + self._earlier(turn_id, ids[-1])
+        return int(self.inner.flush(ids[-1])) + self._earlier(turn_id, ids[-1])
 
     def speaking_turn(self) -> int | None:
-        player_id = self.player.speaking_turn()
+        player_id = self.inner.speaking_turn()
         return None if player_id is None else self.app_id(player_id)
 
     def played_samples(self, turn_id: int) -> int:
         with self._lock:
             ids = list(self._ids.get(turn_id, []))
-        return sum(int(self.player.played_samples(p)) for p in ids)
+        return sum(int(self.inner.played_samples(p)) for p in ids)
 
     def app_id(self, player_id: int) -> int:
         with self._lock:
