@@ -29,7 +29,14 @@ from app.client_history import ClientHistory, Exchange
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
-from app.vllm_omni_tools import StreamedCalls, answer_aside, tool_messages, tools_param
+from app.vllm_omni_tools import (
+    StreamedCalls,
+    answer_aside,
+    flush_notice,
+    speak_notice,
+    tool_messages,
+    tools_param,
+)
 from events import (
     AsideAnswer,
     AudioChunk,
@@ -110,6 +117,7 @@ class VllmOmniEngine:
         self._cancelled: set[int] = set()
         self._streaming: dict[int, Any] = {}
         self._audio_of: dict[int, int] = {}
+        self.notices_cut: set[int] = set()  # "still running" notices stopped
         self._thread = threading.Thread(target=self._run, name="vllm-omni", daemon=True)
         self._thread.start()
 
@@ -132,6 +140,17 @@ class VllmOmniEngine:
             self.signals.report(AsideAnswer(key, answer_aside(self, turn)))
         except Exception as error:
             self.signals.report(AsideAnswer(key, "", f"vLLM-Omni at {self.url}: {_why(error)}"))
+
+    def say_notice(self, key: int, request: str) -> None:
+        """Say `request`'s answer out of the conversation (that a tool still runs)."""
+        self._jobs.put(("notice", key, request))
+
+    def cancel_notice(self, key: int) -> None:
+        self.notices_cut.add(key)  # a notice streaming stops at its next chunk
+        self.feeder.drop(-key)
+        self._jobs.put(("unnotice", key))
+
+    _notice, _unnotice = speak_notice, flush_notice  # the worker's jobs (app/vllm_omni_tools.py)
 
     def set_tools(self, tools: tuple[Any, ...]) -> None:
         """Sent with every request (`app/vllm_omni_tools.py`)."""

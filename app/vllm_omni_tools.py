@@ -6,11 +6,14 @@ no state, so the calls of a turn are kept here until their results go back."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from events import ToolCallRequested
+
+log = logging.getLogger(__name__)
 
 
 def tools_param(tools: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -85,3 +88,56 @@ def answer_aside(client: Any, turn: Any) -> str:
             if choices and chunk.get("modality", "text") == "text":
                 text.append((choices[0].get("delta") or {}).get("content") or "")
     return "".join(text).strip()
+
+
+def speak_notice(client: Any, key: int, request: str) -> None:
+    """A tool's "still running" notice, spoken out of the conversation: a request of its own (the
+    persona's system turn and `request`, text and audio, the session's voice, no tools), its audio
+    to the speaker under the notice's own turn id (`realtime_notice.notice_turn`) until it is cut."""
+    import base64
+    import json
+
+    import numpy as np
+
+    from app.realtime_notice import notice_turn
+    from events import AudioChunk
+    from realtime.wire import SAMPLES_PER_FRAME, WIRE_RATE_HZ, pcm16_to_float
+
+    system = [{"role": "system", "content": client.prompt}] if client.prompt else []
+    body = {
+        "model": client.model,
+        "messages": [*system, {"role": "user", "content": request}],
+        "stream": True,
+        "modalities": ["text", "audio"],
+        "voice": client.voice,
+        "audio": {"format": "pcm16"},
+    }
+    turn_id, samples = notice_turn(key), 0
+    try:
+        with client.http.stream("POST", f"{client.url}/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            for line in response.iter_lines():
+                data = line[5:].strip() if line.startswith("data:") else ""
+                if key in client.notices_cut or data == "[DONE]":
+                    return
+                chunk = json.loads(data) if data else {}
+                choices = chunk.get("choices") or []
+                content = (choices[0].get("delta") or {}).get("content") if choices else None
+                if chunk.get("modality") == "audio" and content:
+                    rate = int((choices[0].get("audio_metadata") or {}).get("sample_rate_hz", WIRE_RATE_HZ))
+                    pcm = pcm16_to_float(np.frombuffer(base64.b64decode(content), "<i2"))
+                    client.feeder.write(AudioChunk(turn_id, pcm, rate, samples // SAMPLES_PER_FRAME))
+                    samples += pcm.size
+    except Exception as error:
+        log.warning("vLLM-Omni at %s could not say that a tool still runs (%s)", client.url, error)
+    finally:
+        client.feeder.finish_turn(turn_id)
+
+
+def flush_notice(client: Any, key: int) -> None:
+    """Cut notice `key` at the speaker (the worker's job: a flush may wait for the audio callback)."""
+    flush = getattr(client.feeder.speech, "flush", None)
+    if flush is not None:
+        flush(-key)

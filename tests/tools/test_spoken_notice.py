@@ -169,3 +169,41 @@ def test_a_spoken_out_of_band_response_streams_its_own_audio_and_adds_no_item(de
             assert not [e for e in cut if e["type"] == "response.output_audio.delta"]
 
         assert second_reply(url, notices=True) == second_reply(url, notices=False)
+
+
+def test_vllm_omni_says_the_notice_in_a_request_of_its_own(qtbot: Any) -> None:
+    """vLLM-Omni keeps no state: the notice is one spoken request of its own (the persona's system
+    turn and the request, no history, no tools), its audio under the notice's own turn id (against
+    the stand-in server: vLLM-Omni needs a GPU)."""
+    from app.engine_client import LoadRequest
+    from app.vllm_omni_client import VllmOmniEngine
+    from tests.app.helpers import SHORT_PROMPT, FakePlayer
+    from tests.realtime.vllm_omni_fake import FakeVllmOmni
+
+    fake = FakeVllmOmni()
+    speaker = FakePlayer()
+    client = VllmOmniEngine(speaker, url=fake.start())
+    reported: list[object] = []
+    client.signals.reported.connect(reported.append)
+    try:
+        client.load(LoadRequest(source="", system_prompt=SHORT_PROMPT, speaker="chelsie"))
+        client.set_tools((NOTE,))
+        client.say_notice(3, REQUEST)
+        qtbot.waitUntil(lambda: -3 in speaker.finished, timeout=60_000)
+        client.cancel_notice(3)
+        qtbot.waitUntil(lambda: -3 in speaker.flushed, timeout=60_000)
+    finally:
+        client.stop()
+        fake.stop()
+    assert len(speaker.chunks) == fake.audio_chunks and {c.turn_id for c in speaker.chunks} == {-3}
+    request = fake.requests[-1]
+    assert (
+        request["modalities"] == ["text", "audio"]
+        and request["voice"] == "chelsie"
+        and "tools" not in request
+    )
+    assert request["messages"] == [
+        {"role": "system", "content": SHORT_PROMPT},
+        {"role": "user", "content": REQUEST},
+    ]
+    assert client.history() == [] and not [e for e in reported if isinstance(e, TextDelta)]
