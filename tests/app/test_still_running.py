@@ -174,3 +174,42 @@ def test_a_bad_while_running_value_is_named(tmp_path: Path) -> None:
     path.write_text('[tools]\nwhile_running = "window"\n', encoding="utf-8")
     assert load(path).config.tools.while_running == "window"
     assert Config().tools.while_running == "voice"
+
+
+def test_the_speaker_maps_a_notice_between_a_replys_parts(virtual_audio: Any) -> None:
+    """The player takes turn ids in rising order only: through SpeakerTurns a notice plays inside a
+    reply's turn and the reply goes on after it; a barge-in on the notice is the notice's (which the
+    session, knowing no such turn, leaves alone), one on the rest of the reply is the reply's, with
+    all that was heard of it."""
+    from events import AudioChunk, BargeIn
+
+    def tone(turn_id: int, first_frame: int, seconds: float = 0.3) -> AudioChunk:
+        pcm = (0.1 * np.sin(np.arange(int(24_000 * seconds)) * 0.05)).astype(np.float32)
+        return AudioChunk(turn_id, pcm, 24_000, first_frame)
+
+    speaker = SpeakerTurns(make_player(SPEAKER))
+    speaker.start()
+    try:
+        assert speaker.write(tone(1, 0))  # the reply's words before its call
+        speaker.finish_turn(1)
+        assert speaker.write(tone(-1, 0, 2.0))  # waits until they have played out
+        speaker.finish_turn(-1)
+        assert speaker.speaking_turn() == -1
+        playing = speaker.inner.speaking_turn()
+        cut = BargeIn(playing, speaker.inner.flush(playing))  # as the barge-in monitor does
+        assert speaker.app_event(cut) == BargeIn(-1, cut.heard_samples)
+        words = speaker.played_samples(1)
+        assert words == 24_000 * 3 // 10
+        assert speaker.write(tone(1, 4))  # the rest of the reply: taken, above the notice
+        assert speaker.speaking_turn() == 1
+        playing = speaker.inner.speaking_turn()
+        time.sleep(0.1)
+        cut = BargeIn(playing, speaker.inner.flush(playing))
+        mapped = speaker.app_event(cut)
+        assert isinstance(mapped, BargeIn) and mapped.turn_id == 1
+        assert mapped.heard_samples == words + cut.heard_samples == speaker.played_samples(1)
+        assert not speaker.write(tone(-1, 30))  # the notice's late audio is stale
+        assert speaker.write(tone(2, 0))  # and the next turn plays
+        assert speaker.speaking_turn() == 2
+    finally:
+        speaker.stop()
