@@ -21,7 +21,7 @@ from app.client_history import ClientHistory
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.engine_process import LocalEngine
 from app.realtime_input import InputStream
-from app.realtime_notice import Notice, notice_refused, on_notice_event
+from app.realtime_notice import Notice, notice_refused, notice_turn, on_notice_event
 from app.realtime_reply import REPLY_EVENTS, PendingReply
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
@@ -177,6 +177,14 @@ class RealtimeEngine:
     def cancel_all(self) -> None:
         for turn_id in list(self.replies):
             self.cancel(turn_id)
+
+    def drop_replies(self) -> None:
+        """Forget what is in flight (the link went down, or the conversation was dropped): replies,
+        and notices, whose audio ends where it is."""
+        self.replies.clear()
+        for key in list(self.notices):
+            self.feeder.finish_turn(notice_turn(key))
+        self.notices.clear()
 
     def history(self) -> list[Message]:
         return self.conversation.messages()

@@ -347,7 +347,7 @@ def _lost(client: RealtimeEngine, why: str, *, first: bool = False) -> None:
         if reply.speak:
             client.feeder.finish_turn(turn_id)
         client.signals.report(EngineError(turn_id, why))
-    client.replies.clear()
+    client.drop_replies()
     client.input.reset()
     if not first or client.announced:
         client.signals.report(EngineConnection(True, why))
@@ -364,7 +364,7 @@ def _forget(client: RealtimeEngine) -> None:
         client.signals.report(TurnFinished(turn_id, _cancelled_stats(now)))
     for turn_id in client.truncating.values():
         client.signals.report(ReplyTruncated(turn_id, ""))
-    client.replies.clear()
+    client.drop_replies()
     client.truncating.clear()
     client.input.reset()
 
