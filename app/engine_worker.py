@@ -145,6 +145,28 @@ class EngineWorker(EngineSignals):
                 speech.finish_turn(turn_id)
             self.report(event)
 
+    @Slot(int, str, object)
+    def say_notice(self, key: int, request: str, cancel: threading.Event) -> None:
+        """Say `request`'s answer out of the conversation (`Engine.say_aside`), under turn id -key."""
+        speech = self.speech
+        if self.engine is None or speech is None or not self.engine.can_speak or cancel.is_set():
+            return
+        try:
+            for event in self.engine.say_aside(request, -key, cancel):
+                if isinstance(event, AudioChunk) and not cancel.is_set():
+                    speech.write(event)
+        except Exception as error:
+            log.warning("the engine could not say that a tool still runs: %s", error)
+        finally:
+            speech.finish_turn(-key)
+
+    @Slot(int)
+    def flush_notice(self, key: int) -> None:
+        """Cut notice `key` at the speaker (after it, in order: a flush may wait on the device)."""
+        flush = getattr(self.speech, "flush", None)
+        if flush is not None:
+            flush(-key)
+
     @Slot(object, object, float)
     def listen(self, audio: Any, frames: Any, fps: float) -> None:
         """More of the turn being spoken: the engine prefills what became final (camera frames at
@@ -267,6 +289,8 @@ class EngineThread(QObject):
     _listen = Signal(object, object, float)
     _abandon = Signal()
     _aside = Signal(int, object)
+    _notice = Signal(int, str, object)
+    _unnotice = Signal(int)
 
     def __init__(self, worker: EngineWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -286,6 +310,9 @@ class EngineThread(QObject):
         self._listen.connect(worker.listen)
         self._abandon.connect(worker.abandon)
         self._aside.connect(worker.answer_aside)
+        self._notice.connect(worker.say_notice)
+        self._unnotice.connect(worker.flush_notice)
+        self._notice_cancels: dict[int, threading.Event] = {}
         self._cancels: dict[int, threading.Event] = {}
         self.qthread.start()
 
@@ -336,6 +363,17 @@ class EngineThread(QObject):
 
     def answer_aside(self, key: int, turn: Any) -> None:
         self._aside.emit(key, turn)
+
+    def say_notice(self, key: int, request: str) -> None:
+        self._notice_cancels[key] = threading.Event()
+        self._notice.emit(key, request, self._notice_cancels[key])
+
+    def cancel_notice(self, key: int) -> None:
+        """Stop notice `key`, and cut it at the speaker."""
+        cancel = self._notice_cancels.pop(key, None)
+        if cancel is not None:
+            cancel.set()
+            self._unnotice.emit(key)
 
     def speculate(self) -> None:
         """Not in process: the engine in its own process computes the reply at a pause

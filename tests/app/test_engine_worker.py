@@ -162,3 +162,27 @@ def test_a_turn_heard_while_spoken_is_prefilled_before_it_ends(qtbot: Any, rig: 
     thread.respond(2, UserTurn(text="and now?"))
     qtbot.waitUntil(lambda: len(collector.of("turn_finished")) == 2, timeout=60_000)
     assert collector.of("turn_finished")[1][1].live_prefilled_tokens == 0
+
+
+def test_a_notice_is_said_out_of_the_conversation_and_cut_when_cancelled(
+    qtbot: Any, rig: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A tool's "still running" notice in process: spoken under its own turn id (-key), nothing in
+    the history; cancelled, it is cut at the speaker."""
+    from tests.app.helpers import FakePlayer
+    from tests.tools.forcing import force_reply
+
+    thread, collector, _ = rig
+    load(qtbot, thread, collector, engine_options={**FAST, "max_text_tokens": 8, "max_codec_frames": 8})
+    thread.respond(1, UserTurn(text="hello"))
+    qtbot.waitUntil(lambda: bool(collector.of("turn_finished")), timeout=60_000)
+    history = thread.worker.history()
+    player = FakePlayer()
+    thread.set_speech(player)
+    force_reply(monkeypatch, demo.processor.tokenizer, "Still on it.<|im_end|>")  # random words may be none
+    thread.say_notice(2, "Tell the user in a few words that you are still working on look_up.")
+    qtbot.waitUntil(lambda: -2 in player.finished, timeout=60_000)
+    thread.cancel_notice(2)
+    qtbot.waitUntil(lambda: -2 in player.flushed, timeout=60_000)
+    assert thread.worker.history() == history and len(collector.of("turn_finished")) == 1
+    assert player.chunks and {c.turn_id for c in player.chunks} == {-2}
