@@ -194,7 +194,8 @@ class DeviceControl(QObject):
             from audio_io.playback import Player, PlayerConfig
 
             try:
-                new = Player(PlayerConfig(device=name or None), on_event=self.relay)
+                app_event = getattr(metered, "app_event", lambda event: event)  # SpeakerTurns' ids
+                new = Player(PlayerConfig(device=name or None), on_event=lambda e: self.relay(app_event(e)))
                 new.start()
             except Exception as error:
                 self.device_failed.emit(f"The speaker {name or 'system default'!r} could not start: {error}")

@@ -6,15 +6,13 @@ is (`cancel_notice`), and the reply goes on. The window shows "running…" eithe
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer
 
+from app.engine_client import EngineClient
 from app.tool_config import STILL_RUNNING_AFTER_S
 from events import ToolCallRequested
-
-log = logging.getLogger(__name__)
 
 
 def notice_request(tool: str) -> str:
@@ -30,7 +28,7 @@ class StillRunning(QObject):
 
     def __init__(
         self,
-        engine: object,
+        engine: EngineClient,
         mode: str,
         running: Callable[[int], bool],
         parent: QObject | None = None,
@@ -59,18 +57,10 @@ class StillRunning(QObject):
         self._timers.pop(turn_id, None)
         if not self.running(turn_id) or turn_id in self._told:
             return
-        say = getattr(self.engine, "say_notice", None)  # the Realtime client's; others have none
-        if say is None:
-            if not self._told:
-                log.info(
-                    "%s cannot say that a tool still runs; the window shows it", type(self.engine).__name__
-                )
-            self._told.add(turn_id)
-            return
         self._keys += 1
         self._said[turn_id] = self._keys
         self._told.add(turn_id)
-        say(self._keys, notice_request(tool))
+        self.engine.say_notice(self._keys, notice_request(tool))
 
     def settled(self, turn_id: int) -> None:
         """No call of the turn runs any more: a notice not said yet is not, one being said stops."""
@@ -81,7 +71,7 @@ class StillRunning(QObject):
             timer.stop()
         key = self._said.pop(turn_id, None)
         if key is not None:
-            self.engine.cancel_notice(key)  # type: ignore[attr-defined]
+            self.engine.cancel_notice(key)
 
     def round_over(self, turn_id: int) -> None:
         """The round's results went back (or the turn was cut): a next round may have its notice."""
