@@ -13,8 +13,8 @@ camera video (a snapshot image is sent), and interruption by closing the stream.
 from __future__ import annotations
 
 import base64
+import functools
 import io
-import json
 import logging
 import queue
 import threading
@@ -29,6 +29,7 @@ from app.client_history import ClientHistory, Exchange
 from app.engine_client import EngineSignals, LoadRequest, ModelInfo, SpeechOutput
 from app.recording import Recording
 from app.reply_feeder import ReplyFeeder
+from app.vllm_omni_stream import chunk_audio, chunk_content, error_text, stream_chunks
 from app.vllm_omni_tools import (
     StreamedCalls,
     answer_aside,
@@ -53,7 +54,7 @@ from events import (
     TurnStats,
 )
 from model.media_input import MODEL_AUDIO_RATE_HZ
-from realtime.wire import SAMPLES_PER_FRAME, WIRE_RATE_HZ, image_data_url, pcm16_bytes, pcm16_to_float
+from realtime.wire import SAMPLES_PER_FRAME, image_data_url, pcm16_bytes
 
 log = logging.getLogger(__name__)
 
@@ -327,37 +328,23 @@ class VllmOmniEngine:
 
     def _stream(self, turn_id: int, body: dict[str, Any], reply: _Progress) -> None:
         """Read the SSE stream: text and audio chunks apart by their top-level `modality`."""
-        with self.http.stream("POST", f"{self.url}/chat/completions", json=body) as response:
-            self._streaming[turn_id] = response
-            if response.status_code != 200:
-                response.read()
-                raise RuntimeError(_error_text(response.text, response.status_code))
-            for line in response.iter_lines():
-                if turn_id in self._cancelled:
-                    return
-                data = line[5:].strip() if line.startswith("data:") else ""
-                if data == "[DONE]":
-                    return
-                chunk = json.loads(data) if data else {}
-                if "error" in chunk:
-                    raise RuntimeError(_error_text(json.dumps(chunk), 200))
-                reply.usage = chunk.get("usage") or reply.usage
-                choices = chunk.get("choices") or []
-                delta = (choices[0].get("delta") or {}) if choices else {}
-                reply.calls.push(delta)
-                content = delta.get("content") or ""
-                if not content:
-                    continue
-                if chunk.get("modality") == "audio":
-                    rate = int((choices[0].get("audio_metadata") or {}).get("sample_rate_hz", WIRE_RATE_HZ))
-                    pcm = pcm16_to_float(np.frombuffer(base64.b64decode(content), "<i2"))
-                    self.recording.reply(turn_id, pcm)
-                    self.feeder.write(AudioChunk(turn_id, pcm, rate, reply.samples // SAMPLES_PER_FRAME))
-                    reply.samples += pcm.size
-                else:
-                    reply.first_text_s = reply.first_text_s or time.perf_counter()
-                    reply.text.append(content)
-                    self.signals.report(TextDelta(turn_id, content))
+        opened = functools.partial(self._streaming.__setitem__, turn_id)  # cancel closes it
+        for chunk in stream_chunks(self.http, self.url, body, opened):
+            if turn_id in self._cancelled:
+                return
+            reply.usage = chunk.get("usage") or reply.usage
+            choices = chunk.get("choices") or []
+            reply.calls.push((choices[0].get("delta") or {}) if choices else {})
+            audio = chunk_audio(chunk)
+            if audio is not None:
+                pcm, rate = audio
+                self.recording.reply(turn_id, pcm)
+                self.feeder.write(AudioChunk(turn_id, pcm, rate, reply.samples // SAMPLES_PER_FRAME))
+                reply.samples += pcm.size
+            elif content := chunk_content(chunk):
+                reply.first_text_s = reply.first_text_s or time.perf_counter()
+                reply.text.append(content)
+                self.signals.report(TextDelta(turn_id, content))
 
 
 class _Progress:
@@ -383,18 +370,9 @@ class _Progress:
         )
 
 
-def _error_text(body: str, status: int) -> str:
-    try:
-        error = json.loads(body).get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
-        message = body[:300]
-    return f"HTTP {status}: {message}" if status != 200 else str(message)
-
-
 def _why(error: Exception) -> str:
     import httpx
 
     if isinstance(error, httpx.HTTPStatusError):
-        return _error_text(error.response.text, error.response.status_code)
+        return error_text(error.response.text, error.response.status_code)
     return f"{type(error).__name__}: {error}"

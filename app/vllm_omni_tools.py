@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.vllm_omni_stream import chunk_audio, chunk_content, stream_chunks
 from events import ToolCallRequested
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ def tool_messages(results: tuple[Any, ...]) -> list[dict[str, Any]]:
 def answer_aside(client: Any, turn: Any) -> str:
     """A turn's text answer out of the conversation: vLLM-Omni keeps no state, so it is a request
     of its own (that turn alone, no system turn, no tools, text only), its streamed text joined."""
-    import json
-
     import numpy as np
 
     from app.client_history import Exchange
@@ -72,21 +71,11 @@ def answer_aside(client: Any, turn: Any) -> str:
         "stream": True,
         "modalities": ["text"],
     }
-    text: list[str] = []
-    with client.http.stream("POST", f"{client.url}/chat/completions", json=body) as response:
-        if response.status_code != 200:
-            response.read()
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-        for line in response.iter_lines():
-            data = line[5:].strip() if line.startswith("data:") else ""
-            if not data or data == "[DONE]":
-                continue
-            chunk = json.loads(data)
-            if "error" in chunk:
-                raise RuntimeError(str(chunk["error"]))
-            choices = chunk.get("choices") or []
-            if choices and chunk.get("modality", "text") == "text":
-                text.append((choices[0].get("delta") or {}).get("content") or "")
+    text = [
+        chunk_content(chunk)
+        for chunk in stream_chunks(client.http, client.url, body)
+        if chunk.get("modality", "text") == "text"
+    ]
     return "".join(text).strip()
 
 
@@ -94,14 +83,9 @@ def speak_notice(client: Any, key: int, request: str) -> None:
     """A tool's "still running" notice, spoken out of the conversation: a request of its own (the
     persona's system turn and `request`, text and audio, the session's voice, no tools), its audio
     to the speaker under the notice's own turn id (`realtime_notice.notice_turn`) until it is cut."""
-    import base64
-    import json
-
-    import numpy as np
-
     from app.realtime_notice import notice_turn
     from events import AudioChunk
-    from realtime.wire import SAMPLES_PER_FRAME, WIRE_RATE_HZ, pcm16_to_float
+    from realtime.wire import SAMPLES_PER_FRAME
 
     system = [{"role": "system", "content": client.prompt}] if client.prompt else []
     body = {
@@ -114,22 +98,14 @@ def speak_notice(client: Any, key: int, request: str) -> None:
     }
     turn_id, samples = notice_turn(key), 0
     try:
-        with client.http.stream("POST", f"{client.url}/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-            for line in response.iter_lines():
-                data = line[5:].strip() if line.startswith("data:") else ""
-                if key in client.notices_cut or data == "[DONE]":
-                    return
-                chunk = json.loads(data) if data else {}
-                choices = chunk.get("choices") or []
-                content = (choices[0].get("delta") or {}).get("content") if choices else None
-                if chunk.get("modality") == "audio" and content:
-                    rate = int((choices[0].get("audio_metadata") or {}).get("sample_rate_hz", WIRE_RATE_HZ))
-                    pcm = pcm16_to_float(np.frombuffer(base64.b64decode(content), "<i2"))
-                    client.feeder.write(AudioChunk(turn_id, pcm, rate, samples // SAMPLES_PER_FRAME))
-                    samples += pcm.size
+        for chunk in stream_chunks(client.http, client.url, body):
+            if key in client.notices_cut:
+                return
+            audio = chunk_audio(chunk)
+            if audio is not None:
+                pcm, rate = audio
+                client.feeder.write(AudioChunk(turn_id, pcm, rate, samples // SAMPLES_PER_FRAME))
+                samples += pcm.size
     except Exception as error:
         log.warning("vLLM-Omni at %s could not say that a tool still runs (%s)", client.url, error)
     finally:
