@@ -3,6 +3,7 @@ and a schema that nobody here wrote. Our two documented extension events are the
 
 from __future__ import annotations
 
+import json
 import typing
 from typing import Any
 
@@ -38,3 +39,15 @@ def check(event: dict[str, Any], side: str) -> None:
     table = CLIENT if side == "client" else SERVER
     assert kind in table, f"{side} event type {kind!r} is not in the Realtime protocol"
     table[kind].model_validate(event, strict=False)
+
+
+def recv_until(ws: Any, last: str) -> list[dict[str, Any]]:
+    """Server events up to the first of type `last`, each checked against the protocol's models."""
+    events = []
+    while True:
+        event = json.loads(ws.recv(timeout=300))
+        check(event, "server")
+        assert event["type"] != "error", event
+        events.append(event)
+        if event["type"] == last:
+            return events

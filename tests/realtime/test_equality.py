@@ -16,7 +16,7 @@ from model.sampling import SamplingPlan
 from realtime.host import ModelHost
 from realtime.wire import decode_image, from_wire, heard_samples
 from tests.engine_helpers import SYSTEM, greedy_engine, pcm_of, run, text_of
-from tests.realtime.conformance import check
+from tests.realtime.conformance import recv_until
 from tests.realtime.conftest import ask
 from tests.realtime.inproc import server_thread
 from tests.test_live_turn import camera, speech_like
@@ -25,17 +25,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 FPS = 2.0
 LIMITS = {"max_text_tokens": 12, "max_codec_frames": 16}
-
-
-def recv_until(ws: Any, last: str) -> list[dict[str, Any]]:
-    events = []
-    while True:
-        event = json.loads(ws.recv(timeout=300))
-        check(event, "server")
-        assert event["type"] != "error", event
-        events.append(event)
-        if event["type"] == last:
-            return events
 
 
 def audio_of(events: list[dict[str, Any]]) -> np.ndarray:

@@ -18,9 +18,10 @@ from model.sampling import SamplingPlan
 from realtime.host import ModelHost
 from realtime.wire import SPECULATE, SPECULATIVE, from_wire
 from tests.engine_helpers import SYSTEM, greedy_engine, pcm_of, run, text_of
+from tests.realtime.conformance import recv_until
 from tests.realtime.conftest import ask
 from tests.realtime.inproc import server_thread
-from tests.realtime.test_equality import audio_of, recv_until
+from tests.realtime.test_equality import audio_of
 from tests.test_live_turn import speech_like
 
 pytestmark = pytest.mark.timeout(600)

@@ -15,7 +15,7 @@ from model.media_input import UserTurn
 from model.spoken_aside import audio_samples
 from model.tool_format import ToolResult, ToolSpec
 from tests.engine_helpers import greedy_engine, run
-from tests.realtime.conformance import check
+from tests.realtime.conformance import recv_until
 from tests.realtime.conftest import ask
 from tests.realtime.inproc import greedy_host, server_thread
 from tests.tools.forcing import force_reply
@@ -108,18 +108,6 @@ def notice_request(key: str) -> dict[str, Any]:
         "metadata": {"omnidesk_notice": key},
     }
     return {"type": "response.create", "response": response}
-
-
-def recv_until(ws: Any, last: str) -> list[dict[str, Any]]:
-    """Server events up to the first of type `last`, each checked against the protocol's models."""
-    events = []
-    while True:
-        event = json.loads(ws.recv(timeout=300))
-        check(event, "server")
-        assert event["type"] != "error", event
-        events.append(event)
-        if event["type"] == last:
-            return events
 
 
 def second_reply(url: str, notices: bool) -> tuple[str, dict[str, Any]]:
