@@ -8,10 +8,8 @@ ring running dry inside an unfinished turn) are counted and faded, never fatal; 
 `DeviceLost` and is reopened. What the callback plays is also copied to `far_end`, the echo
 canceller's reference.
 
-A device lost mid-reply cuts the reply where the user stopped hearing it: `BargeIn(turn_id,
-heard_samples)` after the `DeviceLost`, which the app answers by cancelling generation and keeping
-only what was heard, marked interrupted. Resuming would restart mid-sentence after a gap the user
-did not choose (and the app sends replies to text while the speaker is away).
+A device lost mid-reply cuts the reply where the user stopped hearing it (`BargeIn` after the
+`DeviceLost`: the app keeps what was heard); resuming would restart mid-sentence after a gap.
 
     player = Player(PlayerConfig(device=None), on_event=print)
     player.start()
@@ -114,8 +112,7 @@ class Player:
         return self._latency_s
 
     @property
-    def device_returns(self) -> int:
-        """Times a lost output device came back: its echo path may be another."""
+    def device_returns(self) -> int:  # a lost device back: its echo path may be another
         return self._keeper.returns
 
     @property
