@@ -143,8 +143,10 @@ class EchoCanceller:
         state = self.meter.frame(_power(raw), _power(cleaned))
         if time_s is not None:
             # Only what can be echo is timed: not a voice, not the room once the far end is quiet.
-            timed = state.far_active and state.near_evidence_db < EVIDENCE_MARGIN_DB
-            self.delay.mic(time_s, raw if timed or no_echo else np.zeros_like(raw))
+            voice = state.far_active and state.near_evidence_db >= EVIDENCE_MARGIN_DB
+            self.delay.mic(time_s, raw, timed=(state.far_active and not voice) or no_echo)
+            if voice and not no_echo:
+                state = self.meter.matched(self.delay.match())
             self._check_shift(state)
         return cleaned
 
@@ -173,6 +175,7 @@ class EchoCanceller:
         gaps = getattr(self._source, "far_end_gaps", 0)
         if gaps != self._gaps:
             self.meter.restart(STALL_HOLD_S)  # the output stalled: its sound may move where no clock shows
+            self.delay.reset()
             self._gaps = gaps
         device = getattr(self._source, "device", None)
         returns = getattr(self._source, "device_returns", 0)

@@ -23,7 +23,10 @@ stalled stream), which makes the ERLE start again, and when the residual is loud
 microphone (AEC3 subtracting an echo it has misplaced: after a stall the host can play a burst of
 audio later than its callback said, and no clock shows it). A learnt coupling below `NO_ECHO_COUPLING`
 (`no_echo`) counts as converged: there is nothing to cancel, and barge-in must be as fast as
-without a canceller.
+without a canceller. Levels cannot tell a voice from an echo AEC3 lost (after a stall the host can
+play the far end where no clock shows, and AEC3 leaks it whole for a second); the signal can: a
+microphone that is plainly a copy of the far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no
+voice worth a barge-in.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from audio_io.formats import MIC_FRAME_MS
 
@@ -55,6 +58,7 @@ MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
 ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
 STALL_HOLD_S = 2.0  # after the output stalled, no credit this long (AEC3 lost its echo for ~1 s after)
+ECHO_COPY_MATCH = 0.98  # a microphone this correlated with the far end is echo (any voice 14 dB under it)
 CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
 _TINY = 1.0
 
@@ -69,6 +73,7 @@ class EchoState:
     residual_power: float  # the cleaned frame
     erle_db: float
     converged: bool
+    far_match: float = 0.0  # how plainly the microphone is a copy of the far end (1: exactly), when asked
 
     @property
     def far_active(self) -> bool:
@@ -76,7 +81,10 @@ class EchoState:
 
     @property
     def near_evidence_db(self) -> float:
-        """How far the residual rises above the echo that may remain (dB; high: a voice in the room)."""
+        """How far the residual rises above the echo that may remain (dB; high: a voice in the room);
+        0 for a microphone that is a copy of the far end, whatever its level."""
+        if self.far_match >= ECHO_COPY_MATCH:
+            return 0.0
         return 10 * math.log10(max(self.residual_power, _TINY) / max(self.expected_residual, _TINY))
 
 
@@ -162,6 +170,13 @@ class EchoMeter:
             self._erle_db += rate * (erle - self._erle_db)
             self._active_frames += 1
         self.state = EchoState(far, bound, expected, residual_power, self._erle_db, converged)
+        return self.state
+
+    def matched(self, far_match: float) -> EchoState:
+        """The frame's microphone against the far end (`EchoDelay.match`), asked when the levels say
+        "a voice". The canceller is not made to converge again for a copy: in double talk over a
+        loud echo that would take the credit away until the user stops, and barge-in with it."""
+        self.state = replace(self.state, far_match=far_match)
         return self.state
 
     @property

@@ -15,14 +15,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from audio_io.echo_state import LEARN_S, EchoMeter
-from audio_io.formats import MIC_FRAME_MS, PLAYBACK_RATE_HZ
+from audio_io.echo_delay import EchoDelay
+from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, EchoMeter
+from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.stream_clock import StreamClock
 from audio_io.stream_keeper import RetryConfig, StreamKeeper, StreamRestarted
 from bench.rig.echo import GRID_DELAYS_MS, EchoRig, hold_gil, stop_process
 from bench.rig.listening import play_reply
 from bench.rig.pulse import VirtualAudio, wait_flowing
-from bench.rig.signals import harmonic_voice
+from bench.rig.signals import harmonic_voice, speech
 from events import AudioChunk, BargeIn, DeviceLost, DeviceRestored
 
 MIN_ATTENUATION_DB = 20.0
@@ -81,6 +82,68 @@ def test_what_was_played_before_the_output_died_stops_counting_as_far_end() -> N
     assert not meter.frame(raw_power=0.5, residual_power=0.5).far_active
     meter.played(time.perf_counter(), 3e7)
     assert meter.frame(raw_power=0.5, residual_power=0.5).far_active
+
+
+def test_a_microphone_that_copies_the_far_end_is_told_from_a_voice_over_it() -> None:
+    """The check that stops a reply pausing for an echo AEC3 lost (after a stall): the far end's copy
+    matches whatever its delay and level, a voice as loud as the echo over it does not, and a copy
+    the levels took for a voice is no evidence of one."""
+    n = 2 * MIC_RATE_HZ
+    far = (speech("Sure, here is a long answer about the weather tomorrow.", MIC_RATE_HZ)[:n] * 2e4).astype(
+        np.int16
+    )
+    voice = (speech("Wait, stop please, I have another question.", MIC_RATE_HZ)[:n] * 2e4).astype(np.int16)
+    path = round(0.3 * MIC_RATE_HZ)  # a Bluetooth speaker's delay
+    echo = np.concatenate([np.zeros(path, np.int16), (far[:-path] * 0.25).astype(np.int16)])
+    over = echo + (voice * 0.25).astype(np.int16)  # double talk, the voice as loud as the echo
+
+    def matched(mic: np.ndarray, far_end: np.ndarray) -> float:
+        delay = EchoDelay()
+        for k in range(len(mic) // MIC_FRAME_SAMPLES):
+            frame = slice(k * MIC_FRAME_SAMPLES, (k + 1) * MIC_FRAME_SAMPLES)
+            delay.far(k * MIC_FRAME_MS / 1000, far_end[frame])
+            delay.mic(k * MIC_FRAME_MS / 1000, mic[frame])
+        return delay.match()
+
+    assert matched(echo, far) > ECHO_COPY_MATCH
+    assert matched(over, far) < 0.85
+    assert matched(voice, far) < 0.5
+    assert matched(echo, np.zeros(n, np.int16)) == 0.0
+
+    meter = EchoMeter()
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 120):
+        meter.far_frame(3e7)
+        state = meter.frame(raw_power=3e6, residual_power=3e0)  # a converged canceller: 60 dB off
+    assert state.converged
+    state = meter.frame(raw_power=3e6, residual_power=3e6)  # it lost the echo: levels say "a voice"
+    assert state.near_evidence_db > 6
+    assert meter.matched(0.9).near_evidence_db > 6  # a voice 9 dB under the echo still counts
+    assert meter.matched(0.99).near_evidence_db == 0.0
+
+
+def test_a_path_is_measured_only_on_signal_after_the_clocks_moved() -> None:
+    """After a stall a measure spanning it found a 0.41 s path for a 0.16 s one, and the far end fed
+    that late leaked whole: after `reset` no measure is taken until a fresh window is in."""
+    reply = speech("Sure, here is a long answer about the weather tomorrow.", MIC_RATE_HZ)
+    far = (np.tile(reply, 3) * 2e4).astype(np.int16)
+    delay, fed = EchoDelay(), [0]
+
+    def play(path_s: float, seconds: float) -> None:
+        shift = round(path_s * MIC_RATE_HZ)
+        for _ in range(round(seconds * 1000 / MIC_FRAME_MS)):
+            k = fed[0]
+            delay.far(k * MIC_FRAME_MS / 1000, far[k * MIC_FRAME_SAMPLES : (k + 1) * MIC_FRAME_SAMPLES])
+            start = k * MIC_FRAME_SAMPLES - shift
+            delay.mic(k * MIC_FRAME_MS / 1000, (far[start : start + MIC_FRAME_SAMPLES] // 2).astype(np.int16))
+            fed[0] += 1
+
+    play(0.4, 3.0)
+    assert delay.delay_s == pytest.approx(0.4, abs=0.011)
+    delay.reset()
+    play(0.3, 1.5)  # the old path still fills most of any 2 s window
+    assert np.isnan(delay.delay_s)
+    play(0.3, 1.5)
+    assert delay.delay_s == pytest.approx(0.3, abs=0.011)
 
 
 class FakeStream:
@@ -225,8 +288,8 @@ def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
 @pytest.mark.audio
 @pytest.mark.timeout(180)
 @pytest.mark.xfail(
-    reason="open: after a stall a reply can still pause once or twice for its own echo (AEC3 loses the"
-    " echo for about a second after the host's catch-up burst; bench README)",
+    reason="rare: one pause for the reply's own echo after a stall in 1 of 4 runs of this whole file"
+    " (none in 6 runs of these tests alone and 15 traced runs; bench README), not yet traced",
     strict=False,
 )
 @pytest.mark.parametrize("stall", [hold_gil, stop_process], ids=["gil", "sigstop"])
