@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ from model.live_turn import (
     LivePrefix,
     LiveTurn,
     LiveWindow,
+    PixelRows,
     prefix_of,
+    tail_positions,
     to_model_audio,
     verified_windows,
 )
@@ -92,8 +95,15 @@ def live_segments(
         )
     if done is None:
         return prompt.turn_segments(turn, lead), None
-    fed = torch.cat([w.ids for w in live.windows[:ok]])[sum(int(s.ids.shape[0]) for s in lead) :]
-    tail_ids, media = _tail(prompt, turn, features, live.windows[:ok])
+    kept = live.windows[:ok]
+    fed = torch.cat([w.ids for w in kept])[sum(int(s.ids.shape[0]) for s in lead) :]
+    tail_ids, media, tail = _tail(prompt, turn, features, kept, live.pixels)
+    fed_media = (parts.audio_tokens(done.mel_frames), done.grids)
+    start = state.context.length + done.tokens
+    positions = tail_positions(parts.thinker.model, tail_ids, tail, live.span_start, fed_media, start)
+    if positions is not None:
+        fed_positions = [w.positions for w in kept if w.positions is not None]
+        done = replace(done, positions=torch.cat([*fed_positions, positions], dim=2))
     return [*lead, Segment(ids=torch.cat((fed, tail_ids)), kind="user", media=media)], done
 
 
@@ -204,7 +214,13 @@ def _prefill_window(prompt: PromptFormat, state: ConversationState, live: LiveTu
     positions = positions_after(parts, state, sequence, MediaIndex.of([Segment(sequence, media=partial)]))
     start, n = state.context.length + skip, int(ids.shape[0])
     out = thinker_forward(parts, state.context, ids, positions[:, :, skip : skip + n], media)
-    window = LiveWindow(ids=ids, features=features, pixels=pixels, frames=frames, grids=grids)
+    window = LiveWindow(ids=ids, features=features, frames=frames, grids=grids)
+    if pixels is not None:
+        window.pixel_rows = int(pixels.shape[0])
+        live.pixels.put(sum(w.pixel_rows for w in live.windows), pixels, spare=2 * window.pixel_rows)
+    window.positions = positions[:, :, skip : skip + n]
+    if k == 0:
+        live.span_start = int(positions[1, 0, n - int(media_ids.shape[0])])
     if parts.talker is not None:
         users = user_position_mask(full_ids, parts.im_start_id, parts.user_id)[start : start + n]
         window.talker_ids, window.talker_embeds = talker_user_embeds(parts, ids, users, out.hidden_states)
@@ -261,14 +277,16 @@ def _tail(
     turn: UserTurn,
     features: torch.Tensor,
     fed: list[LiveWindow],
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    pixels: PixelRows,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], MediaIndex]:
     """The tokens after the fed windows (the rest of the media span, the typed text, the assistant
-    start) and the media of the whole turn, the fed windows' pixels reused: only the frames after
-    them are fitted and encoded here."""
+    start), the media of the whole turn (the fed windows' pixels reused: only the frames after them
+    are fitted and encoded here) and the tail's own media, as `get_rope_index` takes them."""
     parts, processor = prompt.parts, prompt.parts.processor
     fps = None if turn.video is None else float(turn.video.fps)
     total = int(features.shape[-1])
-    tail_tokens = parts.audio_tokens(total) - parts.audio_tokens(sum(int(w.features.shape[-1]) for w in fed))
+    fed_mel = sum(int(w.features.shape[-1]) for w in fed)
+    tail_tokens = parts.audio_tokens(total) - parts.audio_tokens(fed_mel)
     content: list[dict[str, Any]] = [
         {"type": "video", "video": "camera"} if fps else {"type": "audio", "audio": "a"}
     ]
@@ -281,6 +299,7 @@ def _tail(
         "input_features": features,
         "feature_attention_mask": torch.ones((1, total), dtype=torch.int32),
     }
+    tail = MediaIndex(torch.tensor([total - fed_mel]), None, None, None)
     if fps is None:
         span = processor.audio_token * tail_tokens + after
     else:
@@ -291,13 +310,12 @@ def _tail(
         grid = video["video_grid_thw"].clone()
         interleaved, seconds_per_grid = _interleaved(prompt, grid, fps, tail_tokens)
         span = interleaved[len(processor.audio_bos_token) :] + after
+        tail = MediaIndex(tail.audio_lengths, None, grid.clone(), torch.tensor([seconds_per_grid]))
         grid[0, 0] += sum(w.grids for w in fed)
         media.update(
-            pixel_values_videos=torch.cat(
-                [*(w.pixels for w in fed if w.pixels is not None), video["pixel_values_videos"]]
-            ),
+            pixel_values_videos=pixels.put(sum(w.pixel_rows for w in fed), video["pixel_values_videos"], 0),
             video_grid_thw=grid,
             video_second_per_grid=torch.tensor([seconds_per_grid]),
         )
     ids = parts.tokenizer(span, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-    return ids, media
+    return ids, media, tail

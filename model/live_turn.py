@@ -16,20 +16,45 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.context import MediaIndex, rope_positions
+
 WINDOW_MARGIN_SAMPLES = 1600  # 0.1 s past a window: the STFT frames at its end are final
 
 
 @dataclass
 class LiveWindow:
-    """What one window fed: its tokens (the turn's lead-in too, on the first), features and pixels."""
+    """What one window fed: its tokens (the turn's lead-in too, on the first), features and frames."""
 
     ids: torch.Tensor
     features: torch.Tensor  # (1, mel bins, frames)
-    pixels: torch.Tensor | None  # rows of `pixel_values_videos` for its `grids` frame pairs
     frames: np.ndarray | None = None  # the camera frames it encoded, fitted to the pixel budget
     grids: int = 0
+    pixel_rows: int = 0  # its rows of `pixel_values_videos` (for its `grids` frame pairs)
     talker_ids: torch.Tensor | None = None
     talker_embeds: torch.Tensor | None = None
+    positions: torch.Tensor | None = None  # (4, 1, n) where its tokens were fed
+
+
+@dataclass
+class PixelRows:
+    """The turn's `pixel_values_videos` rows in one buffer with room to spare: the end of a turn
+    copies only its tail's rows, and the whole turn's rows are a view (the turn is not copied)."""
+
+    buffer: torch.Tensor | None = None
+
+    def put(self, at: int, rows: torch.Tensor, spare: int) -> torch.Tensor:
+        """Write `rows` from row `at` on (rows after `at` are dropped) and return rows [0, end);
+        the buffer grows (to a quarter more) when fewer than `spare` rows would be left after them."""
+        end = at + int(rows.shape[0])
+        old = self.buffer
+        if old is None or old.shape[0] < end + spare or old.shape[1:] != rows.shape[1:]:
+            self.buffer = rows.new_empty((end + end // 4 + spare, *rows.shape[1:]))
+            if at:
+                assert old is not None
+                self.buffer[:at] = old[:at]
+        assert self.buffer is not None
+        self.buffer[at:end] = rows
+        return self.buffer[:end]
 
 
 @dataclass
@@ -44,6 +69,8 @@ class LiveTurn:
     talker_origin: float | None = (
         None  # Thinker position of the turn's first user token, once the Talker hears it live
     )
+    span_start: int = 0  # TM-RoPE position of the turn's first media token
+    pixels: PixelRows = field(default_factory=PixelRows)
 
     @property
     def samples(self) -> int:
@@ -65,6 +92,7 @@ class LivePrefix:
     grids: int
     talker_ids: torch.Tensor | None
     talker_embeds: torch.Tensor | None
+    positions: torch.Tensor | None = None  # (4, 1, n) of the turn's whole segment, kept from the windows
 
     def remaining_media(self, media: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The processor outputs of the whole turn, less what the fed windows encoded."""
@@ -125,3 +153,39 @@ def prefix_of(live: LiveTurn, windows: int) -> LivePrefix | None:
         talker_ids=torch.cat([w.talker_ids for w in talker]) if talker else None,  # type: ignore[misc]
         talker_embeds=torch.cat([w.talker_embeds for w in talker]) if talker else None,  # type: ignore[misc]
     )
+
+
+def tail_positions(
+    model: Any, ids: torch.Tensor, tail: MediaIndex, span_start: int, fed: tuple[int, int], cache_start: int
+) -> torch.Tensor | None:
+    """(4, 1, n) positions of a live turn's tail `ids` (the rest of its media span, then text), from
+    `get_rope_index` over the tail's own media alone, shifted to where the whole turn puts them, so
+    the end of a turn does not walk the fed windows again. `fed`: the audio tokens and frame pairs
+    of the fed windows. None (compute the whole turn's) unless they end where the tail's first
+    frame pair starts in time, on whole positions."""
+    config = model.config
+    audio, visual = ids == config.audio_token_id, ids == config.video_token_id
+    fed_audio, fed_grids = fed
+    media = int((audio | visual).sum())
+    if not int(audio.sum()) or not bool((audio | visual)[:media].all()):
+        return None
+    if tail.video_grid_thw is not None:
+        assert tail.video_second_per_grid is not None
+        step = float(tail.video_second_per_grid[0].float() * config.position_id_per_seconds)
+        if step != int(step) or fed_grids * int(step) != fed_audio:
+            return None
+    opening = [config.audio_start_token_id]
+    if tail.video_grid_thw is not None:
+        opening.insert(0, config.vision_start_token_id)
+    alone = rope_positions(model, torch.cat((torch.tensor(opening), ids)), tail)[1:, 0, len(opening) :]
+    shift = span_start - len(opening) + fed_audio
+    full = alone.clone()
+    full[:, audio] += shift
+    full[0, visual] += shift
+    full[1:, visual] += shift - fed_audio
+    if not bool((full[1:, :media] <= full[0, :media]).all()):
+        return None  # the span's last position is not its last token's time: walk it whole
+    n = int(ids.shape[0])
+    full[:, media:] = full[0, :media].max() + 1 + torch.arange(n - media, dtype=full.dtype)
+    cache = torch.arange(cache_start, cache_start + n, dtype=full.dtype).view(1, -1)
+    return torch.cat((cache, full)).unsqueeze(1)

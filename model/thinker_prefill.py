@@ -74,7 +74,9 @@ def prefill(
     assistant start (the last three tokens)."""
     segment = merge_segments(segments) if len(segments) > 1 else segments[0]
     full_ids = state.context.all_ids(segment.ids)
-    positions = positions_after(parts, state, segment.ids, MediaIndex.of([segment]))
+    positions = done.positions if done is not None else None
+    if positions is None:
+        positions = positions_after(parts, state, segment.ids, MediaIndex.of([segment]))
     skip = done.tokens if done else 0
     new_ids = segment.ids[skip:]
     n = int(new_ids.shape[0])

@@ -146,3 +146,37 @@ def test_abandoned_turn_leaves_cache_and_history_as_before(demo) -> None:
     run(never, UserTurn(text="hello"), 1)
     follow_up = UserTurn(audio=tone(2.0))
     assert reply_of(engine, follow_up, 2)[0] == reply_of(never, follow_up, 2)[0]
+
+
+def test_the_end_of_a_turn_positions_its_tail_alone(demo, monkeypatch) -> None:
+    """The fed windows keep the TM-RoPE positions they were fed at: the end of a turn walks only
+    the tail (and its span's opening) through `get_rope_index`, as many tokens after 33 s as after
+    17 s; the reply still equals the one-shot reply, and the turn's segment (its pixels a view of
+    the live turn's buffer) holds what the one-shot segment holds, for a later rebuild."""
+    rope = demo.model.thinker.model
+    real = rope.get_rope_index
+    walked: list[int] = []
+
+    def counting(input_ids: torch.Tensor, *args, **kwargs):
+        walked.append(int(input_ids.shape[-1]))
+        return real(input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(rope, "get_rope_index", counting)
+    left = []
+    for seconds in (17.0, 33.0):
+        audio, frames = quantized(speech_like(seconds, seed=4)), camera(seconds, seed=4)
+        turn = UserTurn(audio=audio, video=VideoClip(frames, FPS))
+        one_shot = greedy_engine(demo, transcribe=False)
+        expected = reply_of(one_shot, turn)
+        live = greedy_engine(demo, transcribe=False)
+        feed_in_pieces(live, audio, frames, [0.5])
+        walked.clear()
+        got = reply_of(live, turn)
+        assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+        ours, theirs = (next(s for s in e.context.segments if s.media) for e in (live, one_shot))
+        assert torch.equal(ours.ids, theirs.ids) and ours.media.keys() == theirs.media.keys()
+        assert all(torch.equal(ours.media[k], theirs.media[k]) for k in ours.media)
+        stats = got[2].stats
+        left.append(stats.new_prompt_tokens - stats.live_prefilled_tokens)
+        assert sum(walked) == left[-1] + 2  # the tail after its vision and audio starts
+    assert left[0] == left[1]
