@@ -78,13 +78,25 @@ def test_voice_and_persona_reach_the_engine(qtbot: Any, rig: Any) -> None:
 
 
 def test_a_cancelled_turn_that_never_started_finishes_cancelled(qtbot: Any, rig: Any) -> None:
+    """Cancelled while still queued: it finishes cancelled and leaves no history. The worker is held
+    in the turn before it (a turn built on the worker thread), so the cancel is surely first (CI
+    once started the turn before the cancel reached it)."""
     thread, collector, _ = rig
     load(qtbot, thread, collector)
+    gate = threading.Event()
+
+    def held() -> UserTurn:
+        gate.wait(30)
+        return UserTurn(text="hi")
+
+    thread.respond(2, held)
     thread.respond(3, UserTurn(text="never mind"))
+    thread.cancel(2)
     thread.cancel(3)
+    gate.set()
     thread.truncate(3, 0)
     qtbot.waitUntil(lambda: bool(collector.of("truncated")), timeout=60_000)
-    assert collector.of("turn_finished")[0][1].cancelled
+    assert [stats.cancelled for _, stats in collector.of("turn_finished")] == [True, True]
     assert collector.of("truncated") == [(3, "")] and thread.worker.history() == []
 
 
