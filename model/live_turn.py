@@ -46,15 +46,14 @@ class PixelRows:
         """Write `rows` from row `at` on (rows after `at` are dropped) and return rows [0, end);
         the buffer grows (to a quarter more) when fewer than `spare` rows would be left after them."""
         end = at + int(rows.shape[0])
-        old = self.buffer
-        if old is None or old.shape[0] < end + spare or old.shape[1:] != rows.shape[1:]:
-            self.buffer = rows.new_empty((end + end // 4 + spare, *rows.shape[1:]))
-            if at:
-                assert old is not None
-                self.buffer[:at] = old[:at]
-        assert self.buffer is not None
-        self.buffer[at:end] = rows
-        return self.buffer[:end]
+        buffer = self.buffer
+        if buffer is None or buffer.shape[0] < end + spare or buffer.shape[1:] != rows.shape[1:]:
+            grown = rows.new_empty((end + end // 4 + spare, *rows.shape[1:]))
+            if buffer is not None:
+                grown[:at] = buffer[:at]
+            buffer = self.buffer = grown
+        buffer[at:end] = rows
+        return buffer[:end]
 
 
 @dataclass
