@@ -21,6 +21,10 @@ played could be at most, and how much AEC3 has been seen to remove from it. Once
 nothing played comes back (`EchoMeter.no_echo`: headphones), the microphone passes untouched: AEC3's
 suppressor, unaware, removed a voice 10 dB under the reply whole. Another output device (headphones
 unplugged, the speaker taking over) starts the learning again; the same device reopened keeps it.
+
+`listen` is the frame barge-in listens to: once a linear filter of our own (`linear_echo`, on the
+measured path) cancels well, its residual, which AEC3's suppressor has not ducked; else the cleaned
+frame. What the turn and the model get is always the cleaned frame.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import numpy as np
 from audio_io.echo_delay import EchoDelay
 from audio_io.echo_state import EVIDENCE_MARGIN_DB, IDLE, STALL_HOLD_S, EchoMeter, EchoState
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
+from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from audio_io.ring_buffer import SampleRing
 
 _STALE_S = 0.5  # far end heard this long before a microphone frame is skipped, not fed (AEC3 models less)
@@ -88,6 +93,10 @@ class EchoCanceller:
         self._time_base_s = math.nan
         self.meter = EchoMeter()
         self.delay = EchoDelay()
+        self.linear = LinearEcho()
+        self._far_line = FarLine()
+        self._linear_path_s = math.nan
+        self.listen = np.zeros(MIC_FRAME_SAMPLES, np.int16)
         self._shift_s, self._shift_frames = 0.0, 0
         self._device: object = None
         self._gaps = 0
@@ -141,14 +150,45 @@ class EchoCanceller:
         if no_echo:  # AEC3's suppressor would still eat a voice softer than the far end: pass it
             cleaned = raw.copy()
         state = self.meter.frame(_power(raw), _power(cleaned))
+        self.listen = cleaned
         if time_s is not None:
+            linear = None if no_echo else self._linear_residual(raw)
+            if linear is not None:
+                linear_power = _power(linear)
+                state = self.meter.linear(linear_power)
+                if self.meter.linear_converged:
+                    self.listen = np.clip(linear, -32768, 32767).astype(np.int16)
             # Only what can be echo is timed: not a voice, not the room once the far end is quiet.
             voice = state.far_active and state.near_evidence_db >= EVIDENCE_MARGIN_DB
+            # Not on a voice, nor where the far end missed the echo (the estimate only added to it).
+            quiet = state.far_active and not (voice or self.meter.linear_voice)
+            if linear is not None and quiet and linear_power <= _power(raw):
+                self.linear.adapt()
             self.delay.mic(time_s, raw, timed=(state.far_active and not voice) or no_echo)
             if voice and not no_echo:
                 state = self.meter.matched(self.delay.match())
+            if self.meter.linear_lost:
+                self.linear.reset()
+                self.meter.linear_moved()
             self._check_shift(state)
         return cleaned
+
+    def _linear_residual(self, raw: np.ndarray) -> np.ndarray | None:
+        """The microphone less the linear filter's echo estimate, placed on the measured path (None
+        while there is no measure, or the far end it needs was not fed)."""
+        path_s = self.delay.delay_s
+        if path_s != self._linear_path_s and not (math.isnan(path_s) and math.isnan(self._linear_path_s)):
+            # measured anew, or the clocks moved (no measure): learn it again
+            self.linear.reset()
+            self.meter.linear_moved()
+            self._linear_path_s = path_s
+        if not math.isfinite(path_s):
+            return None
+        frame_s = self._time_base_s + self._frames * _MIC_FRAME_S
+        far = self._far_line.block(frame_s - path_s + PRE_S)
+        if far is None:
+            return None
+        return self.linear.residual(far, raw.astype(np.float64))
 
     def _check_shift(self, state: EchoState) -> None:
         """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end was a wrong
@@ -231,7 +271,9 @@ class EchoCanceller:
             self._pending = self._pending[MIC_FRAME_SAMPLES:]
             if len(frame) < MIC_FRAME_SAMPLES:  # the player stalled
                 frame = np.concatenate([frame, np.zeros(MIC_FRAME_SAMPLES - len(frame), np.float32)])
-            self.delay.far(self._render_s, self._reverse(rtc, frame))
+            pcm = self._reverse(rtc, frame)
+            self.delay.far(self._render_s, pcm)
+            self._far_line.push(self._render_s, pcm)
             self._render_s += _MIC_FRAME_S
             pending_s += _MIC_FRAME_S
 

@@ -27,6 +27,10 @@ without a canceller. Levels cannot tell a voice from an echo AEC3 lost (after a 
 play the far end where no clock shows, and AEC3 leaks it whole for a second); the signal can: a
 microphone that is plainly a copy of the far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no
 voice worth a barge-in.
+
+AEC3's suppressor ducks the first 50 to 70 ms of a voice that starts over the echo, so once both have
+converged the evidence is weighed on the residual of our own linear filter (`linear`, `linear_echo`),
+with the attenuation it has shown as the credit: double talk is heard from its first frames.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
 STALL_HOLD_S = 2.0  # after the output stalled, no credit this long (AEC3 lost its echo for ~1 s after)
 ECHO_COPY_MATCH = 0.98  # a microphone this correlated with the far end is echo (any voice 14 dB under it)
+# A linear residual within 0.5 dB of the microphone, or above it: on the rig the far end as fed
+# sometimes missed the echo for a few frames at an onset (the estimate then adds what it subtracts);
+# a voice 10 dB over the echo is judged by AEC3 then too, which does not duck a voice that loud.
+LINEAR_BEYOND_RATIO = 10 ** (-0.5 / 10)
+LINEAR_UNCONFIRMED_FRAMES = 30  # a voice only the linear filter hears for 300 ms: it lost the echo
 CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
 _TINY = 1.0
 
@@ -102,12 +111,17 @@ class EchoMeter:
         self._ratios: collections.deque[float] = collections.deque(maxlen=window)
         self._learn_frames = round(LEARN_S * 1000 / MIC_FRAME_MS)
         self._heard_frames = 0  # far end frames that could echo, since the start
-        self._erle_db = 0.0
+        self._erle_db = self._linear_erle_db = 0.0
+        self._raw_power = 0.0
+        self._unconfirmed = 0  # frames in a row only the linear filter hears a voice in
+        self.linear_lost = False  # the linear filter's residual is no longer to be believed: reset it
+        self.linear_voice = False  # its residual rose above the echo it leaves (used or not): do not adapt
         self._active_frames = 0
         self._onset_frames = 0  # frames since the far end last became able to echo
         self._hold_frames = 0
         self._diverged_frames = 0
         self._clock_s = math.nan
+        self._clock_lost = False
         self.state = IDLE
 
     def played(self, now_s: float, power: float) -> None:
@@ -126,9 +140,17 @@ class EchoMeter:
 
     def clock(self, clock_s: float) -> bool:
         """The far end's clock; moving (at once or step by step) means the echo moved and the
-        canceller is no longer proven. True when it moved."""
+        canceller is no longer proven. True when it moved. Losing it (inf: for half a second after a
+        late callback, the player re-estimates it) unproves the canceller too: nothing is fed to AEC3
+        meanwhile while the echo goes on."""
+        if not math.isfinite(clock_s):
+            if math.isfinite(self._clock_s) and not self._clock_lost:
+                self.restart()
+            self._clock_lost = math.isfinite(self._clock_s)
+            return False
+        self._clock_lost = False
         moved = abs(clock_s - self._clock_s)
-        if math.isfinite(self._clock_s) and not (math.isfinite(moved) and moved > CLOCK_JUMP_S):
+        if math.isfinite(self._clock_s) and moved <= CLOCK_JUMP_S:
             return False
         restarted = math.isfinite(self._clock_s)
         if restarted:
@@ -138,7 +160,7 @@ class EchoMeter:
 
     def restart(self, hold_s: float = 0.0) -> None:
         """The echo may have moved: the canceller proves itself again (and not before `hold_s`)."""
-        self._erle_db = 0.0
+        self._erle_db = self._linear_erle_db = 0.0
         self._active_frames = 0
         self._hold_frames = max(self._hold_frames, round(hold_s * 1000 / MIC_FRAME_MS))
 
@@ -166,11 +188,45 @@ class EchoMeter:
         if not evidence and (learning or raw_power < NO_ECHO_POWER or erle >= ECHO_LIKE_DB):
             self._ratios.append(raw_power / far)
         if raw_power > FAR_ACTIVE_POWER:
-            rate = ERLE_SLOW if evidence else ERLE_FAST if erle > self._erle_db else ERLE_FALL
-            self._erle_db += rate * (erle - self._erle_db)
+            self._erle_db = _follow(self._erle_db, erle, evidence)
             self._active_frames += 1
+        self._raw_power = raw_power
         self.state = EchoState(far, bound, expected, residual_power, self._erle_db, converged)
         return self.state
+
+    def linear(self, residual_power: float) -> EchoState:
+        """The frame's residual after the linear filter (`linear_echo`), which has no suppressor to
+        duck a voice that starts over the echo: once both it and AEC3 have shown they cancel, the
+        evidence is weighed on it, with its own attenuation as the credit."""
+        state = self.state
+        self.linear_voice = False
+        if not state.far_active or self.no_echo:
+            return state
+        usable = self.linear_converged
+        credit_db = min(self._linear_erle_db, ERLE_CREDIT_DB) if usable else 0.0
+        expected = state.echo_bound / 10 ** (credit_db / 10)
+        linear_raw, residual_power = residual_power, min(residual_power, self._raw_power)
+        evidence = self.linear_voice = residual_power > expected * 10 ** (EVIDENCE_MARGIN_DB / 10)
+        if self._raw_power > FAR_ACTIVE_POWER:
+            erle = 10 * math.log10(max(self._raw_power, _TINY) / max(residual_power, _TINY))
+            self._linear_erle_db = _follow(self._linear_erle_db, erle, evidence)
+        if not usable or linear_raw > self._raw_power * LINEAR_BEYOND_RATIO:
+            return state  # not yet, or its estimate added as much as it took away: AEC3 judges
+        aec3_voice = state.near_evidence_db >= EVIDENCE_MARGIN_DB
+        self._unconfirmed = self._unconfirmed + 1 if evidence and not aec3_voice else 0
+        if self._unconfirmed >= LINEAR_UNCONFIRMED_FRAMES:  # a voice shows in AEC3's output by now
+            self.linear_lost = True
+        self.state = replace(state, residual_power=residual_power, expected_residual=expected)
+        return self.state
+
+    @property
+    def linear_converged(self) -> bool:
+        return self.state.converged and self._linear_erle_db >= ERLE_CONVERGED_DB
+
+    def linear_moved(self) -> None:
+        """The linear filter starts again (its path was measured anew, or it lost the echo)."""
+        self._linear_erle_db = 0.0
+        self._unconfirmed, self.linear_lost = 0, False
 
     def matched(self, far_match: float) -> EchoState:
         """The frame's microphone against the far end (`EchoDelay.match`), asked when the levels say
@@ -207,3 +263,10 @@ class EchoMeter:
             and self._onset_frames >= ONSET_FRAMES
             and self._erle_db >= ERLE_CONVERGED_DB
         )
+
+
+def _follow(erle_db: float, frame_erle_db: float, evidence: bool) -> float:
+    """An attenuation estimate after one more frame: fast up on echo alone, slowly down (double talk
+    under the evidence margin must not make a converged canceller look unconverged)."""
+    rate = ERLE_SLOW if evidence else ERLE_FAST if frame_erle_db > erle_db else ERLE_FALL
+    return erle_db + rate * (frame_erle_db - erle_db)

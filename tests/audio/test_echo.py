@@ -8,6 +8,7 @@ replies per cell and the two extreme gains at every delay; `bench.audio` runs al
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from audio_io.echo_delay import EchoDelay
 from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, EchoMeter
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
+from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from audio_io.stream_clock import StreamClock
 from audio_io.stream_keeper import RetryConfig, StreamKeeper, StreamRestarted
 from bench.rig.echo import GRID_DELAYS_MS, EchoRig, hold_gil, stop_process
@@ -72,6 +74,24 @@ def test_an_echo_as_loud_as_the_reply_is_no_evidence_before_convergence() -> Non
         meter.far_frame(3e7)
         state = meter.frame(raw_power=3e7, residual_power=3e7)  # AEC3 has removed nothing yet
     assert not state.converged and state.near_evidence_db < 6
+
+
+def test_a_far_end_clock_lost_while_the_echo_goes_on_unconverges_the_canceller() -> None:
+    """For half a second after a late callback the player re-estimates its clock (inf) and nothing
+    is fed to AEC3, so the echo passes whole: a canceller still counted as converged let the reply's
+    own echo barge in (up to 7 a minute in bench.audio's 40 ms path on a loaded machine)."""
+    meter = EchoMeter()
+    assert not meter.clock(math.inf) and not meter.clock(10.0)  # not playing yet, then anchored: no move
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 120):
+        meter.far_frame(3e7)
+        state = meter.frame(raw_power=3e6, residual_power=3e0)
+    assert state.converged and not meter.clock(10.001)
+    meter.clock(math.inf)
+    assert not meter.frame(raw_power=3e6, residual_power=3e6).converged  # the echo, uncancelled
+    assert meter.frame(raw_power=3e6, residual_power=3e6).near_evidence_db < 6
+    assert not meter.clock(10.002)  # found again where it was: nothing more to prove
+    meter.clock(math.inf)
+    assert meter.clock(10.1)  # found elsewhere: the echo moved
 
 
 def test_what_was_played_before_the_output_died_stops_counting_as_far_end() -> None:
@@ -144,6 +164,68 @@ def test_a_path_is_measured_only_on_signal_after_the_clocks_moved() -> None:
     assert np.isnan(delay.delay_s)
     play(0.3, 1.5)
     assert delay.delay_s == pytest.approx(0.3, abs=0.011)
+
+
+def test_the_linear_filter_hears_a_voice_from_its_first_frame_over_the_echo() -> None:
+    """AEC3's suppressor ducks the first 50 to 70 ms of a voice that starts over the echo; the linear
+    filter's residual has no suppressor: once converged the voice is evidence from its first frames,
+    the echo alone never is, before the voice or after it (adaptation stopped while it spoke)."""
+    rng = np.random.default_rng(3)
+    reply = speech("Sure, here is a long answer about the weather tomorrow.", MIC_RATE_HZ) * 2e4
+    far = np.tile(reply, 3)[: 9 * MIC_RATE_HZ].astype(np.float64)
+    path, onset, until = round(0.15 * MIC_RATE_HZ), 6 * MIC_RATE_HZ, 7 * MIC_RATE_HZ
+    echo = np.concatenate([np.zeros(path), 0.5 * far[:-path]]) + rng.normal(0, 3, len(far))
+    voice = np.zeros(len(far))
+    voice[onset:until] = (
+        speech("Wait, stop please, I have another question.", MIC_RATE_HZ)[: until - onset] * 1e4
+    )
+    mic = echo + voice  # from 6 s to 7 s, the voice about 6 dB under the echo
+
+    def power(x: np.ndarray, k: int) -> float:
+        return float(np.mean(x[k * MIC_FRAME_SAMPLES : (k + 1) * MIC_FRAME_SAMPLES] ** 2))
+
+    voiced = [k for k in range(len(far) // MIC_FRAME_SAMPLES) if power(voice, k) > 1e5]
+    first, ducked = voiced[0], 7  # AEC3 passes the voice from 70 ms on, and 30 dB of the echo
+    meter, linear, line = EchoMeter(), LinearEcho(), FarLine()
+    evidence = []
+    for k in range(len(far) // MIC_FRAME_SAMPLES):
+        frame = slice(k * MIC_FRAME_SAMPLES, (k + 1) * MIC_FRAME_SAMPLES)
+        line.push(k * MIC_FRAME_MS / 1000, far[frame])
+        meter.far_frame(power(far, k))
+        passed = power(voice, k) if k >= first + ducked else power(voice, k) / 1e3
+        state = meter.frame(raw_power=power(mic, k), residual_power=power(echo, k) / 1e3 + passed)
+        block = line.block(k * MIC_FRAME_MS / 1000 - path / MIC_RATE_HZ + PRE_S)
+        if block is not None:
+            state = meter.linear(float(np.mean(linear.residual(block, mic[frame]) ** 2)))
+            if state.near_evidence_db < 6 and not meter.linear_voice:
+                linear.adapt()
+        evidence.append(state.near_evidence_db if state.far_active else 0.0)
+    assert meter.linear_converged
+    assert max(evidence[first : first + 3]) >= 6, evidence[first - 2 : first + 5]
+    echo_alone = evidence[300 : onset // MIC_FRAME_SAMPLES] + evidence[until // MIC_FRAME_SAMPLES + 20 :]
+    assert max(echo_alone) < 6, max(echo_alone)
+    assert np.mean([evidence[k] >= 6 for k in voiced]) > 0.8
+
+
+def test_a_linear_filter_that_lost_the_echo_is_not_believed() -> None:
+    """The far end as fed missed the echo at an onset (seen on the rig), or the path moved under the
+    filter (which stops adapting while it hears a voice): its residual is then the echo itself."""
+    meter = EchoMeter()
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 120):
+        meter.far_frame(3e7)
+        meter.frame(raw_power=3e6, residual_power=3e0)
+        meter.linear(3e2)  # 40 dB off
+    assert meter.linear_converged
+    meter.frame(raw_power=3e6, residual_power=3e0)
+    assert meter.linear(3e6 * 1.5).near_evidence_db < 6  # the estimate added to the echo: AEC3 judges
+    for _ in range(29):  # a voice as loud as the echo that AEC3's output does not show (yet)
+        meter.frame(raw_power=3e6, residual_power=3e0)
+        assert meter.linear(1.5e6).near_evidence_db > 6 and not meter.linear_lost
+    meter.frame(raw_power=3e6, residual_power=3e0)
+    meter.linear(1.5e6)
+    assert meter.linear_lost  # 300 ms and AEC3 never showed it: the filter lost the echo
+    meter.linear_moved()
+    assert not meter.linear_converged and not meter.linear_lost
 
 
 class FakeStream:
