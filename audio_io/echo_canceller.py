@@ -126,6 +126,7 @@ class EchoCanceller:
         does not depend on when frames happen to be processed; without it, everything played so far.
         """
         if self._apm is None:
+            self.listen = frame
             return frame
         from livekit import rtc
 

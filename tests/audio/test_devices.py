@@ -225,7 +225,7 @@ def test_barge_in_silences_playback_and_reports_what_was_heard(devices: VirtualA
             # The monitor: the reply from its start to where it stopped is what the user heard.
             recorded = monitor.samples()
             start, quality = find_offset(recorded, reply[:PLAYBACK_RATE_HZ])
-            assert quality > 0.99
+            assert quality > 0.9  # by chance ~0.1; a recording glitch under load once left 0.936
             loud = np.flatnonzero(np.abs(recorded[start:]) > 1e-3)
             heard_on_monitor = int(loud[-1]) + 1
             assert np.max(np.abs(recorded[start + heard_on_monitor :])) < 1e-3
