@@ -60,11 +60,12 @@ class AudioLoop:
         if self._on_frame is not None:
             self._on_frame(frame)
         events: list[object] = []
-        if self.barge_in is not None and self.echo is not None:
-            heard = MicFrame(self.echo.listen, frame.index, frame.time_s)
-            events += self.barge_in.process(heard, self.echo.state)
-        elif self.barge_in is not None:
-            events += self.barge_in.process(frame)
+        if self.barge_in is not None:
+            if self.echo is None:
+                events += self.barge_in.process(frame)
+            else:  # what the canceller says barge-in should hear (`EchoCanceller.listen`)
+                heard = MicFrame(self.echo.listen, frame.index, frame.time_s)
+                events += self.barge_in.process(heard, self.echo.state)
         events += self.turns.process(frame)
         return events
 

@@ -150,7 +150,8 @@ class EchoCanceller:
         no_echo = self.meter.no_echo
         if no_echo:  # AEC3's suppressor would still eat a voice softer than the far end: pass it
             cleaned = raw.copy()
-        state = self.meter.frame(_power(raw), _power(cleaned))
+        raw_power = _power(raw)
+        state = self.meter.frame(raw_power, _power(cleaned))
         self.listen = cleaned
         if time_s is not None:
             linear = None if no_echo else self._linear_residual(raw)
@@ -163,7 +164,7 @@ class EchoCanceller:
             voice = state.far_active and state.near_evidence_db >= EVIDENCE_MARGIN_DB
             # Not on a voice, nor where the far end missed the echo (the estimate only added to it).
             quiet = state.far_active and not (voice or self.meter.linear_voice)
-            if linear is not None and quiet and linear_power <= _power(raw):
+            if linear is not None and quiet and linear_power <= raw_power:
                 self.linear.adapt()
             self.delay.mic(time_s, raw, timed=(state.far_active and not voice) or no_echo)
             if voice and not no_echo:

@@ -75,35 +75,29 @@ class LinearEcho:
 
 
 class FarLine:
-    """The far end as fed to the canceller (one frame per 10 ms of heard time), kept contiguous, so a
-    block at any heard time can be read sample exact; a frame off the grid starts it afresh."""
+    """The far end as fed to the canceller (one frame per 10 ms of heard time), kept contiguous in a
+    ring, so a block at any heard time can be read sample exact; a frame off the grid starts it afresh."""
 
     def __init__(self, seconds: float = 1.0) -> None:
         self._samples = np.zeros(round(seconds * MIC_RATE_HZ))
+        self._written = 0  # samples pushed since the line last started
         self._end_s = math.nan  # heard time just after the last sample
-        self._filled = 0
 
-    def clear(self) -> None:
-        self._end_s, self._filled = math.nan, 0
-
-    def push(self, time_s: float, pcm: np.ndarray) -> bool:
-        """A far end frame heard from `time_s`; False when it does not follow the last (started afresh)."""
-        follows = math.isfinite(self._end_s) and abs(time_s - self._end_s) < 0.5 / MIC_RATE_HZ
-        if not follows:
-            self._filled = 0
-        n = len(pcm)
-        self._samples = np.roll(self._samples, -n)
-        self._samples[-n:] = pcm
-        self._filled = min(len(self._samples), self._filled + n)
-        self._end_s = time_s + n / MIC_RATE_HZ
-        return follows
+    def push(self, time_s: float, pcm: np.ndarray) -> None:
+        """A far end frame heard from `time_s`."""
+        if not (math.isfinite(self._end_s) and abs(time_s - self._end_s) < 0.5 / MIC_RATE_HZ):
+            self._written = 0
+        at = np.arange(self._written, self._written + len(pcm)) % len(self._samples)
+        self._samples[at] = pcm
+        self._written += len(pcm)
+        self._end_s = time_s + len(pcm) / MIC_RATE_HZ
 
     def block(self, start_s: float) -> np.ndarray | None:
         """`MIC_FRAME_SAMPLES` heard from `start_s`, or None when not all of it was fed."""
         if not math.isfinite(self._end_s):
             return None
         back = round((self._end_s - start_s) * MIC_RATE_HZ)
-        if back < MIC_FRAME_SAMPLES or back > self._filled:
+        if back < MIC_FRAME_SAMPLES or back > min(self._written, len(self._samples)):
             return None
-        at = len(self._samples) - back
-        return self._samples[at : at + MIC_FRAME_SAMPLES].copy()
+        first = self._written - back
+        return self._samples[np.arange(first, first + MIC_FRAME_SAMPLES) % len(self._samples)]
