@@ -1,8 +1,10 @@
 """The microphone: a PortAudio input stream delivering 16 kHz mono int16 frames of 10 ms to a queue.
 
-The stream runs at the device's native rate; its callback only copies into a preallocated ring. A
-worker thread resamples (soxr) and cuts frames, each stamped with the `time.perf_counter()` time its
-first sample reached the microphone. A lost device gives `DeviceLost` and is reopened (`StreamKeeper`).
+The stream runs at 16 kHz where the device takes it (a sound server converts as it captures), else at
+the device's own rate; its callback only copies into a preallocated ring. A worker thread resamples
+(soxr, which passes 16 kHz through untouched) and cuts frames, each stamped with the
+`time.perf_counter()` time its first sample reached the microphone. A lost device gives `DeviceLost`
+and is reopened (`StreamKeeper`).
 
     mic = Microphone(MicrophoneConfig(device="USB"), on_event=print)
     mic.start()
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from audio_io.devices import AudioDevice
+from audio_io.devices import AudioDevice, stream_rate_hz
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock
@@ -40,6 +42,7 @@ class MicrophoneConfig:
     device: str | None = None  # substring of a device name; None for the system default
     block_ms: int = 10
     latency: str | float = "low"  # PortAudio's suggested latency
+    rate_hz: int | None = MIC_RATE_HZ  # asked of the device, else its own; None: its own (resampled here)
     ring_ms: int = 2_000
     queue_frames: int = 1_000  # 10 s; when nobody reads, the oldest frames are dropped
     retry: RetryConfig = field(default_factory=lambda: RetryConfig(restart_gap_s=None))
@@ -79,6 +82,7 @@ class Microphone:
 
     @property
     def native_rate_hz(self) -> float:
+        """The rate the input stream runs at (16 kHz unless the device refused it)."""
         return self._rate_hz
 
     @property
@@ -114,7 +118,8 @@ class Microphone:
     def _open_stream(self, device: AudioDevice, finished: Any) -> Any:
         import sounddevice as sd
 
-        rate = device.default_sample_rate_hz or MIC_RATE_HZ
+        wanted = self.config.rate_hz or int(device.default_sample_rate_hz) or MIC_RATE_HZ
+        rate = stream_rate_hz(device, "input", wanted)
         block = max(1, round(rate * self.config.block_ms / 1000))
         ring = SampleRing(int(rate * self.config.ring_ms / 1000), np.float32)
         clock = StreamClock()

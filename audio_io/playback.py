@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from audio_io.devices import AudioDevice, output_rate_hz
+from audio_io.devices import AudioDevice, stream_rate_hz
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock, output_delay_s
@@ -304,7 +304,7 @@ class Player:
     def _open_stream(self, device: AudioDevice, finished: Any) -> Any:
         import sounddevice as sd
 
-        rate = output_rate_hz(device, PLAYBACK_RATE_HZ)
+        rate = stream_rate_hz(device, "output", PLAYBACK_RATE_HZ)
         block = max(1, round(rate * self.config.block_ms / 1000))
         callback = self._make_callback(block, max(1, round(rate * self.config.fade_ms / 1000)))
         stream = sd.OutputStream(

@@ -2,7 +2,9 @@
 
     python -m bench.audio --json [--quick]
 
-Prints barge_in_ms_median / barge_in_ms_max (user speech onset at the microphone to silence at the
+Prints microphone_delivery_ms (a click into the microphone to its frame out of the Microphone, the
+stream at 16 kHz) against microphone_delivery_ms_resampled_here (at the device's rate, soxr converting),
+barge_in_ms_median / barge_in_ms_max (user speech onset at the microphone to silence at the
 loudspeaker monitor), underruns (playback while a CPU-heavy torch loop runs in another thread),
 self_interruptions_per_min (the assistant's speech looped from the speaker into the microphone with
 delay and gain, AEC on) and echo_attenuation_db (microphone level in / out of the echo canceller).
@@ -48,12 +50,60 @@ def run(quick: bool) -> dict[str, Any]:
         player = Player(PlayerConfig(device=SPEAKER))
         player.start()
         wait_flowing(player._progress)
+        result.update(microphone_delivery(quick))
         result.update(barge_in_latency(player, quick))
         result.update(underruns_under_load(player, quick))
         result.update(self_interruptions(player, quick))
         player.stop()
         result.update(run_echo(quick, audio))
     return result
+
+
+def microphone_delivery(quick: bool) -> dict[str, Any]:
+    """A click played into the microphone to its first 10 ms frame out of `Microphone.frames`, median
+    over clicks: the stream at 16 kHz (the sound server converts as it captures), then at the
+    device's own rate (soxr converts here, as for a device that takes no other)."""
+    from audio_io.formats import MIC_RATE_HZ
+    from audio_io.microphone import Microphone, MicrophoneConfig
+    from bench.rig.pulse import MIC, MIC_FEED, Feeder, wait_flowing
+
+    feeder = Feeder(MIC_FEED)
+    rates = {"microphone_delivery_ms": MIC_RATE_HZ, "microphone_delivery_ms_resampled_here": None}
+    result: dict[str, Any] = {}
+    try:
+        for key, rate in rates.items():
+            with Microphone(MicrophoneConfig(device=MIC, rate_hz=rate)) as mic:
+                wait_flowing(mic.frames.qsize, blocks=30)
+                delays = [_click_delay_ms(mic, feeder) for _ in range(8 if quick else 20)]
+            heard = [d for d in delays if d is not None]
+            result[key] = round(float(np.median(heard)), 1) if heard else None
+    finally:
+        feeder.close()
+    return result
+
+
+def _click_delay_ms(mic: Any, feeder: Any) -> float | None:
+    """ms from the feeder playing a 10 ms click to the microphone's first frame holding it."""
+    import queue
+
+    from bench.rig.pulse import SINK_RATE_HZ
+
+    click = np.zeros(int(0.05 * SINK_RATE_HZ), np.float32)
+    click[: int(0.01 * SINK_RATE_HZ)] = 0.5
+    while not mic.frames.empty():
+        mic.frames.get_nowait()
+    started = feeder.play(click)
+    deadline = time.perf_counter() + 1.0
+    delay = None
+    while delay is None and time.perf_counter() < deadline:
+        try:
+            frame = mic.frames.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if np.abs(frame.pcm).max() > 8000 and started:
+            delay = (time.perf_counter() - started[0]) * 1000
+    time.sleep(0.2)  # the click played out before the next
+    return delay
 
 
 def barge_in_latency(player: Any, quick: bool) -> dict[str, Any]:

@@ -62,15 +62,21 @@ def test_devices_listed_and_unknown_name_is_a_clear_error(devices: VirtualAudio)
     assert SPEAKER in str(error.value)
 
 
-def test_microphone_delivers_16k_frames_of_what_the_mic_hears(devices: VirtualAudio) -> None:
+@pytest.mark.parametrize("converts", ["sound_server", "soxr"])
+def test_microphone_delivers_16k_frames_of_what_the_mic_hears(devices: VirtualAudio, converts: str) -> None:
+    """PulseAudio takes 16 kHz and converts as it captures; a device that only takes its own rate
+    (a bare ALSA card) is resampled here, which the second case stands for."""
+    config = MicrophoneConfig(device=MIC, rate_hz=MIC_RATE_HZ if converts == "sound_server" else None)
     feeder = Feeder(MIC_FEED)
     try:
-        with Listening(TurnDetector()) as listening:
+        with Listening(TurnDetector(), mic_config=config) as listening:
             signal = speech("One two three four five", SINK_RATE_HZ)
             feeder.play(np.concatenate([signal, silence(0.3, SINK_RATE_HZ)]), wait=True)
             time.sleep(0.3)
             audio, indices, times = listening.recording()
-        assert listening.mic.native_rate_hz > 0
+        own_rate = find_device(MIC, "input").default_sample_rate_hz
+        assert own_rate != MIC_RATE_HZ  # so the second case resamples
+        assert listening.mic.native_rate_hz == (MIC_RATE_HZ if converts == "sound_server" else own_rate)
         assert all(len(f.pcm) == MIC_FRAME_SAMPLES and f.pcm.dtype == np.int16 for f in listening.frames)
         assert np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices)))
         assert np.all(np.diff(times) > 0)
