@@ -63,11 +63,14 @@ ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
 STALL_HOLD_S = 2.0  # after the output stalled, no credit this long (AEC3 lost its echo for ~1 s after)
 ECHO_COPY_MATCH = 0.98  # a microphone this correlated with the far end is echo (any voice 14 dB under it)
-# A linear residual within 0.5 dB of the microphone, or above it: on the rig the far end as fed
-# sometimes missed the echo for a few frames at an onset (the estimate then adds what it subtracts);
-# a voice 10 dB over the echo is judged by AEC3 then too, which does not duck a voice that loud.
-LINEAR_BEYOND_RATIO = 10 ** (-0.5 / 10)
 LINEAR_UNCONFIRMED_FRAMES = 30  # a voice only the linear filter hears for 300 ms: it lost the echo
+# A microphone this much like the far end is at least 90 % echo: a filter that cancels takes 9 dB or
+# more off it, one that lost the echo (seen on the rig: 0.2 to 3 dB off, match 0.92 to 1.0) less. The
+# match is over the last 80 ms, so the first frames of a voice over the echo look the same: AEC3 judges
+# such a frame, and only 50 ms of them in a row restart the filter.
+LINEAR_LOST_MATCH = 0.95
+LINEAR_LOST_DB = 6.0
+LINEAR_LOST_FRAMES = 5
 CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
 _TINY = 1.0
 
@@ -113,7 +116,10 @@ class EchoMeter:
         self._heard_frames = 0  # far end frames that could echo, since the start
         self._erle_db = self._linear_erle_db = 0.0
         self._raw_power = 0.0
+        self._aec3_state = IDLE  # the frame's state as AEC3's output gave it
+        self._linear_judges = False  # the frame's state is the linear filter's residual, not AEC3's
         self._unconfirmed = 0  # frames in a row only the linear filter hears a voice in
+        self._untaken = 0  # frames in a row much like the far end that the linear filter took little off
         self.linear_lost = False  # the linear filter's residual is no longer to be believed: reset it
         self.linear_voice = False  # its residual rose above the echo it leaves (used or not): do not adapt
         self._active_frames = 0
@@ -165,6 +171,7 @@ class EchoMeter:
         self._hold_frames = max(self._hold_frames, round(hold_s * 1000 / MIC_FRAME_MS))
 
     def frame(self, raw_power: float, residual_power: float) -> EchoState:
+        self._linear_judges = False
         self._forget_played(time.perf_counter())
         far = max(max(self._far, default=0.0), max((p for _, p in self._played), default=0.0))
         self._hold_frames = max(0, self._hold_frames - 1)
@@ -198,7 +205,7 @@ class EchoMeter:
         """The frame's residual after the linear filter (`linear_echo`), which has no suppressor to
         duck a voice that starts over the echo: once both it and AEC3 have shown they cancel, the
         evidence is weighed on it, with its own attenuation as the credit."""
-        state = self.state
+        state = self._aec3_state = self.state
         self.linear_voice = False
         if not state.far_active or self.no_echo:
             return state
@@ -207,16 +214,22 @@ class EchoMeter:
         expected = state.echo_bound / 10 ** (credit_db / 10)
         linear_raw, residual_power = residual_power, min(residual_power, self._raw_power)
         evidence = self.linear_voice = residual_power > expected * 10 ** (EVIDENCE_MARGIN_DB / 10)
+        self._untaken = self._untaken if evidence else 0
         if self._raw_power > FAR_ACTIVE_POWER:
             erle = 10 * math.log10(max(self._raw_power, _TINY) / max(residual_power, _TINY))
             self._linear_erle_db = _follow(self._linear_erle_db, erle, evidence)
-        if not usable or linear_raw > self._raw_power * LINEAR_BEYOND_RATIO:
-            return state  # not yet, or its estimate added as much as it took away: AEC3 judges
+        # A residual at or above the microphone: on the rig the far end as fed sometimes missed the echo
+        # for a few frames at an onset (the estimate then adds what it takes away); AEC3 judges. Just
+        # under it is a voice over a quiet stretch of echo (0.1 to 0.3 dB on the rig), which AEC3 ducks:
+        # with a 0.5 dB margin here, double talk at gain 1.0 was heard up to 30 ms later.
+        if not usable or linear_raw >= self._raw_power:
+            return state
         aec3_voice = state.near_evidence_db >= EVIDENCE_MARGIN_DB
         self._unconfirmed = self._unconfirmed + 1 if evidence and not aec3_voice else 0
         if self._unconfirmed >= LINEAR_UNCONFIRMED_FRAMES:  # a voice shows in AEC3's output by now
             self.linear_lost = True
         self.state = replace(state, residual_power=residual_power, expected_residual=expected)
+        self._linear_judges = True
         return self.state
 
     @property
@@ -226,13 +239,23 @@ class EchoMeter:
     def linear_moved(self) -> None:
         """The linear filter starts again (its path was measured anew, or it lost the echo)."""
         self._linear_erle_db = 0.0
-        self._unconfirmed, self.linear_lost = 0, False
+        self._unconfirmed = self._untaken = 0
+        self.linear_lost = False
 
     def matched(self, far_match: float) -> EchoState:
         """The frame's microphone against the far end (`EchoDelay.match`), asked when the levels say
         "a voice". The canceller is not made to converge again for a copy: in double talk over a
-        loud echo that would take the credit away until the user stops, and barge-in with it."""
-        self.state = replace(self.state, far_match=far_match)
+        loud echo that would take the credit away until the user stops, and barge-in with it. The
+        linear filter's residual is not believed on a copy it took little off (AEC3 judges that frame),
+        and 50 ms of them in a row mean it lost the echo: it starts again."""
+        state = replace(self.state, far_match=far_match)
+        took_off_db = 10 * math.log10(max(self._raw_power, _TINY) / max(state.residual_power, _TINY))
+        untaken = self._linear_judges and far_match >= LINEAR_LOST_MATCH and took_off_db < LINEAR_LOST_DB
+        self._untaken = self._untaken + 1 if untaken else 0
+        if untaken:
+            self.linear_lost = self.linear_lost or self._untaken >= LINEAR_LOST_FRAMES
+            state = replace(self._aec3_state, far_match=far_match)
+        self.state = state
         return self.state
 
     @property
