@@ -56,11 +56,8 @@ class GlobalTalkKey(QObject):
         self._listener = listener
 
     def stop(self) -> None:
-        """Stop listening, and wait for the listener's thread: left running, it still talks to the X
-        server, and dies with a broken pipe when that goes away."""
         if self._listener is not None:
             self._listener.stop()
-            self._listener.join(timeout=2.0)
             self._listener = None
 
     def _canonical(self, key: Any) -> Any:
