@@ -170,8 +170,7 @@ class EchoCanceller:
             if voice and not no_echo:
                 state = self.meter.matched(self.delay.match())
             if self.meter.linear_lost:
-                self.linear.reset()
-                self.meter.linear_moved()
+                self._restart_linear()
             self._check_shift(state)
         return cleaned
 
@@ -180,9 +179,7 @@ class EchoCanceller:
         while there is no measure, or the far end it needs was not fed)."""
         path_s = self.delay.delay_s
         if path_s != self._linear_path_s and not (math.isnan(path_s) and math.isnan(self._linear_path_s)):
-            # measured anew, or the clocks moved (no measure): learn it again
-            self.linear.reset()
-            self.meter.linear_moved()
+            self._restart_linear()  # measured anew, or the clocks moved (no measure): learn it again
             self._linear_path_s = path_s
         if not math.isfinite(path_s):
             return None
@@ -191,6 +188,10 @@ class EchoCanceller:
         if far is None:
             return None
         return self.linear.residual(far, raw.astype(np.float64))
+
+    def _restart_linear(self) -> None:
+        self.linear.reset()
+        self.meter.linear_moved()
 
     def _check_shift(self, state: EchoState) -> None:
         """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end was a wrong
