@@ -12,6 +12,11 @@ A watchdog catches the smaller failure: a stream that flowed, then stops calling
 is restarted on the same device at once, reported as `StreamRestarted` and logged, not as a lost
 device. Time this process itself was stopped (SIGSTOP, a call holding the GIL) is not counted: the
 watchdog's own late wake-ups say when that was.
+
+PortAudio's start and close can block for good on a device that just went away and came back (its
+ALSA host over PulseAudio does). Both run on a helper thread that is waited for a bounded time, while
+the keeper's own thread holds `STREAM_SETUP_LOCK`: a call that never returns is left behind (a start
+that returns late closes its stream) and holds up no other stream.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class RetryConfig:
     max_retry_s: float = 2.0
     poll_s: float = 0.02
     restart_gap_s: float | None = 0.5  # callbacks missing this long, once flowing: restart (None: never)
+    call_timeout_s: float = 3.0  # a start or close not back by then is left behind (a start: failed)
 
 
 class StreamKeeper:
@@ -104,22 +110,28 @@ class StreamKeeper:
 
     def _open(self, device: AudioDevice) -> None:
         finished = threading.Event()  # one per stream: closing an old stream must not flag the new one
+        timeout_s = self._retry.call_timeout_s
         with STREAM_SETUP_LOCK:
             stream = self._open_stream(device, finished.set)
+
+            def close() -> None:
+                _close_stream(stream, timeout_s)
+
             try:
-                stream.start()
+                started = _call_within(stream.start, timeout_s, if_late=close)
             except Exception:
-                _close_quietly(stream)
+                close()
                 raise
+        if not started:
+            message = f"the {self.kind} stream on {device.name!r} did not start within {timeout_s:g} s"
+            log.warning("%s; left behind", message)
+            raise StreamStartTimeout(message)
         self._stream, self.device, self._finished = stream, device, finished
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            # A dead device can make close() block; never let that hang the caller.
-            closer = threading.Thread(target=_close_quietly, args=(stream,), daemon=True)
-            closer.start()
-            closer.join(timeout=1.0)
+            _close_stream(stream, self._retry.call_timeout_s)
 
     def _watch(self) -> None:
         if self._stream is None:
@@ -217,9 +229,46 @@ class StreamKeeper:
         except Exception:
             return
         if old_stream is not None:
-            _close_quietly(old_stream)
+            _close_stream(old_stream, self._retry.call_timeout_s)
 
 
-def _close_quietly(stream: Any) -> None:
+class StreamStartTimeout(RuntimeError):
+    """PortAudio's start did not return in time (the device went away while it started)."""
+
+
+def _close_stream(stream: Any, timeout_s: float) -> None:
+    """Close under the set-up lock, waiting for it at most `timeout_s` (a dead device can block it)."""
     with STREAM_SETUP_LOCK, contextlib.suppress(Exception):
-        stream.close(ignore_errors=True)
+        _call_within(lambda: stream.close(ignore_errors=True), timeout_s, if_late=lambda: None)
+
+
+def _call_within(call: Callable[[], None], timeout_s: float, if_late: Callable[[], None]) -> bool:
+    """Run `call` on a helper thread and wait at most `timeout_s`: True when it returned (what it
+    raised is raised here), False when not: it runs on, and `if_late` runs once it returns."""
+    gate = threading.Lock()
+    outcome: list[BaseException | None] = []
+    abandoned = threading.Event()
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            call()
+        except Exception as caught:
+            error = caught
+        with gate:
+            outcome.append(error)
+            late = abandoned.is_set()
+        if late:
+            with contextlib.suppress(Exception):
+                if_late()
+
+    helper = threading.Thread(target=run, name="audio-stream-call", daemon=True)
+    helper.start()
+    helper.join(timeout_s)
+    with gate:
+        if not outcome:
+            abandoned.set()
+            return False
+    if outcome[0] is not None:
+        raise outcome[0]
+    return True

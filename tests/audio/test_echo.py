@@ -21,7 +21,6 @@ from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, LINEAR_LOST_FRAMES, Ec
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from audio_io.stream_clock import StreamClock
-from audio_io.stream_keeper import RetryConfig, StreamKeeper, StreamRestarted
 from bench.rig.echo import GRID_DELAYS_MS, EchoRig, hold_gil, stop_process
 from bench.rig.listening import play_reply
 from bench.rig.pulse import VirtualAudio, wait_flowing
@@ -254,61 +253,6 @@ def test_a_copy_of_the_far_end_the_linear_filter_took_little_off_is_an_echo_it_l
     meter.frame(raw_power=3e6, residual_power=3e0)
     meter.linear(3e6 / 1.3)  # a voice over the echo the filter does not judge until it cancels again
     assert meter.matched(0.5).near_evidence_db < 6
-
-
-class FakeStream:
-    """A stream whose callback is a thread and can stop without finishing. A test double because a
-    PulseAudio stream that stops calling back while its device stays cannot be made on demand."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.silent = False
-        self._closed = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._closed.wait(0.01):
-            if not self.silent:
-                self.calls += 1
-
-    def close(self, ignore_errors: bool = True) -> None:
-        self._closed.set()
-
-
-def test_watchdog_restarts_a_silent_stream_but_not_a_stalled_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    from audio_io import stream_keeper
-    from audio_io.devices import AudioDevice
-
-    device = AudioDevice(0, "fake", 0, 1, 48_000.0, False, True)
-    monkeypatch.setattr(stream_keeper, "find_device", lambda name, kind: device)
-    streams: list[FakeStream] = []
-    events: list[object] = []
-
-    def open_stream(device: AudioDevice, finished: object) -> FakeStream:
-        streams.append(FakeStream())
-        return streams[-1]
-
-    keeper = StreamKeeper(
-        "output", "fake", open_stream, lambda: sum(s.calls for s in streams), events.append, RetryConfig()
-    )
-    keeper.start()
-    try:
-        wait_flowing(lambda: sum(s.calls for s in streams), blocks=30)
-        hold_gil(0.4)  # the whole process stalls: no restart
-        time.sleep(0.3)
-        assert events == [] and len(streams) == 1
-        streams[0].silent = True  # the stream alone stops calling back
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not events:
-            time.sleep(0.01)
-        assert [type(e) for e in events] == [StreamRestarted] and len(streams) == 2
-        restarted = events[0]
-        assert isinstance(restarted, StreamRestarted) and restarted.kind == "output"
-        wait_flowing(lambda: streams[1].calls, blocks=10)
-    finally:
-        keeper.stop()
 
 
 # -- PulseAudio ------------------------------------------------------------------------------------
