@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from audio_io.device_probe import opens_in_child
 from audio_io.devices import AudioDevice, stream_rate_hz
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.ring_buffer import SampleRing
@@ -72,6 +73,7 @@ class Microphone:
             lambda: self._callbacks,
             self._emit,
             self.config.retry,
+            probe=opens_in_child,
         )
 
     # -- public -----------------------------------------------------------------------------------

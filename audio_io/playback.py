@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from audio_io.device_probe import opens_in_child
 from audio_io.devices import AudioDevice, stream_rate_hz
 from audio_io.formats import PLAYBACK_RATE_HZ
 from audio_io.ring_buffer import SampleRing
@@ -77,11 +78,9 @@ class Player:
         # Shared with the callback: plain attributes, each written by one side.
         self._turn_open = False
         self._paused = False
-        self._gain = 1.0
-        self._gain_target = 1.0
+        self._gain = self._gain_target = 1.0
         self._audible = False
-        self._flush_seq = 0
-        self._flush_ack = 0
+        self._flush_seq = self._flush_ack = 0
         self._flush_pos = 0
         self._cut_pos = 0
         self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
@@ -94,6 +93,7 @@ class Player:
             lambda: self._callbacks,
             self._emit,
             self.config.retry,
+            probe=opens_in_child,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class StreamRestarted:
 
 
 OpenStream = Callable[[AudioDevice, Callable[[], None]], Any]  # (device, finished_callback) -> stream
+Probe = Callable[[str | None, DeviceKind], bool]  # (device name or None for the default, kind) -> opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +73,17 @@ class StreamKeeper:
         progress: Callable[[], int],
         on_event: EventSink,
         retry: RetryConfig,
+        probe: Probe | None = None,
     ) -> None:
+        """`probe`, when given, is asked before a lost or awaited device is opened again
+        (`device_probe.opens_in_child`: a failing open can crash the process that makes it)."""
         self.kind = kind
         self.device_name = device_name
         self._open_stream = open_stream
         self._progress = progress
         self._on_event = on_event
         self._retry = retry
+        self._probe = probe
         self._stream: Any = None
         self.device: AudioDevice | None = None
         self.losses = 0
@@ -200,11 +205,16 @@ class StreamKeeper:
         candidates = [self.device_name, None] if self.device_name is not None else [None]
         for name in candidates:
             try:
+                if self._probe_says_no(name):
+                    continue
                 self._open(find_device(name, self.kind))
                 return True
             except Exception:  # PortAudioError, a vanished device, a rate it refuses: try the next
                 continue
         return False
+
+    def _probe_says_no(self, name: str | None) -> bool:
+        return self._probe is not None and not self._probe(name, self.kind)
 
     _next_probe_s = 0.0
 
@@ -222,6 +232,8 @@ class StreamKeeper:
         try:
             preferred = find_device(self.device_name, self.kind)
         except UnknownDeviceError:
+            return
+        if self._probe_says_no(self.device_name):
             return
         old_stream = self._stream
         try:

@@ -13,6 +13,7 @@ import pytest
 import soxr
 
 from audio_io.barge_in import BargeInConfig, BargeInMonitor
+from audio_io.device_probe import opens_in_child
 from audio_io.devices import UnknownDeviceError, find_device, list_devices
 from audio_io.echo_canceller import EchoCancellerConfig
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
@@ -337,10 +338,13 @@ def test_device_loss_is_reported_and_recovered(devices: VirtualAudio) -> None:
         assert lost == [("input", MIC), ("output", SPEAKER)]
         time.sleep(1.0)  # retries fail while the sinks are gone, without new events or exceptions
         assert len([e for e in events if isinstance(e, DeviceLost)]) == 2
+        # Each retry first asks a child process whether the device opens: it is gone.
+        assert not opens_in_child(SPEAKER, "output") and not opens_in_child(MIC, "input")
         devices.load_sink("speaker")
         devices.load_sink("mic")
         wait_flowing(player._progress, timeout_s=20)
         wait_flowing(mic._progress, timeout_s=20)
+        assert opens_in_child(SPEAKER, "output") and opens_in_child(MIC, "input")
         assert player.device is not None and player.device.name == SPEAKER
         assert mic.device is not None and mic.device.name == MIC
         # The reply the speaker lost was cut where it was last heard (`BargeIn` after `DeviceLost`,
