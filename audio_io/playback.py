@@ -84,7 +84,7 @@ class Player:
         self._flush_pos = 0
         self._cut_pos = 0
         self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
-        self._clock = StreamClock(settle_s=0.5)
+        self._clock = StreamClock()
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
         self._keeper = StreamKeeper(
             "output",
