@@ -2,6 +2,8 @@
 
 A stage that loops over the microphone's queue until stopped; events go to `on_event` from this
 thread (the app forwards them to the Qt thread). `on_frame` sees every cleaned frame (level meters).
+A frame a stage fails on (a bug, the echo canceller's native library) is dropped, not the thread:
+the echo canceller starts afresh, and without it if the fresh one fails too; a `Problem` says so.
 
     loop = AudioLoop(mic, TurnDetector(), on_event, echo=EchoCanceller(...), barge_in=BargeInMonitor(player))
     mic.start(); loop.start()
@@ -9,7 +11,9 @@ thread (the app forwards them to the Qt thread). `on_frame` sees every cleaned f
 
 from __future__ import annotations
 
+import logging
 import queue
+import time
 from collections.abc import Callable
 
 from audio_io.barge_in import BargeInMonitor
@@ -17,7 +21,11 @@ from audio_io.echo_canceller import EchoCanceller
 from audio_io.microphone import MicFrame, Microphone
 from audio_io.stream_keeper import EventSink
 from audio_io.turn_detector import TurnDetector
+from events import Problem
 from worker_thread import WorkerThread
+
+log = logging.getLogger(__name__)
+REPORT_EVERY_S = 30.0  # a stage that keeps failing is logged and reported at most this often
 
 
 class AudioLoop:
@@ -39,6 +47,9 @@ class AudioLoop:
         self._on_frame = on_frame
         self._worker = WorkerThread("audio-loop")
         self._stop = self._worker.stop_requested
+        self.failures = 0
+        self._failed_last = False  # the previous frame failed too
+        self._reported_s = -REPORT_EVERY_S
 
     def start(self) -> None:
         self._worker.start(self._run)
@@ -76,5 +87,35 @@ class AudioLoop:
                 frame = frames.get(timeout=0.05)
             except queue.Empty:
                 continue
-            for event in self.process(frame):
+            try:
+                events = self.process(frame)
+            except Exception as error:  # listening must outlive any one frame
+                self._recover(error)
+                continue
+            self._failed_last = False
+            for event in events:
                 self._on_event(event)
+
+    def _recover(self, error: Exception) -> None:
+        """After a failed frame: a fresh echo canceller (its state may be what failed), none when the
+        fresh one failed as well; the first failure, and one per `REPORT_EVERY_S`, logged and reported."""
+        self.failures += 1
+        if self.echo is not None:
+            self.echo = None if self._failed_last else _fresh(self.echo)
+            what = "echo cancellation is off" if self.echo is None else "echo cancellation started afresh"
+        else:
+            what = "the frame was dropped"
+        self._failed_last = True
+        now = time.monotonic()
+        if now - self._reported_s >= REPORT_EVERY_S:
+            self._reported_s = now
+            log.error("audio processing failed on a microphone frame; %s", what, exc_info=error)
+            self._on_event(Problem(f"Audio processing failed ({type(error).__name__}: {error}); {what}."))
+
+
+def _fresh(echo: EchoCanceller) -> EchoCanceller | None:
+    try:
+        return echo.fresh()
+    except Exception:
+        log.exception("a fresh echo canceller failed to start")
+        return None

@@ -110,6 +110,10 @@ class EchoCanceller:
                 high_pass_filter=config.high_pass_filter,
             )
 
+    def fresh(self) -> EchoCanceller:
+        """A new canceller on the same far end and settings, learning from nothing (this one failed)."""
+        return type(self)(self.config, self._source, self.input_latency_s)
+
     @property
     def delay_ms(self) -> int:
         return round(self.config.extra_delay_ms)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import soxr
 
+from audio_io.audio_loop import AudioLoop
 from audio_io.barge_in import BargeInConfig, BargeInMonitor
 from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
-from audio_io.microphone import MicFrame
+from audio_io.microphone import MicFrame, Microphone, MicrophoneConfig
 from audio_io.ring_buffer import SampleRing
 from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.vad import VoiceActivity
 from bench.rig.signals import pink_noise, silence, speech, white_noise
-from events import SpeechEnded, SpeechProgress, SpeechStarted
+from events import Problem, SpeechEnded, SpeechProgress, SpeechStarted
 
 
 def frames_of(signal: np.ndarray, t0: float = 100.0) -> list[MicFrame]:
@@ -200,3 +203,31 @@ def test_echo_canceller_aligns_by_time_even_when_its_loop_lags() -> None:
     half = len(raw) // 2  # after convergence
     attenuation_db = 10 * np.log10(np.sum(raw[half:] ** 2) / max(np.sum(cleaned[half:] ** 2), 1e-9))
     assert attenuation_db > 20
+
+
+def test_a_frame_the_echo_canceller_fails_on_is_dropped_and_listening_goes_on() -> None:
+    """The native AEC3 instance gone (livekit answered "handle not found" once on the rig, and the
+    audio thread died with it): that frame is dropped, the canceller starts afresh, a `Problem` says
+    so, and the user's next words are heard."""
+    mic = Microphone(MicrophoneConfig())  # never started: the test fills its queue
+    events: list[object] = []
+    echo = EchoCanceller(EchoCancellerConfig(), PlayedFarEnd(silence(1.0, PLAYBACK_RATE_HZ), 100.0))
+    loop = AudioLoop(mic, TurnDetector(), events.append, echo=echo)
+    echo._apm._ffi_handle.dispose()
+    voice = np.concatenate([silence(0.3, MIC_RATE_HZ), speech("Can you hear me now?", MIC_RATE_HZ)])
+    loop.start()
+    try:
+        for frame in frames_of(np.concatenate([voice, silence(1.5, MIC_RATE_HZ)])):
+            mic.frames.put(frame, timeout=5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(isinstance(e, SpeechEnded) for e in events):
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+    problems = [e for e in events if isinstance(e, Problem)]
+    assert len(problems) == 1 and "echo cancellation started afresh" in problems[0].message, problems
+    assert loop.failures == 1 and loop.echo is not None and loop.echo is not echo
+    assert [type(e) for e in events if isinstance(e, (SpeechStarted, SpeechEnded))] == [
+        SpeechStarted,
+        SpeechEnded,
+    ]
