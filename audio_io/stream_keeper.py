@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[object], None]
 FLOWING_CALLBACKS = 20  # callbacks after an open before the stream counts as flowing (starts come in fits)
+PREFERRED_PROBE_S = 5.0  # on the fallback device, how often the named one is looked for (a child process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,7 @@ class StreamKeeper:
     def _probe_preferred(self, now: float) -> None:
         if now < self._next_probe_s:
             return
-        self._next_probe_s = now + self._retry.max_retry_s
+        self._next_probe_s = now + PREFERRED_PROBE_S
         try:
             preferred = find_device(self.device_name, self.kind)
         except UnknownDeviceError:
