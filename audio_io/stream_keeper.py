@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,36 +253,29 @@ class StreamStartTimeout(RuntimeError):
 def _close_stream(stream: Any, timeout_s: float) -> None:
     """Close under the set-up lock, waiting for it at most `timeout_s` (a dead device can block it)."""
     with STREAM_SETUP_LOCK, contextlib.suppress(Exception):
-        _call_within(lambda: stream.close(ignore_errors=True), timeout_s, if_late=lambda: None)
+        _call_within(lambda: stream.close(ignore_errors=True), timeout_s)
 
 
-def _call_within(call: Callable[[], None], timeout_s: float, if_late: Callable[[], None]) -> bool:
+def _call_within(
+    call: Callable[[], None], timeout_s: float, if_late: Callable[[], None] | None = None
+) -> bool:
     """Run `call` on a helper thread and wait at most `timeout_s`: True when it returned (what it
     raised is raised here), False when not: it runs on, and `if_late` runs once it returns."""
-    gate = threading.Lock()
-    outcome: list[BaseException | None] = []
-    abandoned = threading.Event()
+    outcome: futures.Future[None] = futures.Future()
 
     def run() -> None:
-        error: BaseException | None = None
         try:
             call()
-        except Exception as caught:
-            error = caught
-        with gate:
-            outcome.append(error)
-            late = abandoned.is_set()
-        if late:
-            with contextlib.suppress(Exception):
-                if_late()
+        except Exception as error:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(None)
 
-    helper = threading.Thread(target=run, name="audio-stream-call", daemon=True)
-    helper.start()
-    helper.join(timeout_s)
-    with gate:
-        if not outcome:
-            abandoned.set()
-            return False
-    if outcome[0] is not None:
-        raise outcome[0]
+    threading.Thread(target=run, name="audio-stream-call", daemon=True).start()
+    if not futures.wait([outcome], timeout=timeout_s).done:
+        if if_late is not None:
+            late = if_late
+            outcome.add_done_callback(lambda _: late())  # at once if it returned meanwhile
+        return False
+    outcome.result()
     return True
