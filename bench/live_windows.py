@@ -1,14 +1,17 @@
 """How often a window prefilled while the user speaks is kept at the end of the turn:
 `python -m bench.live_windows --json`.
 
-The audio encoder's 8 s windows are prefilled live; at the end of the turn each is kept only if its
-log-mel features equal the whole turn's. They do not when a later sound is louder than everything
-before it: the feature extractor floors every cell at (the turn's loudest cell - 80 dB), and a cell
-of the window that lay under the new floor changes. The turns here are realistic: espeak-ng
-sentences in four languages, with pauses, over a microphone's noise floor (pink noise at -65 and
--50 dBFS) or background talk 20 dB down, sent as the app sends them (24 kHz PCM, resampled by the
-server's own resampler). The features are the real checkpoint's (Whisper, 128 bins, windows of
-`n_window_infer` frames, from its config in `model/configs`).
+The audio encoder's 8 s windows are prefilled live; at the end of the turn each is kept only if it
+encoded what the whole turn holds. The engine floors each window's log-mel cells by the turn up to
+that window (`model/turn_features.py`); transformers' extractor floors them by the whole clip (its
+loudest cell - 80 dB), which a later, louder sound moves. Both rules run here on the same turns: the
+engine's (`live_windows_kept_ratio`) and the whole-clip floor (`..._whole_clip_floor`), with what
+the engine's rule gives the model that the extractor's would not (cells that differ, by how much,
+and how far under the turn's loudest cell they lie). The turns are realistic: espeak-ng sentences
+in four languages, with pauses, over a microphone's noise floor (pink noise at -65 and -50 dBFS) or
+background talk 20 dB down, sent as the app sends them (24 kHz PCM in 20 ms chunks, resampled by the
+server's own resampler chunk by chunk). The features are the real checkpoint's (Whisper, 128 bins,
+windows of `n_window_infer` frames, from its config in `model/configs`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench.rig.signals import babble, mix_at_snr, pink_noise, say
 from realtime.wire import WIRE_RATE_HZ
@@ -73,13 +77,14 @@ def with_room(audio: np.ndarray, room: str, seed: int) -> np.ndarray:
 
 
 def as_server_hears(audio: np.ndarray) -> np.ndarray:
-    """int16 on the wire, then the server's resampler to the model's 16 kHz, as one stream."""
+    """int16 on the wire in 20 ms chunks, then the server's resampler to the model's 16 kHz."""
     from realtime.wire import from_wire
 
     wire = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
     resampler = from_wire()
-    head = resampler.push(wire)
-    return np.concatenate([head, resampler.push(np.zeros(0, np.float32), last=True)])
+    chunk = WIRE_RATE_HZ // 50
+    pieces = [resampler.push(wire[i : i + chunk]) for i in range(0, wire.size, chunk)]
+    return np.concatenate([*pieces, resampler.push(np.zeros(0, np.float32), last=True)])
 
 
 def audio_config() -> tuple[int, int]:
@@ -90,23 +95,37 @@ def audio_config() -> tuple[int, int]:
     return int(config["num_mel_bins"]), int(config["n_window_infer"])
 
 
-def kept_windows(extractor: Any, audio: np.ndarray, window: int) -> tuple[int, int]:
-    """(windows kept, windows fed): each window's features as the live prefill computed them (the
-    turn up to the window's end and its margin) against the whole turn's."""
-    from model.live_turn import WINDOW_MARGIN_SAMPLES
+def kept_windows(extractor: Any, audio: np.ndarray, window: int) -> dict[str, float]:
+    """Windows fed and kept under both rules, each window's features computed as the live prefill
+    computes them (from the turn up to its end and margin), and the cells where the rules differ."""
+    from model.turn_features import final_windows, turn_features, window_end, window_features
 
-    def features(x: np.ndarray) -> np.ndarray:
-        return extractor(x, sampling_rate=16_000, return_tensors="np", padding=False)["input_features"][0]
+    def extracted(x: np.ndarray) -> torch.Tensor:
+        return extractor(x, sampling_rate=16_000, return_tensors="pt", padding=False)["input_features"]
 
-    whole = features(audio)
     hop = int(extractor.hop_length)
-    fed = (audio.size - WINDOW_MARGIN_SAMPLES) // (window * hop)
-    kept = 0
-    for k in range(1, fed + 1):
-        live = features(audio[: k * window * hop + WINDOW_MARGIN_SAMPLES])
-        cells = slice((k - 1) * window, k * window)
-        kept += bool(np.array_equal(live[:, cells], whole[:, cells]))
-    return kept, fed
+    ours, whole = turn_features(extractor, audio, window), extracted(audio)
+    fed = final_windows(audio.size, hop, window)
+    kept = kept_whole_clip = 0
+    loudest = None
+    for k in range(fed):
+        cells = slice(k * window, (k + 1) * window)
+        live, loudest = window_features(extractor, audio[: window_end(k, hop, window)], k, window, loudest)
+        kept += bool(torch.equal(live, ours[..., cells]))
+        clip = extracted(audio[: window_end(k, hop, window)])[..., cells]
+        kept_whole_clip += bool(torch.equal(clip, whole[..., cells]))
+    differs = ours != whole
+    gap = (whole - ours)[differs] * 4 * 10  # features are (log10 power + 4) / 4
+    depth = (whole.max() - ours[differs]) * 4 * 10
+    return {
+        "fed": fed,
+        "kept": kept,
+        "kept_whole_clip": kept_whole_clip,
+        "cells": int(ours.numel()),
+        "cells_changed": int(differs.sum()),
+        "changed_db_max": float(gap.max()) if gap.numel() else 0.0,
+        "changed_under_loudest_db_min": float(depth.min()) if depth.numel() else float("inf"),
+    }
 
 
 def run(turns_per_cell: int, seconds: float) -> dict[str, Any]:
@@ -114,18 +133,30 @@ def run(turns_per_cell: int, seconds: float) -> dict[str, Any]:
 
     bins, window = audio_config()
     extractor = WhisperFeatureExtractor(feature_size=bins)
-    cells: dict[str, dict[str, int]] = {}
+    cells: dict[str, dict[str, float]] = {}
     for room in ("pink_-65dbfs", "pink_-50dbfs", "babble_20db"):
         for language in SENTENCES:
-            kept = fed = 0
-            for seed in range(turns_per_cell):
-                audio = as_server_hears(with_room(turn_audio(language, seconds, seed), room, seed))
-                k, n = kept_windows(extractor, audio, window)
-                kept, fed = kept + k, fed + n
-            cells[f"{room}/{language}"] = {"kept": kept, "fed": fed}
-    kept_all = sum(c["kept"] for c in cells.values())
-    fed_all = sum(c["fed"] for c in cells.values())
-    return {"live_windows_kept_ratio": kept_all / fed_all, "windows_fed": fed_all, "by_room_language": cells}
+            heard = [
+                as_server_hears(with_room(turn_audio(language, seconds, s), room, s))
+                for s in range(turns_per_cell)
+            ]
+            cells[f"{room}/{language}"] = _totals([kept_windows(extractor, audio, window) for audio in heard])
+    total = _totals(list(cells.values()))
+    return {
+        "live_windows_kept_ratio": total["kept"] / total["fed"],
+        "live_windows_kept_ratio_whole_clip_floor": total["kept_whole_clip"] / total["fed"],
+        "windows_fed": total["fed"],
+        "cells_changed_share": total["cells_changed"] / total["cells"],
+        "changed_cells_db_max": total["changed_db_max"],
+        "changed_cells_under_loudest_db_min": total["changed_under_loudest_db_min"],
+        "by_room_language": cells,
+    }
+
+
+def _totals(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Counts summed, `_max` and `_min` figures as the extreme over `rows`."""
+    pick = {"_max": max, "_min": min}
+    return {key: pick.get(key[-4:], sum)([row[key] for row in rows]) for key in rows[0]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import torch
 from model.context import MediaIndex, Segment, user_position_mask
 from model.conversation_state import ConversationState
 from model.live_turn import (
-    WINDOW_MARGIN_SAMPLES,
     LivePrefix,
     LiveTurn,
     LiveWindow,
@@ -30,6 +29,7 @@ from model.model_parts import ModelParts
 from model.prompt import PromptFormat
 from model.talker_prompt import talker_user_embeds
 from model.thinker_prefill import crop_cache, positions_after, thinker_forward
+from model.turn_features import final_windows, turn_features, window_end, window_features
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def live_segments(
         crop_cache(state.context, live.mark)
         state.talker.live = 0
         return prompt.turn_segments(turn, lead), None
-    features = _features(parts, prepare_audio(turn.audio, turn.audio_rate_hz))
-    ok = _kept_windows(live, features, turn)
+    audio = prepare_audio(turn.audio, turn.audio_rate_hz)
+    ok = _kept_windows(live, audio, turn)
     done = prefix_of(live, ok)
     crop_cache(state.context, live.mark + (done.tokens if done else 0))
     if live.talker_origin is not None:
@@ -96,6 +96,8 @@ def live_segments(
     if done is None:
         return prompt.turn_segments(turn, lead), None
     kept = live.windows[:ok]
+    extractor, mel = parts.processor.feature_extractor, parts.audio_window[0]
+    features = turn_features(extractor, audio, mel, [w.features for w in kept], kept[-1].loudest)
     fed = torch.cat([w.ids for w in kept])[sum(int(s.ids.shape[0]) for s in lead) :]
     tail_ids, media, tail = _tail(prompt, turn, features, kept, live.pixels)
     fed_media = (parts.audio_tokens(done.mel_frames), done.grids)
@@ -107,13 +109,13 @@ def live_segments(
     return [*lead, Segment(ids=torch.cat((fed, tail_ids)), kind="user", media=media)], done
 
 
-def _kept_windows(live: LiveTurn, features: torch.Tensor, turn: UserTurn) -> int:
+def _kept_windows(live: LiveTurn, audio: np.ndarray, turn: UserTurn) -> int:
     """The fed windows that stay: those that encoded what the whole turn holds, less any that
     would leave the tail without a camera frame (a turn can end just after a window)."""
     video = turn.video
     if (None if video is None else float(video.fps)) != live.fps:
         return 0
-    ok = verified_windows(live, features, video)
+    ok = verified_windows(live, audio, video)
     fed_frames = [0 if w.frames is None else int(w.frames.shape[0]) for w in live.windows]
     while video is not None and ok and sum(fed_frames[:ok]) >= len(video.frames):
         ok -= 1
@@ -123,7 +125,7 @@ def _kept_windows(live: LiveTurn, features: torch.Tensor, turn: UserTurn) -> int
 def _window_ready(parts: ModelParts, live: LiveTurn) -> bool:
     mel, _tokens = parts.audio_window
     k = len(live.windows) + 1
-    if live.samples < k * mel * int(parts.processor.feature_extractor.hop_length) + WINDOW_MARGIN_SAMPLES:
+    if final_windows(live.samples, int(parts.processor.feature_extractor.hop_length), mel) < k:
         return False
     if live.fps is None:
         return True
@@ -138,18 +140,6 @@ def _frames_per_window(parts: ModelParts, fps: float) -> int | None:
     frames = seconds * fps
     pair = int(parts.processor.video_processor.temporal_patch_size)
     return int(frames) if fps > 0 and frames == int(frames) and int(frames) % pair == 0 else None
-
-
-def _features(parts: ModelParts, audio: np.ndarray) -> torch.Tensor:
-    """Log-mel features (1, bins, frames) of 16 kHz audio, as the processor computes them."""
-    return parts.processor.feature_extractor(
-        [audio],
-        sampling_rate=MODEL_AUDIO_RATE_HZ,
-        padding=True,
-        truncation=False,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )["input_features"]
 
 
 def _interleaved(
@@ -174,7 +164,9 @@ def _prefill_window(prompt: PromptFormat, state: ConversationState, live: LiveTu
     parts = prompt.parts
     mel, tokens = parts.audio_window
     k = len(live.windows)
-    features = _features(parts, live.audio_array())[..., k * mel : (k + 1) * mel]
+    loudest = live.windows[-1].loudest if live.windows else None
+    extractor = parts.processor.feature_extractor
+    features, loudest = window_features(extractor, live.audio_array(), k, mel, loudest)
     config = parts.model.config.thinker_config
     media: dict[str, torch.Tensor] = {
         "input_features": features,
@@ -214,7 +206,8 @@ def _prefill_window(prompt: PromptFormat, state: ConversationState, live: LiveTu
     positions = positions_after(parts, state, sequence, MediaIndex.of([Segment(sequence, media=partial)]))
     start, n = state.context.length + skip, int(ids.shape[0])
     out = thinker_forward(parts, state.context, ids, positions[:, :, skip : skip + n], media)
-    window = LiveWindow(ids=ids, features=features, frames=frames, grids=grids)
+    samples = window_end(k, int(extractor.hop_length), mel)
+    window = LiveWindow(ids, features, loudest, samples, frames=frames, grids=grids)
     if pixels is not None:
         window.pixel_rows = int(pixels.shape[0])
         live.pixels.put(sum(w.pixel_rows for w in live.windows), pixels, spare=2 * window.pixel_rows)

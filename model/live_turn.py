@@ -3,9 +3,10 @@
 The audio encoder attends within fixed windows of `n_window_infer` mel frames (8 s), and the vision
 encoder within each pair of frames, so a window of audio with its camera frames encodes the same
 whether the rest of the turn exists or not. Each window is fed to the Thinker once its features are
-final; at the end of the turn the one-shot prompt is built as usual and compared with what was fed:
-the windows that match stay in the KV cache, anything after the first mismatch (a louder sound later
-moves the feature extractor's floor, say) is cropped and prefilled again with the rest.
+final (`turn_features.py`: a window's features never change after that, however loud the rest of
+the turn is); at the end of the turn what was fed is compared with the turn as it came: the windows
+whose audio and frames match stay in the KV cache, anything after the first mismatch is cropped and
+prefilled again with the rest.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import torch
 
 from model.context import MediaIndex, rope_positions
 
-WINDOW_MARGIN_SAMPLES = 1600  # 0.1 s past a window: the STFT frames at its end are final
-
 
 @dataclass
 class LiveWindow:
@@ -27,6 +26,8 @@ class LiveWindow:
 
     ids: torch.Tensor
     features: torch.Tensor  # (1, mel bins, frames)
+    loudest: torch.Tensor  # the loudest log-mel cell of the turn through this window: its floor
+    samples: int  # the turn's audio this window's features depend on (its end and margin)
     frames: np.ndarray | None = None  # the camera frames it encoded, fitted to the pixel budget
     grids: int = 0
     pixel_rows: int = 0  # its rows of `pixel_values_videos` (for its `grids` frame pairs)
@@ -116,22 +117,24 @@ def to_model_audio(chunk: Any) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def verified_windows(live: LiveTurn, features: torch.Tensor, video: Any | None) -> int:
-    """How many fed windows encoded exactly what the whole turn holds: the same mel features (the
-    extractor's floor follows the loudest sound, so a later, louder one changes earlier features)
-    and the same camera frames (`video`'s, compared as they came, before fitting)."""
-    mel = frame = 0
+def verified_windows(live: LiveTurn, audio: np.ndarray, video: Any | None) -> int:
+    """How many fed windows encoded exactly what the whole turn holds: the same audio up to the end
+    of each (its features depend on nothing else) and the same camera frames (`video`'s, compared
+    as they came, before fitting)."""
+    fed = live.audio_array()
+    n = min(fed.size, audio.size)
+    differs = np.flatnonzero(fed[:n] != audio[:n])
+    same = int(differs[0]) if differs.size else n
+    frame = 0
     for count, window in enumerate(live.windows):
-        n = int(window.features.shape[-1])
-        if not torch.equal(features[..., mel : mel + n], window.features):
+        if window.samples > same:
             return count
         if window.frames is not None:
             m = window.frames.shape[0]
-            fed = live.frames[frame : frame + m]
-            if video is None or not _same_frames(video.frames[frame : frame + m], fed):
+            fed_frames = live.frames[frame : frame + m]
+            if video is None or not _same_frames(video.frames[frame : frame + m], fed_frames):
                 return count
             frame += m
-        mel += n
     return len(live.windows)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.context import MEDIA_KEYS, Segment
@@ -20,6 +21,7 @@ from model.media_input import (
 )
 from model.model_parts import ModelParts
 from model.tool_format import tool_response_text
+from model.turn_features import turn_features
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,19 @@ class PromptFormat:
             **video_kwargs,
         )
         media = {k: torch.as_tensor(inputs[k]) for k in MEDIA_KEYS if inputs.get(k) is not None}
+        if audio is not None:
+            media["input_features"] = self._audio_features(audio[0], media["input_features"])
         return [*lead, Segment(ids=inputs["input_ids"][0], kind="user", media=media)]
+
+    def _audio_features(self, audio: np.ndarray, processed: torch.Tensor) -> torch.Tensor:
+        """The turn's features floored window by window (`turn_features.py`), as the live prefill
+        feeds them, in place of the processor's, floored by the whole turn."""
+        extractor = self.parts.processor.feature_extractor
+        features = turn_features(extractor, audio, self.parts.audio_window[0])
+        if features.shape != processed.shape:
+            shapes = f"{tuple(features.shape)} against the processor's {tuple(processed.shape)}"
+            raise RuntimeError(f"audio features of shape {shapes}")
+        return features.to(processed.dtype)
 
     def video_kwargs(self, fps: float) -> dict[str, Any]:
         """The video processor's options for camera frames already fitted to the budget."""

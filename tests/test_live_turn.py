@@ -104,12 +104,37 @@ def test_awkward_pieces_across_window_boundaries_equal_one_shot(demo) -> None:
     assert got[2].stats.live_prefilled_tokens > 0
 
 
-def test_a_louder_ending_redoes_the_windows_it_changed(demo) -> None:
-    """Digital silence, then speech: the feature floor moves with the loudest sound, so the first
-    window encoded during the silence is stale and must be redone, and the reply still matches."""
+def test_a_louder_ending_keeps_the_windows_fed_before_it(demo) -> None:
+    """Digital silence, then speech: the whole turn's loudest sound would move the extractor's floor
+    under the first window, but a window is floored by the turn up to its own end, so it stays in
+    the cache, and the reply equals the one-shot reply of the same turn."""
     audio = np.concatenate([np.zeros(9 * RATE, np.float32), speech_like(4.0)])
     audio = quantized(audio)
-    assert live_prefilled_tokens(demo, UserTurn(audio=audio), None, 1.0, windows=1) == 0
+    assert live_prefilled_tokens(demo, UserTurn(audio=audio), None, 1.0, windows=1) > 0
+
+
+def test_audio_that_differs_from_what_was_fed_redoes_the_windows_from_there(demo) -> None:
+    """The turn that ends is checked against the audio fed while it was spoken: a sample changed
+    in the second window keeps the first and prefills the rest again, and the reply still equals
+    the one-shot reply of the turn as it ended."""
+    fed = quantized(speech_like(18.0, seed=4))
+    audio = fed.copy()
+    audio[12 * RATE] += 1
+    turn = UserTurn(audio=audio)
+    expected = reply_of(greedy_engine(demo), turn)
+    live = greedy_engine(demo)
+    assert feed_in_pieces(live, fed, None, [1.0]) == 2
+    got = reply_of(live, turn)
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+    first_window = reply_of_window_tokens(demo, fed)
+    assert got[2].stats.live_prefilled_tokens == first_window
+
+
+def reply_of_window_tokens(demo, audio: np.ndarray) -> int:
+    """The tokens a live turn keeps when only its first window matches."""
+    live = greedy_engine(demo)
+    feed_in_pieces(live, audio[: 9 * RATE], None, [1.0])
+    return reply_of(live, UserTurn(audio=audio[: 9 * RATE]))[2].stats.live_prefilled_tokens
 
 
 def test_a_frame_that_differs_from_the_one_fed_redoes_its_window(demo) -> None:
