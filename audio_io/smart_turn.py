@@ -42,8 +42,9 @@ def mel_filters() -> np.ndarray:
     return np.maximum(0.0, np.minimum(down, up)) * (2.0 / (edges[2:] - edges[:-2]))
 
 
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """(N_MELS, 800) features of the last `WINDOW_S` seconds of float `audio` (16 kHz)."""
+def log_mel(audio: np.ndarray, loudest: float | None = None) -> np.ndarray:
+    """(N_MELS, 800) features of the last `WINDOW_S` seconds of float `audio` (16 kHz), floored
+    under their loudest cell (or under `loudest`, a log10 mel power, to see what a floor does)."""
     n = WINDOW_S * MIC_RATE_HZ
     x = np.asarray(audio, np.float32)[-n:]
     x = np.pad(x, (n - x.size, 0))
@@ -52,7 +53,8 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
     power = np.abs(np.fft.rfft(frames * np.hanning(N_FFT + 1)[:-1], axis=-1)) ** 2
     mel = np.log10(np.maximum(power @ mel_filters(), 1e-10)).T[:, :-1]
-    return ((np.maximum(mel, mel.max() - 8.0) + 4.0) / 4.0).astype(np.float32)
+    top = mel.max() if loudest is None else loudest
+    return ((np.maximum(mel, top - 8.0) + 4.0) / 4.0).astype(np.float32)
 
 
 class SmartTurn:
@@ -68,5 +70,9 @@ class SmartTurn:
         x = np.asarray(audio)
         if np.issubdtype(x.dtype, np.integer):
             x = x.astype(np.float32) / 32768.0
-        (probability,) = self._session.run(None, {"input_features": log_mel(x)[None]})
+        return self.score(log_mel(x))
+
+    def score(self, features: np.ndarray) -> float:
+        """The probability for (N_MELS, 800) features as `log_mel` gives them."""
+        (probability,) = self._session.run(None, {"input_features": features[None]})
         return float(probability.reshape(-1)[0])

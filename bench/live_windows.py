@@ -128,12 +128,48 @@ def kept_windows(extractor: Any, audio: np.ndarray, window: int) -> dict[str, fl
     }
 
 
+def trained_model_shift(turns: list[np.ndarray], extractor: Any, window: int) -> dict[str, float]:
+    """How far a model trained on Whisper features (Smart Turn v3.2's Whisper-tiny encoder, which
+    reads 8 s) moves its score when a window's floor lies as far under the whole turn's as the
+    engine's rule puts it, against the same window read 10 ms later: a change no user controls."""
+    from audio_io.smart_turn import SmartTurn
+    from audio_io.smart_turn import log_mel as smart_turn_mel
+    from model.turn_features import final_windows, log_mel, window_features
+
+    model = SmartTurn()
+    hop = int(extractor.hop_length)
+    floor_moved: list[float] = []
+    later: list[float] = []
+    for audio in turns:
+        whole_loudest = log_mel(extractor, audio).max()
+        loudest = None
+        for k in range(final_windows(audio.size, hop, window)):
+            _features, loudest = window_features(extractor, audio, k, window, loudest)
+            lower = float(whole_loudest - loudest)
+            if lower <= 0:
+                continue
+            start, end = k * window * hop, (k + 1) * window * hop
+            own = smart_turn_mel(audio[start:end])
+            base = model.score(own)
+            own_loudest = float(own.max()) * 4.0 - 4.0
+            floor_moved.append(abs(model.score(smart_turn_mel(audio[start:end], own_loudest - lower)) - base))
+            later.append(abs(model.score(smart_turn_mel(audio[start + hop : end + hop])) - base))
+    return {
+        "windows_whose_floor_moved": len(floor_moved),
+        "smart_turn_shift_floor_median": float(np.median(floor_moved)),
+        "smart_turn_shift_floor_max": float(np.max(floor_moved)),
+        "smart_turn_shift_10ms_later_median": float(np.median(later)),
+        "smart_turn_shift_10ms_later_max": float(np.max(later)),
+    }
+
+
 def run(turns_per_cell: int, seconds: float) -> dict[str, Any]:
     from transformers import WhisperFeatureExtractor
 
     bins, window = audio_config()
     extractor = WhisperFeatureExtractor(feature_size=bins)
     cells: dict[str, dict[str, float]] = {}
+    every: list[np.ndarray] = []
     for room in ("pink_-65dbfs", "pink_-50dbfs", "babble_20db"):
         for language in SENTENCES:
             heard = [
@@ -141,8 +177,10 @@ def run(turns_per_cell: int, seconds: float) -> dict[str, Any]:
                 for s in range(turns_per_cell)
             ]
             cells[f"{room}/{language}"] = _totals([kept_windows(extractor, audio, window) for audio in heard])
+            every += heard
     total = _totals(list(cells.values()))
     return {
+        **trained_model_shift(every, extractor, window),
         "live_windows_kept_ratio": total["kept"] / total["fed"],
         "live_windows_kept_ratio_whole_clip_floor": total["kept_whole_clip"] / total["fed"],
         "windows_fed": total["fed"],
