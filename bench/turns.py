@@ -1,6 +1,7 @@
 """End of turn on a labelled set: the silence-only detector against the model-judged one, same run.
 
     python -m bench.turns --json [--count 220] [--seed 1000] [--all-settings] [--model-latency-ms MS]
+                                 [--tts espeak-ng|festival]
 
 The set (`bench.rig.turn_set`, seeds other than the tests') is fed to each detector faster than real
 time; the end-of-turn model's verdicts reach the detector as many frames later as the model took
@@ -10,7 +11,8 @@ false_cutoff_rate (a turn ended inside an utterance), missed_turn_rate (no turn 
 words_lost_rate (a turn whose audio misses the utterance's first or last sound), extra_turn_rate,
 babble_false_turns_per_min (turns formed by background talk or noise alone) and the model's call time.
 `--model-latency-ms` puts the verdicts that many ms after the ask instead of the measured time (what
-a faster CPU would give: pipecat quotes ~12 ms a call).
+a faster CPU would give: pipecat quotes ~12 ms a call). `--tts festival` builds the turns from
+festival's English HMM voice, whose melody the model hears, instead of espeak-ng's four languages.
 """
 
 from __future__ import annotations
@@ -87,17 +89,20 @@ def score(items: list[Item], outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def run(count: int, seed: int, all_settings: bool, latency_ms: float | None = None) -> dict[str, Any]:
+def run(
+    count: int, seed: int, all_settings: bool, latency_ms: float | None = None, tts: str = "espeak-ng"
+) -> dict[str, Any]:
     from audio_io.smart_turn import SmartTurn
     from audio_io.turn_judge import ClockedJudge
 
     started = time.perf_counter()
-    items = make_set(seed, count)
+    items = make_set(seed, count, tts=tts)
     built_s = time.perf_counter() - started
     result: dict[str, Any] = {
         "turns": sum(i.kind != "background" for i in items),
         "background_s": round(sum(len(i.audio) for i in items if i.kind == "background") / MIC_RATE_HZ, 1),
         "seed": seed,
+        "tts": tts,
         "set_build_s": round(built_s, 1),
     }
     result["silence_only"] = score(items, [run_detector(silence_only_detector(), i) for i in items])
@@ -120,8 +125,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000, help="the set's seed (the tests use 0 to 99)")
     parser.add_argument("--all-settings", action="store_true", help="eager and patient too")
     parser.add_argument("--model-latency-ms", type=float, help="model verdicts this late (default: measured)")
+    parser.add_argument("--tts", choices=("espeak-ng", "festival"), default="espeak-ng", help="the speech")
     args = parser.parse_args()
-    result = run(args.count, args.seed, args.all_settings, args.model_latency_ms)
+    result = run(args.count, args.seed, args.all_settings, args.model_latency_ms, args.tts)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 

@@ -97,15 +97,21 @@ def _noise(condition: str, seconds: float, rng: np.random.Generator) -> np.ndarr
 
 
 def make_item(
-    kind: str, condition: str, rng: np.random.Generator, language: str = "", pause_ms: int = 0
+    kind: str,
+    condition: str,
+    rng: np.random.Generator,
+    language: str = "",
+    pause_ms: int = 0,
+    tts: str = "espeak-ng",
 ) -> Item:
     """One item of `kind` under `condition`; its sentence, voice, rate and pause drawn from `rng`
-    unless `language` or `pause_ms` are given."""
+    unless `language` or `pause_ms` are given. `tts="festival"`: English from festival's HMM voice
+    at its own rate (`bench/rig/festival.py`)."""
     if kind == "background":
         seconds = 20.0
         noise = _noise("babble" if condition == "clean" else condition, seconds, rng)
         return Item(kind, condition, "", "", noise * 0.5)
-    language = language or str(rng.choice(list(SENTENCES)))
+    language = "en" if tts == "festival" else language or str(rng.choice(list(SENTENCES)))
     first, second = SENTENCES[language][int(rng.integers(len(SENTENCES[language])))]
     voice = str(rng.choice(VOICES[language]))
     wpm = int(rng.choice(RATES_WPM))
@@ -113,7 +119,13 @@ def make_item(
     pause_ms = (pause_ms or drawn) if kind in ("pause", "filler") else 0
     if kind == "filler":
         first = f"{first.rstrip(',')} {FILLER[language]}"
-    if pause_ms:
+    if tts == "festival":
+        from bench.rig.festival import VOICE, festival_say
+
+        voice, wpm = VOICE, 0
+        text = f"{first} <{pause_ms} ms> {second}" if pause_ms else f"{first} {second}"
+        spoken = festival_say(first, second, MIC_RATE_HZ, pause_ms)
+    elif pause_ms:
         text = f"{first} <break time='{pause_ms}ms'/> {second}"
         spoken = say(text, MIC_RATE_HZ, voice, wpm, ssml=True)
     else:
@@ -136,9 +148,11 @@ def make_item(
                 len(lead), len(lead) + len(spoken), pause_ms)  # fmt: skip
 
 
-def make_set(seed: int, count: int, kinds: dict[str, float] | None = None) -> list[Item]:
+def make_set(
+    seed: int, count: int, kinds: dict[str, float] | None = None, tts: str = "espeak-ng"
+) -> list[Item]:
     """`count` items: kinds in the proportions `kinds` (default: complete 0.5, pause 0.3, filler 0.1,
-    background 0.1), conditions in turn."""
+    background 0.1), conditions in turn, speech from `tts` (`make_item`)."""
     kinds = kinds or {"complete": 0.5, "pause": 0.3, "filler": 0.1, "background": 0.1}
     rng = np.random.default_rng(seed)
     names = list(kinds)
@@ -151,7 +165,7 @@ def make_set(seed: int, count: int, kinds: dict[str, float] | None = None) -> li
             condition = (
                 CONDITIONS[i % len(CONDITIONS)] if name != "background" else ("babble", "pink10")[i % 2]
             )
-            items.append(make_item(name, condition, rng))
+            items.append(make_item(name, condition, rng, tts=tts))
     return items
 
 
