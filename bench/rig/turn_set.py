@@ -1,11 +1,12 @@
 """A labelled set of user turns for the end-of-turn tests and `bench.turns`, built from a seed.
 
 Each item is one utterance from espeak-ng (English, German, Spanish, Mandarin in pinyin; several
-voices and speaking rates) between silences, clean or under pink noise or background talk at 20 or
-10 dB SNR, labelled with where its speech starts and ends. Kinds: "complete" (one sentence),
-"pause" (a 400, 700 or 1000 ms pause inside the sentence, made with SSML so the sentence keeps its
-melody across it), "filler" (the first half ends on "and um", then a pause), and "background" (babble
-or pink noise alone). `run_detector` feeds an item to a detector faster than real time and returns
+voices and speaking rates; or festival's English HMM voice, `bench/rig/festival.py`) between
+silences, clean or under pink noise or background talk at 20 or 10 dB SNR, labelled with where its
+speech starts and ends. Kinds: "complete" (one sentence), "pause" (a 400, 700 or 1000 ms pause
+inside the sentence, where the words so far cannot end one, made so the sentence keeps its melody
+across it), "filler" (the first half ends on "and um", then a pause), and "background" (babble or
+pink noise alone). `run_detector` feeds an item to a detector faster than real time and returns
 what happened on the item's own sample clock.
 """
 
@@ -20,15 +21,16 @@ from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.microphone import MicFrame
 from bench.rig.signals import babble, pink_noise, rms, say, speech_rms
 
-# (voice, first half, second half): a pause goes between the halves
+# (first half, second half): a pause goes between the halves, where the words so far cannot end a
+# sentence (a first half that can, "The meeting is on Tuesday", is a turn a listener may take)
 SENTENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "en": (
         ("Can you tell me about", "the weather in Berlin tomorrow?"),
-        ("I would like to know", "whether the train leaves on time."),
-        ("Please remind me to call my sister", "and buy some milk on the way home."),
-        ("The meeting is on Tuesday", "at three in the afternoon, thanks."),
-        ("Could you please", "turn off the lights in the kitchen?"),
-        ("What is the best way", "to learn a new language quickly?"),
+        ("I would like to know whether the", "train leaves on time."),
+        ("Please remind me to", "call my sister and buy some milk on the way home."),
+        ("The meeting is on", "Tuesday at three in the afternoon, thanks."),
+        ("Could you please turn off the", "lights in the kitchen?"),
+        ("What is the best way to", "learn a new language quickly?"),
         ("Set a timer for", "twenty minutes, please."),
         ("I think that we should", "leave a little earlier tonight."),
     ),
@@ -37,7 +39,7 @@ SENTENCES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Ich möchte wissen, ob", "der Zug pünktlich abfährt."),
         ("Wir treffen uns am", "Dienstag um drei Uhr."),
         ("Erinnere mich bitte daran,", "meine Schwester anzurufen."),
-        ("Was ist der beste Weg,", "eine neue Sprache zu lernen?"),
+        ("Was ist der beste Weg, eine", "neue Sprache zu lernen?"),
     ),
     "es": (
         ("¿Puedes decirme qué", "tiempo hará mañana en Madrid?"),
@@ -47,10 +49,10 @@ SENTENCES: dict[str, tuple[tuple[str, str], ...]] = {
         ("¿Cuál es la mejor manera de", "aprender un idioma nuevo?"),
     ),
     "cmn": (
-        ("qing3 gao4 su4 wo3", "ming2 tian1 de tian1 qi4."),
+        ("qing3 gao4 su4 wo3 ming2 tian1 de", "tian1 qi4."),
         ("wo3 xiang3 zhi1 dao4", "huo3 che1 shen2 me shi2 hou4 kai1."),
         ("wo3 men5 xing1 qi1 er4", "xia4 wu3 san1 dian3 jian4 mian4."),
-        ("qing3 ti2 xing3 wo3", "gei3 wo3 mei4 mei4 da3 dian4 hua4."),
+        ("qing3 ti2 xing3 wo3 gei3", "wo3 mei4 mei4 da3 dian4 hua4."),
     ),
 }
 FILLER = {"en": "and um", "de": "und ähm", "es": "y eh", "cmn": "ran2 hou4 en"}
