@@ -24,10 +24,11 @@ WINDOW_MARGIN_SAMPLES = 1600  # 0.1 s past a window: the STFT frames at its end 
 
 def log_mel(extractor: Any, audio: np.ndarray) -> torch.Tensor:
     """(1, bins, frames) log10 mel power of 16 kHz audio, the extractor's own steps short of its
-    floor (transformers' `_torch_extract_fbank_features`, its last STFT frame dropped too)."""
+    floor (transformers' `_torch_extract_fbank_features`, its last STFT frame dropped too; with its
+    random dither if the checkpoint asks for one, though none that we know does)."""
+    waveform = torch.from_numpy(np.array(audio, dtype=np.float32)).unsqueeze(0)
     if extractor.dither:
-        raise ValueError("a feature extractor with dither gives different features on every call")
-    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).unsqueeze(0)
+        waveform += extractor.dither * torch.randn(waveform.shape, dtype=waveform.dtype)
     window = torch.hann_window(extractor.n_fft)
     stft = torch.stft(waveform, extractor.n_fft, extractor.hop_length, window=window, return_complex=True)
     magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
