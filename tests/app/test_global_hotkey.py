@@ -60,10 +60,11 @@ def test_the_global_key_talks_while_another_program_has_the_focus(
         key.pressed.connect(lambda: seen.append("press"))
         key.released.connect(lambda: seen.append("release"))
         key.start()
-        try:
-            from pynput.keyboard import Controller, Key
+        listener = key._listener
+        from pynput.keyboard import Controller, Key
 
-            typing = Controller()
+        typing = Controller()
+        try:
             typing.press(Key.space)  # space alone is not the combination
             typing.release(Key.space)
             for part in (Key.ctrl, Key.alt, Key.space):
@@ -75,6 +76,12 @@ def test_the_global_key_talks_while_another_program_has_the_focus(
             assert focused_window() == other_window  # the key was not taken from the other program
         finally:
             key.stop()
+            # pynput's X listener ends on the next event after stop(): one key, so that its thread
+            # is gone before the display closes (else it dies later, on a broken pipe).
+            typing.press(Key.shift)
+            typing.release(Key.shift)
+            listener.join(10)
+        assert not listener.is_alive()
     finally:
         other.kill()
         other.wait(5)
