@@ -76,3 +76,14 @@ def test_they_differ_from_the_whole_clips_only_in_cells_it_floors() -> None:
     assert torch.isclose(floor, whole.max() - FLOOR_DECADES / 4)
     assert torch.all(whole[differs] == floor)
     assert torch.all(ours[differs] < floor)
+
+
+def test_a_checkpoint_that_asks_for_a_dither_gets_it() -> None:
+    """transformers' extractor adds its `dither` as noise before the STFT; so do these (a dither
+    140 dB down moves next to nothing)."""
+    audio = quiet_then_loud(seed=7)
+    dithered = WhisperFeatureExtractor(feature_size=128, dither=1e-7)
+    plain = turn_features(EXTRACTOR, audio, WINDOW)
+    features = turn_features(dithered, audio, WINDOW)
+    assert features.shape == plain.shape
+    assert torch.allclose(features, plain, atol=0.05)
