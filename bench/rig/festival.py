@@ -12,10 +12,11 @@ import functools
 import re
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from bench.rig.signals import finished_speech, read_wav
 
 VOICE = "cmu_us_slt_arctic_hts"
 PACKAGES = "festival festvox-us-slt-hts (Debian, Ubuntu: apt-get install)"
@@ -29,8 +30,6 @@ def festival_say(first: str, second: str, rate_hz: int, pause_ms: int = 0) -> np
 
 @functools.lru_cache(maxsize=512)
 def _say(first: str, second: str, rate_hz: int, pause_ms: int) -> np.ndarray:
-    import soxr
-
     words = len(_words(first))
     text = f"{first} {second}".replace('"', "")
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,17 +50,10 @@ def _say(first: str, second: str, rate_hz: int, pause_ms: int) -> np.ndarray:
         name, end_s = next(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("WORD "))
         if name.lower() != _words(first)[-1]:
             raise ValueError(f"festival's word {words} of {text!r} is {name!r}, not the end of {first!r}")
-        with wave.open(str(wav)) as w:
-            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
-            source_rate = w.getframerate()
+        pcm, source_rate = read_wav(wav)
     cut = int(float(end_s) * source_rate)
     gap = np.zeros(int(pause_ms / 1000 * source_rate), np.float32)
-    pcm = np.concatenate([pcm[:cut], gap, pcm[cut:]])
-    pcm = np.asarray(soxr.resample(pcm, source_rate, rate_hz), dtype=np.float32)
-    loud = np.flatnonzero(np.abs(pcm) > 0.01)
-    out_pcm = pcm[loud[0] : loud[-1] + 1] * (0.5 / max(1e-6, float(np.abs(pcm).max())))
-    out_pcm.setflags(write=False)
-    return out_pcm
+    return finished_speech(np.concatenate([pcm[:cut], gap, pcm[cut:]]), source_rate, rate_hz)
 
 
 def _words(text: str) -> list[str]:

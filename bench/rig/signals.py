@@ -28,16 +28,27 @@ BABBLE_LINES = (
 
 @functools.lru_cache(maxsize=512)
 def _say(text: str, rate_hz: int, voice: str, words_per_min: int, ssml: bool) -> np.ndarray:
-    import soxr
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
         command = ["espeak-ng", "-v", voice, "-s", str(words_per_min), "-w", str(path)]
         command += ["-m", f"<speak>{text}</speak>"] if ssml else [text]
         subprocess.run(command, check=True, capture_output=True)
-        with wave.open(str(path)) as w:
-            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
-            source_rate = w.getframerate()
+        pcm, source_rate = read_wav(path)
+    return finished_speech(pcm, source_rate, rate_hz)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A mono 16-bit WAV file as float32 in [-1, 1], and its rate."""
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+        return pcm, w.getframerate()
+
+
+def finished_speech(pcm: np.ndarray, source_rate: int, rate_hz: int) -> np.ndarray:
+    """A synthesizer's output at `rate_hz`, peak 0.5, leading and trailing silence trimmed, read-only
+    (the callers cache it)."""
+    import soxr
+
     pcm = np.asarray(soxr.resample(pcm, source_rate, rate_hz), dtype=np.float32)
     loud = np.flatnonzero(np.abs(pcm) > 0.01)
     out = pcm[loud[0] : loud[-1] + 1] * (0.5 / max(1e-6, float(np.abs(pcm).max())))
