@@ -37,7 +37,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from audio_io.echo_delay import EchoDelay
-from audio_io.echo_state import EVIDENCE_MARGIN_DB, IDLE, STALL_HOLD_S, EchoMeter, EchoState
+from audio_io.echo_state import (
+    EVIDENCE_MARGIN_DB,
+    IDLE,
+    MOSTLY_ECHO_MATCH,
+    STALL_HOLD_S,
+    EchoMeter,
+    EchoState,
+)
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from audio_io.ring_buffer import SampleRing
@@ -89,6 +96,7 @@ class EchoCanceller:
         self._chunk = np.zeros(0, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)  # far end at 16 kHz, read from the ring, not fed
         self._render_s = math.nan  # when the next reverse frame is heard
+        self._ahead_s = 0.0  # `EchoDelay.ahead_s` as far as it is applied yet
         self._frames = 0
         self._time_base_s = math.nan
         self.meter = EchoMeter()
@@ -173,6 +181,8 @@ class EchoCanceller:
             self.delay.mic(time_s, raw, timed=(state.far_active and not voice) or no_echo)
             if voice and not no_echo:
                 state = self.meter.matched(self.delay.match())
+            # Where the echo is held is checked on the echo alone: a voice over it moved the peak.
+            self.delay.check_hold(state.far_active and (not voice or state.far_match >= MOSTLY_ECHO_MATCH))
             if self.meter.linear_lost:
                 self._restart_linear()
             self._check_shift(state)
@@ -231,6 +241,7 @@ class EchoCanceller:
             self._restart_resampler(ring.read_pos)
         if returns != self._returns or (device != self._device and self._device is not None):
             self.meter.relearn()  # another loudspeaker, or one plugged back: its path is measured afresh
+            self.delay.drop_hold()
         self._device, self._returns = device, returns
         clock_s = self._source.far_end_clock_s
         if self.meter.clock(clock_s):
@@ -240,7 +251,7 @@ class EchoCanceller:
             self._restart_resampler(ring.read_pos)
             return math.nan
         if math.isfinite(self._render_s):  # what was heard before the next reverse frame is of no use
-            needed = math.floor((self._render_s - clock_s) * rate)
+            needed = math.floor((self._render_s + self._ahead_s - clock_s) * rate)
             if ring.read_pos < needed - rate // 10:
                 ring.skip_to(needed)
                 self._restart_resampler(ring.read_pos)
@@ -260,18 +271,26 @@ class EchoCanceller:
         self._pending = self._pending[:0]
 
     def _feed_until(self, rtc: Any, until_s: float) -> None:
-        """Reverse frames up to what is heard at `until_s`, one frame per 10 ms of time."""
+        """Reverse frames up to what is heard at `until_s`, one frame per 10 ms of time; each made of
+        what is heard `EchoDelay.ahead_s` after it (the echo moved that far from its clock's place)."""
         if not math.isfinite(self._render_s) or until_s - self._render_s > _STALE_S:
             self._render_s = until_s - _MIC_FRAME_S  # first frame, or the microphone side skipped ahead
         pending_s = self._read_ring()
+        wanted = round((self.delay.ahead_s - self._ahead_s) * MIC_RATE_HZ)
+        if wanted and math.isfinite(pending_s):  # as far as it is read yet; the rest next time
+            moved = self._move_ahead(wanted, self._render_s + self._ahead_s)
+            self._ahead_s += moved / MIC_RATE_HZ
+            pending_s += moved / MIC_RATE_HZ
+        ahead_s = self._ahead_s
         while self._render_s <= until_s:
+            heard_s = self._render_s + ahead_s
             if math.isfinite(pending_s):
-                offset = round((self._render_s - pending_s) * MIC_RATE_HZ)
+                offset = round((heard_s - pending_s) * MIC_RATE_HZ)
                 if offset > _RESYNC_SAMPLES:  # heard before this frame: drop
                     self._pending = self._pending[offset:]
                 elif offset < -_RESYNC_SAMPLES:  # nothing was played then: silence
                     self._pending = np.concatenate([np.zeros(-offset, np.float32), self._pending])
-                pending_s = self._render_s
+                pending_s = heard_s
             if len(self._pending) < MIC_FRAME_SAMPLES and until_s - self._render_s < _WAIT_S:
                 break  # not written yet: it will be, a callback from now
             frame = self._pending[:MIC_FRAME_SAMPLES]
@@ -279,10 +298,29 @@ class EchoCanceller:
             if len(frame) < MIC_FRAME_SAMPLES:  # the player stalled
                 frame = np.concatenate([frame, np.zeros(MIC_FRAME_SAMPLES - len(frame), np.float32)])
             pcm = self._reverse(rtc, frame)
-            self.delay.far(self._render_s, pcm)
-            self._far_line.push(self._render_s, pcm)
+            self.delay.far(heard_s, pcm)
+            self._far_line.push(heard_s, pcm)
             self._render_s += _MIC_FRAME_S
             pending_s += _MIC_FRAME_S
+
+    def _move_ahead(self, n: int, fed_s: float) -> int:
+        """Feed the far end `n` samples further ahead of its clock (behind when negative), as far as
+        it is read yet, with the stream fed so far ending at `fed_s`; returns how many moved. What
+        AEC3 skips still goes on the record of what was played (`EchoDelay`, the linear filter's
+        line), and going back repeats what was played: a gap there made the microphone look unlike
+        the far end on the rig, and barge-in paused the reply for its own echo."""
+        if n < 0:
+            back = self._far_line.last(-n)
+            repeat = back / 32768.0 if back is not None else np.zeros(-n)
+            self._pending = np.concatenate([repeat.astype(np.float32), self._pending])
+            return n
+        n = min(n, len(self._pending))
+        if n:
+            pcm = np.clip(self._pending[:n] * 32768.0, -32768, 32767).astype(np.int16)
+            self.delay.far(fed_s, pcm)
+            self._far_line.push(fed_s, pcm)
+            self._pending = self._pending[n:]
+        return n
 
     def _feed_all(self, rtc: Any) -> None:
         """Everything played so far (no time stamps)."""

@@ -67,8 +67,9 @@ LINEAR_UNCONFIRMED_FRAMES = 30  # a voice only the linear filter hears for 300 m
 # A microphone this much like the far end is at least 90 % echo: a filter that cancels takes 9 dB or
 # more off it, one that lost the echo (seen on the rig: 0.2 to 3 dB off, match 0.92 to 1.0) less. The
 # match is over the last 80 ms, so the first frames of a voice over the echo look the same: AEC3 judges
-# such a frame, and only 50 ms of them in a row restart the filter.
-LINEAR_LOST_MATCH = 0.95
+# such a frame, and only 50 ms of them in a row restart the filter. Where the echo is held (`echo_delay`)
+# is checked on such frames too.
+MOSTLY_ECHO_MATCH = 0.95
 LINEAR_LOST_DB = 6.0
 LINEAR_LOST_FRAMES = 5
 CLOCK_JUMP_S = 0.02  # the far end's clock moving more than this: AEC3 must converge again
@@ -250,7 +251,7 @@ class EchoMeter:
         and 50 ms of them in a row mean it lost the echo: it starts again."""
         state = replace(self.state, far_match=far_match)
         took_off_db = 10 * math.log10(max(self._raw_power, _TINY) / max(state.residual_power, _TINY))
-        untaken = self._linear_judges and far_match >= LINEAR_LOST_MATCH and took_off_db < LINEAR_LOST_DB
+        untaken = self._linear_judges and far_match >= MOSTLY_ECHO_MATCH and took_off_db < LINEAR_LOST_DB
         self._untaken = self._untaken + 1 if untaken else 0
         if untaken:
             self.linear_lost = self.linear_lost or self._untaken >= LINEAR_LOST_FRAMES

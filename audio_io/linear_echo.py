@@ -92,6 +92,12 @@ class FarLine:
         self._written += len(pcm)
         self._end_s = time_s + len(pcm) / MIC_RATE_HZ
 
+    def last(self, n: int) -> np.ndarray | None:
+        """The last `n` samples pushed, or None when fewer were since the line started."""
+        if n > min(self._written, len(self._samples)):
+            return None
+        return self._samples[np.arange(self._written - n, self._written) % len(self._samples)]
+
     def block(self, start_s: float) -> np.ndarray | None:
         """`MIC_FRAME_SAMPLES` heard from `start_s`, or None when not all of it was fed."""
         if not math.isfinite(self._end_s):

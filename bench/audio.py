@@ -12,7 +12,8 @@ Then the echo grid and faults (`bench.rig.echo`, a fresh canceller per cell as a
 barge-in recovering by "pause" as the app does): self_interruptions_per_min_worst and
 echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (the user talking over a
 reply whose echo is being cancelled: onset at the microphone to the moment the loudspeaker went
-silent, which is the pause, not the cut 700 ms later), aec_recovered_s_after_reopen (output sink
+silent, which is the pause, not the cut 700 ms later), echo_attenuation_db_after_path_move (the echo
+path 6 and 26 ms shorter mid-reply, no clock showing it), aec_recovered_s_after_reopen (output sink
 unloaded and reloaded mid-reply) and output_gap_ms_max_after_stall (150 ms stalls of the process
 mid-reply, GIL held and SIGSTOP).
 """
@@ -251,6 +252,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["barge_in_ms_median_double_talk"] = _round(middle)
         result["user_barge_ins_missed"] = sum(not c.user_barge_in for c in grid)
         result["self_pauses_worst"] = max(c.self_pauses for c in grid)
+        result["echo_attenuation_db_after_path_move"] = _path_moves(rig)
         result["aec_recovered_s_after_reopen"] = _reopen(rig, audio)
         pauses = rig.acted.pauses
         gap_ms, interrupted = _stalls(rig)
@@ -259,6 +261,18 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["self_pauses_after_stall"] = rig.acted.pauses - pauses
         result["output_stream_restarts"] = rig.player._keeper.restarts
     return result
+
+
+def _path_moves(rig: Any) -> float | None:
+    """The echo path made 6, then 26 ms shorter 3 s into a reply, no clock showing it (a host or a
+    microphone dropping that much): the worst attenuation from 0.5 to 2.5 s after the move."""
+    worst: float | None = None
+    for shorter_ms in (6, 26):
+        rig.condition(150, 1.0, replies=2, user=False)
+        _, moved_s = rig.shorten_mid_reply(shorter_ms)
+        after = rig.echo.attenuation_db_between(moved_s + 0.5, moved_s + 2.5) or 0.0
+        worst = after if worst is None else min(worst, after)
+    return _round(worst)
 
 
 def _reopen(rig: Any, audio: Any) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -224,6 +225,20 @@ class EchoRig:
         if user:
             self.talk_over(result)
         return result
+
+    def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> tuple[int, float]:
+        """A long reply over the path, made `shorter_ms` shorter `after_s` into it with no clock
+        showing it (`EchoPath.shorten`); returns its turn id and when the path moved (perf_counter)."""
+        turn_id = self.next_turn()
+        reply = (self.player, turn_id, np.concatenate(self.replies), PLAYBACK_RATE_HZ)
+        writer = threading.Thread(target=play_reply, args=reply)
+        writer.start()
+        time.sleep(after_s)
+        self.path.shorten(shorter_ms)
+        moved_s = time.perf_counter()
+        writer.join()
+        self.player.wait_idle(20)
+        return turn_id, moved_s
 
     def talk_over(self, result: Condition) -> None:
         """A long reply; `USER_AFTER_S` into it the user speaks; it must stop, and soon."""

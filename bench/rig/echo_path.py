@@ -24,6 +24,7 @@ class EchoPath:
         self._block = rate_hz // 100
         self._slack_n = 3 * self._block
         self.set_path(delay_ms, gain)
+        self._jump_n = 0
         self._callbacks = 0
         self.late_samples = 0  # output samples played as silence because the input had not arrived
         self._input: Any = None
@@ -38,6 +39,11 @@ class EchoPath:
         ring = SampleRing(self.rate_hz * 4, np.float32)
         ring.write(np.zeros(delay_n, dtype=np.float32))
         self._delay_n, self._ring, self.gain = delay_n, ring, gain
+
+    def shorten(self, ms: float) -> None:
+        """The path `ms` shorter from the next block on, no clock showing it: what a host dropping
+        that much of the sound it holds (or a microphone dropping input) does to an echo."""
+        self._jump_n = int(self.rate_hz * ms / 1000)
 
     def reopen(self) -> None:
         """Open (again) both streams: the speaker's monitor dies with its sink."""
@@ -63,6 +69,10 @@ class EchoPath:
 
     def _play(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         ring = self._ring
+        if self._jump_n:
+            self._delay_n -= self._jump_n
+            ring.skip_to(ring.read_pos + self._jump_n)
+            self._jump_n = 0
         if ring.available() > self._delay_n + self._slack_n:  # a backlog: back to the set delay
             ring.skip_to(ring.write_pos - self._delay_n)
         got = ring.read_into(outdata[:, 0])

@@ -123,6 +123,14 @@ class MeasuredEchoCanceller(EchoCanceller):
             return None
         return (bad[-1] + 1) * bin_s if bad else 0.0
 
+    def attenuation_db_between(self, since_s: float, until_s: float) -> float | None:
+        """Echo energy in over out, in dB, for the echo frames between two perf_counter times."""
+        chosen = [f for f in self.echo_frames if since_s <= f[0] < until_s]
+        if not chosen:
+            return None
+        frames = np.array(chosen)
+        return 10 * float(np.log10(frames[:, 1].sum() / max(frames[:, 2].sum(), 1e-9)))
+
     def reset_measure(self) -> None:
         self.energy_in = self.energy_out = 0.0
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.rig.echo import EchoRig
 from bench.rig.pulse import VirtualAudio, missing_tools
 
 
@@ -28,3 +29,10 @@ def devices(virtual_audio: VirtualAudio) -> Iterator[VirtualAudio]:
     for server in virtual_audio.servers.values():
         if server.sink_module is None:
             virtual_audio.load_sink(server.name)
+
+
+@pytest.fixture
+def rig(devices: VirtualAudio) -> Iterator[EchoRig]:
+    """The echo rig (`bench.rig.echo`) on those devices."""
+    with EchoRig() as echo_rig:
+        yield echo_rig
