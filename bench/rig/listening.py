@@ -109,15 +109,13 @@ class MeasuredEchoCanceller(EchoCanceller):
 
     def recovered_s(self, since_s: float, min_db: float = 20.0, bin_s: float = 0.5) -> float | None:
         """From the first echo after `since_s` to where every later `bin_s` keeps `min_db` (None: never)."""
-        frames = np.array([f for f in self.echo_frames if f[0] >= since_s])
-        if not len(frames):
+        times = [f[0] for f in self.echo_frames if f[0] >= since_s]
+        if not times:
             return None
-        bins = ((frames[:, 0] - frames[0, 0]) // bin_s).astype(int)
         good = []
-        for k in range(int(bins.max()) + 1):
-            chosen = frames[bins == k]
-            ratio = chosen[:, 1].sum() / max(chosen[:, 2].sum(), 1e-9)
-            good.append(not len(chosen) or 10 * np.log10(ratio) >= min_db)
+        for k in range(int((times[-1] - times[0]) // bin_s) + 1):
+            db = self.attenuation_db_between(times[0] + k * bin_s, times[0] + (k + 1) * bin_s)
+            good.append(db is None or db >= min_db)
         bad = [k for k, ok in enumerate(good) if not ok]
         if bad and bad[-1] == len(good) - 1:
             return None
