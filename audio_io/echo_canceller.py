@@ -297,9 +297,7 @@ class EchoCanceller:
             self._pending = self._pending[MIC_FRAME_SAMPLES:]
             if len(frame) < MIC_FRAME_SAMPLES:  # the player stalled
                 frame = np.concatenate([frame, np.zeros(MIC_FRAME_SAMPLES - len(frame), np.float32)])
-            pcm = self._reverse(rtc, frame)
-            self.delay.far(heard_s, pcm)
-            self._far_line.push(heard_s, pcm)
+            self._record(heard_s, self._reverse(rtc, frame))
             self._render_s += _MIC_FRAME_S
             pending_s += _MIC_FRAME_S
 
@@ -316,11 +314,15 @@ class EchoCanceller:
             return n
         n = min(n, len(self._pending))
         if n:
-            pcm = np.clip(self._pending[:n] * 32768.0, -32768, 32767).astype(np.int16)
-            self.delay.far(fed_s, pcm)
-            self._far_line.push(fed_s, pcm)
+            self._record(fed_s, _pcm(self._pending[:n]))
             self._pending = self._pending[n:]
         return n
+
+    def _record(self, heard_s: float, pcm: np.ndarray) -> None:
+        """Far end heard from `heard_s`, fed to AEC3 or skipped: what the path measure, the copy check
+        and the linear filter compare the microphone with."""
+        self.delay.far(heard_s, pcm)
+        self._far_line.push(heard_s, pcm)
 
     def _feed_all(self, rtc: Any) -> None:
         """Everything played so far (no time stamps)."""
@@ -330,11 +332,16 @@ class EchoCanceller:
             self._pending = self._pending[MIC_FRAME_SAMPLES:]
 
     def _reverse(self, rtc: Any, frame: np.ndarray) -> np.ndarray:
-        pcm = np.clip(frame * 32768.0, -32768, 32767).astype(np.int16)
+        pcm = _pcm(frame)
         self.meter.far_frame(_power(pcm))
         far = rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_reverse_stream(far)
         return pcm
+
+
+def _pcm(far: np.ndarray) -> np.ndarray:
+    """Float far end samples as int16, as AEC3 and the records take them."""
+    return np.clip(far * 32768.0, -32768, 32767).astype(np.int16)
 
 
 def _loudest_frame(far: np.ndarray) -> float:

@@ -80,12 +80,10 @@ class EchoDelay:
         echo then lands after its far end, where barge-in's echo bound looks for it). The next
         measure is taken on `WINDOW_S` of signal after the move: one across it found a path that was
         not there (0.41 s for a 0.16 s one, after a stall), and the far end fed that late leaked whole.
-        Where AEC3 holds the echo stays (unless a shift goes: that moved it), so wherever the move
+        Where AEC3 holds the echo stays (unless a shift goes: that moves it), so wherever the move
         put the echo, it is fed back under the hold."""
-        if self.shift_s:
-            self.held_s, self.ahead_s = math.nan, 0.0
+        self._shift(0.0)
         self._candidate = self.delay_s = self._hold_candidate = math.nan
-        self.shift_s = 0.0
         self._mic.clear()
 
     def far(self, time_s: float, pcm: np.ndarray) -> None:
@@ -109,12 +107,17 @@ class EchoDelay:
         if not agrees:
             return
         if not math.isfinite(self.delay_s) or abs(measured - self.delay_s) > MOVE_S:
-            shift_s = measured - KEEP_S if measured > SHIFT_FROM_S else 0.0
-            if shift_s != self.shift_s:  # AEC3 is shown the echo elsewhere: it holds it afresh
-                self.held_s, self.ahead_s = math.nan, 0.0
-            elif abs(measured - (self.held_s - self.ahead_s)) > MAX_AHEAD_S:
+            if abs(measured - (self.held_s - self.ahead_s)) > MAX_AHEAD_S:
                 self.held_s = math.nan  # gone out of the hold's reach: held where it is now
-            self.delay_s, self.shift_s = measured, shift_s
+            self._shift(measured - KEEP_S if measured > SHIFT_FROM_S else 0.0)
+            self.delay_s = measured
+
+    def _shift(self, shift_s: float) -> None:
+        """Feed the far end `shift_s` later than heard. Another shift shows AEC3 the echo elsewhere:
+        it is held afresh, wherever it lands."""
+        if shift_s != self.shift_s:
+            self.held_s, self.ahead_s = math.nan, 0.0
+        self.shift_s = shift_s
 
     def check_hold(self, echo_alone: bool) -> None:
         """After `mic`: whether that frame is the echo alone (a voice over it moves the peak: seen on
