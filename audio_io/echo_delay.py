@@ -38,6 +38,8 @@ MIN_DELAY_S = -0.25  # and the earliest (clock errors can put the echo before it
 EVERY_FRAMES = 25  # a measure every 250 ms
 MIN_PEAK_RATIO = 6.0  # the correlation peak over the mean of its magnitude: a real echo, not chance
 MIN_FAR_POWER = 1e5  # -40 dBFS mean square in int16: the far end must have played something
+MIN_TIMED_S = 1.0  # of the window, this much must be the echo alone: on less (0.2 to 0.6 s, a reply's
+# end talked over) the rig's user voice, taken for echo at its edges, gave 0.7 s for a 0.15 s path
 KEEP_S = 0.05  # delay left to AEC3 to find (it handles this one well)
 SHIFT_FROM_S = 0.25  # shorter paths are left to AEC3 alone: every shift it sees is a jump to follow
 MOVE_S = 0.015  # a measure this close to the current one changes nothing
@@ -64,6 +66,7 @@ class EchoDelay:
         self._far: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=frames)
         mic_frames = round(WINDOW_S * 1000 / MIC_FRAME_MS)
         self._mic: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=mic_frames)
+        self._timed: collections.deque[bool] = collections.deque(maxlen=mic_frames)
         near = round(HOLD_WINDOW_S * 1000 / MIC_FRAME_MS)
         self._near: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=near)
         self._alone: collections.deque[bool] = collections.deque(maxlen=near)
@@ -85,6 +88,7 @@ class EchoDelay:
         self._shift(0.0)
         self._candidate = self.delay_s = self._hold_candidate = math.nan
         self._mic.clear()
+        self._timed.clear()
 
     def far(self, time_s: float, pcm: np.ndarray) -> None:
         self._far.append((time_s, pcm))
@@ -93,9 +97,13 @@ class EchoDelay:
         """A microphone frame; only `timed` ones (echo alone, as far as the levels tell) are measured."""
         self._near.append((time_s, pcm))
         self._mic.append((time_s, pcm if timed else np.zeros_like(pcm)))
+        self._timed.append(timed)
         self._count += 1
-        if self._count % EVERY_FRAMES == 0 and len(self._mic) == self._mic.maxlen:
+        if self._count % EVERY_FRAMES == 0 and len(self._mic) == self._mic.maxlen and self._timed_enough():
             self._measure()
+
+    def _timed_enough(self) -> bool:
+        return self._timed.count(True) * MIC_FRAME_MS >= MIN_TIMED_S * 1000
 
     def _measure(self) -> None:
         measured = self.measure()
