@@ -38,8 +38,8 @@ MIN_DELAY_S = -0.25  # and the earliest (clock errors can put the echo before it
 EVERY_FRAMES = 25  # a measure every 250 ms
 MIN_PEAK_RATIO = 6.0  # the correlation peak over the mean of its magnitude: a real echo, not chance
 MIN_FAR_POWER = 1e5  # -40 dBFS mean square in int16: the far end must have played something
-MIN_TIMED_S = 1.0  # of the window, this much must be the echo alone: on less (0.2 to 0.6 s, a reply's
-# end talked over) the rig's user voice, taken for echo at its edges, gave 0.7 s for a 0.15 s path
+MIN_TIMED_S = 1.0  # of the window, this much must be able to be the echo alone (a reply's end talked
+# over leaves less; the rig's user voice there, taken for echo, gave 0.7 s for a 0.15 s path)
 KEEP_S = 0.05  # delay left to AEC3 to find (it handles this one well)
 SHIFT_FROM_S = 0.25  # shorter paths are left to AEC3 alone: every shift it sees is a jump to follow
 MOVE_S = 0.015  # a measure this close to the current one changes nothing
@@ -99,11 +99,8 @@ class EchoDelay:
         self._mic.append((time_s, pcm if timed else np.zeros_like(pcm)))
         self._timed.append(timed)
         self._count += 1
-        if self._count % EVERY_FRAMES == 0 and len(self._mic) == self._mic.maxlen and self._timed_enough():
+        if self._count % EVERY_FRAMES == 0 and len(self._mic) == self._mic.maxlen:
             self._measure()
-
-    def _timed_enough(self) -> bool:
-        return self._timed.count(True) * MIC_FRAME_MS >= MIN_TIMED_S * 1000
 
     def _measure(self) -> None:
         measured = self.measure()
@@ -166,8 +163,29 @@ class EchoDelay:
         self.ahead_s = 0.0
 
     def measure(self) -> float | None:
-        """The delay now, or None when the far end was quiet or no echo stands out."""
-        return self._peak(list(self._mic), MIN_DELAY_S, MAX_DELAY_S)
+        """The delay now, or None when less than `MIN_TIMED_S` of the window can be the echo alone,
+        the far end was quiet, or no echo stands out."""
+        mic = list(self._mic)
+        echoing = self._echoing(mic) & np.array(self._timed)
+        if np.count_nonzero(echoing) * MIC_FRAME_MS < MIN_TIMED_S * 1000:
+            return None
+        mic = [(t, pcm if keep else np.zeros_like(pcm)) for (t, pcm), keep in zip(mic, echoing, strict=True)]
+        return self._peak(mic, MIN_DELAY_S, MAX_DELAY_S)
+
+    def _echoing(self, mic: list[tuple[float, np.ndarray]]) -> np.ndarray:
+        """Which frames the far end can echo in: it played within `MAX_AHEAD_S` of the measured path
+        (of any path looked for before one is). After a reply stops, the levels take a voice for its
+        echo for as long as the echo could still arrive; on the rig that voice gave 0.7 s for a 0.15 s
+        path."""
+        measured = math.isfinite(self.delay_s)
+        low = self.delay_s - MAX_AHEAD_S if measured else MIN_DELAY_S
+        high = self.delay_s + MAX_AHEAD_S if measured else MAX_DELAY_S
+        t0, far = self._far_before(mic, low, high)
+        energy = np.concatenate([[0.0], np.cumsum(far.astype(np.float64) ** 2)])
+        span = round((high - low) * MIC_RATE_HZ) + MIC_FRAME_SAMPLES
+        starts = np.array([round((time_s - high - t0) * MIC_RATE_HZ) for time_s, _ in mic])
+        starts = np.clip(starts, 0, len(far) - span)
+        return (energy[starts + span] - energy[starts]) / span >= MATCH_FAR_POWER
 
     def _peak(self, mic: list[tuple[float, np.ndarray]], low_s: float, high_s: float) -> float | None:
         """The delay from `low_s` to `high_s` where `mic` correlates best with the far end (GCC-PHAT),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -11,22 +12,36 @@ from audio_io.echo_delay import EchoDelay
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from bench.rig.signals import speech
 
+REPLY = "Sure, here is a long answer about the weather tomorrow."
 
-def echo_player(delay: EchoDelay) -> Callable[..., None]:
-    """`play(path_s, seconds, alone)`: a spoken reply's far end and its echo over `path_s`, frame by
-    frame, into `delay`; `alone(k)` says whether frame k is the echo alone (else a voice over it)."""
-    reply = speech("Sure, here is a long answer about the weather tomorrow.", MIC_RATE_HZ)
-    far = (np.tile(reply, 3) * 2e4).astype(np.int16)
+
+def spoken(text: str) -> np.ndarray:
+    return (speech(text, MIC_RATE_HZ) * 2e4).astype(np.int16)
+
+
+def echo_player(
+    delay: EchoDelay, far: np.ndarray | None = None, voice: np.ndarray | None = None
+) -> Callable[..., None]:
+    """`play(path_s, seconds, alone)`: the far end (a spoken reply, by default four times) and its
+    echo over `path_s`, with `voice` in the room over it, frame by frame into `delay`; `alone(k)`
+    says whether the levels take frame k for the echo alone."""
+    far = np.tile(spoken(REPLY), 4) if far is None else far
+    voice = np.zeros_like(far) if voice is None else voice
     fed = [0]
 
     def play(path_s: float, seconds: float, alone: Callable[[int], bool] = lambda k: True) -> None:
         shift = round(path_s * MIC_RATE_HZ)
         for _ in range(round(seconds * 1000 / MIC_FRAME_MS)):
             k = fed[0]
-            delay.far(k * MIC_FRAME_MS / 1000, far[k * MIC_FRAME_SAMPLES : (k + 1) * MIC_FRAME_SAMPLES])
+            frame = slice(k * MIC_FRAME_SAMPLES, (k + 1) * MIC_FRAME_SAMPLES)
+            delay.far(k * MIC_FRAME_MS / 1000, far[frame])
             start = k * MIC_FRAME_SAMPLES - shift
-            echo = (far[start : start + MIC_FRAME_SAMPLES] // 2).astype(np.int16)
-            delay.mic(k * MIC_FRAME_MS / 1000, echo, timed=alone(k))
+            echo = (
+                far[start : start + MIC_FRAME_SAMPLES]
+                if start >= 0
+                else np.zeros(MIC_FRAME_SAMPLES, np.int16)
+            )
+            delay.mic(k * MIC_FRAME_MS / 1000, echo // 2 + voice[frame] // 2, timed=alone(k))
             fed[0] += 1
 
     return play
@@ -55,3 +70,23 @@ def test_a_path_is_measured_only_on_enough_echo_alone() -> None:
     assert delay.measures == 0
     play(0.15, 3.0, alone=lambda k: k % 100 < 60)
     assert delay.delay_s == pytest.approx(0.15, abs=0.011)
+
+
+@pytest.mark.parametrize("path_s", [0.02, 0.15, 0.3])
+def test_a_voice_after_the_reply_stopped_moves_no_measure(path_s: float) -> None:
+    """The user talks once the reply has stopped (cut by barge-in): for as long as its echo could
+    still arrive the levels take the voice for echo. On the rig (the same voices) a measure on it
+    gave 0.7 s for a 0.15 s path, and the next reply would have been fed that late."""
+    stop = round(1.5 * MIC_RATE_HZ)
+    far = np.concatenate([spoken(REPLY)[:stop], np.zeros(4 * MIC_RATE_HZ, np.int16)])
+    user = spoken("Wait, stop please, I have another question.")
+    voice = np.zeros_like(far)
+    voice[stop + 4000 : stop + 4000 + len(user)] = user[: len(far) - stop - 4000]
+    delay = EchoDelay()
+    play = echo_player(delay, far, voice)
+    seen = set()
+    for _ in range(50):
+        play(path_s, 0.1)
+        if math.isfinite(delay.delay_s):
+            seen.add(round(delay.delay_s, 3))
+    assert seen == {round(path_s, 3)}
