@@ -40,8 +40,7 @@ MIN_DELAY_S = -0.25  # and the earliest (clock errors can put the echo before it
 EVERY_FRAMES = 25  # a measure every 250 ms
 MIN_PEAK_RATIO = 6.0  # the correlation peak over the mean of its magnitude: a real echo, not chance
 MIN_FAR_POWER = 1e5  # -40 dBFS mean square in int16: the far end must have played something
-MIN_TIMED_S = 1.0  # of the window, this much must be able to be the echo alone (a reply's end talked
-# over leaves less; the rig's user voice there, taken for echo, gave 0.7 s for a 0.15 s path)
+MIN_TIMED_S = 1.0  # of the window, this much must be able to be the echo alone
 KEEP_S = 0.05  # delay left to AEC3 to find (it handles this one well)
 SHIFT_FROM_S = 0.25  # shorter paths are left to AEC3 alone: every shift it sees is a jump to follow
 MOVE_S = 0.015  # a measure this close to the current one changes nothing
@@ -98,7 +97,7 @@ class EchoDelay:
     def mic(self, time_s: float, pcm: np.ndarray, timed: bool = True) -> None:
         """A microphone frame; only `timed` ones (echo alone, as far as the levels tell) are measured."""
         self._near.append((time_s, pcm))
-        self._mic.append((time_s, pcm if timed else np.zeros_like(pcm)))
+        self._mic.append((time_s, pcm))
         self._timed.append(timed)
         self._count += 1
         if self._count % EVERY_FRAMES == 0 and len(self._mic) == self._mic.maxlen:
@@ -181,8 +180,8 @@ class EchoDelay:
     def _echoing(self, mic: list[tuple[float, np.ndarray]]) -> np.ndarray:
         """Which frames the far end can echo in: it played within `MAX_AHEAD_S` of the measured path
         (of any path looked for before one is). After a reply stops, the levels take a voice for its
-        echo for as long as the echo could still arrive; on the rig that voice gave 0.7 s for a 0.15 s
-        path."""
+        echo for as long as the echo could still arrive: on the rig, measured, it gave 0.7 s for a
+        0.15 s path (0.2 to 1 s of such frames in the window)."""
         measured = math.isfinite(self.delay_s)
         low = self.delay_s - MAX_AHEAD_S if measured else MIN_DELAY_S
         high = self.delay_s + MAX_AHEAD_S if measured else MAX_DELAY_S
