@@ -78,6 +78,7 @@ class EchoDelay:
         self.held_s = math.nan  # path + ahead_s where the echo was last seen still: where AEC3 holds it
         self.ahead_s = 0.0  # how much ahead of its stamps the far end is fed (see the module's doc)
         self.measures = 0
+        self.resets = 0  # times the clocks moved: the echo canceller starts over (a device fault)
 
     def reset(self) -> None:
         """The clocks moved: the measure no longer holds; feed as heard until a new one does (the
@@ -86,6 +87,7 @@ class EchoDelay:
         not there (0.41 s for a 0.16 s one, after a stall), and the far end fed that late leaked whole.
         Where AEC3 holds the echo stays (unless a shift goes: that moves it), so wherever the move
         put the echo, it is fed back under the hold."""
+        self.resets += 1
         self._shift(0.0)
         self._candidate = self.delay_s = self._hold_candidate = self._elsewhere = math.nan
         self._mic.clear()

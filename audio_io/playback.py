@@ -84,7 +84,7 @@ class Player:
         self._flush_pos = 0
         self._cut_pos = 0
         self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
-        self._clock = StreamClock()
+        self._clock = StreamClock(burst_s=0.75 * self.config.block_ms / 1000)
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
         self._keeper = StreamKeeper(
             "output",
@@ -386,10 +386,10 @@ class Player:
                     self._audible = False
             out[got:] = 0.0
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
-            # When far_end sample 0 is heard, from when this block will be (see StreamClock).
-            now = time.perf_counter()
+            now = time.perf_counter()  # far_end sample 0 is heard from when this block is (StreamClock)
             delay = output_delay_s(time_info, self._latency_s)
-            anchor = self._clock.update(now, now + delay - far_end.write_pos / self._rate_hz)
+            estimate = now + (self._latency_s if delay is None else delay) - far_end.write_pos / self._rate_hz
+            anchor = self._clock.update(now, estimate, timed=delay is not None)
             if far_end.write(out) == frames:
                 self.far_end_clock_s = anchor
             else:  # nobody read it for far_end_s: its positions stopped following time; estimate afresh

@@ -12,10 +12,11 @@ Then the echo grid and faults (`bench.rig.echo`, a fresh canceller per cell as a
 barge-in recovering by "pause" as the app does): self_interruptions_per_min_worst and
 echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (the user talking over a
 reply whose echo is being cancelled: onset at the microphone to the moment the loudspeaker went
-silent, which is the pause, not the cut 700 ms later), echo_attenuation_db_after_path_move (the echo
-path 6 and 26 ms shorter mid-reply, no clock showing it), aec_recovered_s_after_reopen (output sink
-unloaded and reloaded mid-reply) and output_gap_ms_max_after_stall (150 ms stalls of the process
-mid-reply, GIL held and SIGSTOP).
+silent, which is the pause, not the cut 700 ms later), echo_grid_cells_with_clock_moves (cells the
+devices' clocks moved in, as an underrun does: counted, and left in the figures above),
+echo_attenuation_db_after_path_move (the echo path 6 and 26 ms shorter mid-reply, no clock showing
+it), aec_recovered_s_after_reopen (output sink unloaded and reloaded mid-reply) and
+output_gap_ms_max_after_stall (150 ms stalls of the process mid-reply, GIL held and SIGSTOP).
 """
 
 from __future__ import annotations
@@ -241,9 +242,11 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
                 "attenuation_db": _round(c.attenuation_db),
                 "user_barge_in": c.user_barge_in,
                 "barge_in_ms": _round(c.barge_in_ms),
+                "clock_moves": c.clock_moves,
             }
             for c in grid
         ]
+        result["echo_grid_cells_with_clock_moves"] = sum(c.clock_moves > 0 for c in grid)
         result["self_interruptions_per_min_worst"] = round(max(c.self_interruptions_per_min for c in grid), 2)
         result["echo_attenuation_db_min"] = _round(min((c.attenuation_db or 0.0) for c in grid))
         talked_over = [c.barge_in_ms for c in grid if c.barge_in_ms is not None]

@@ -73,6 +73,7 @@ class Condition:
     attenuation_db: float | None = None  # after the first reply
     user_barge_in: bool = False
     barge_in_ms: float | None = None  # user onset at the microphone → silence at the speaker monitor
+    clock_moves: int = 0  # the devices' clocks moved or stalled (an underrun): the canceller started over
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -210,6 +211,7 @@ class EchoRig:
         self.path.set_path(delay_ms, gain)
         echo = self.fresh_canceller()
         time.sleep(ECHO_TAIL_S)
+        resets = echo.delay.resets  # a fresh canceller starts with one when the player ever stalled
         result = Condition(delay_ms, gain)
         first = self._turn_id + 1
         for k in range(replies):
@@ -224,6 +226,7 @@ class EchoRig:
         result.self_pauses = self.acted.pauses
         if user:
             self.talk_over(result)
+        result.clock_moves = echo.delay.resets - resets
         return result
 
     def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> tuple[int, float]:

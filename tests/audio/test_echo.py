@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ from audio_io.echo_delay import EchoDelay
 from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, LINEAR_LOST_FRAMES, EchoMeter
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
-from audio_io.stream_clock import StreamClock
-from bench.rig.echo import GRID_DELAYS_MS, EchoRig, hold_gil, stop_process
+from audio_io.stream_clock import StreamClock, output_delay_s
+from bench.rig.echo import GRID_DELAYS_MS, Condition, EchoRig, hold_gil, stop_process
 from bench.rig.listening import play_reply
 from bench.rig.pulse import VirtualAudio, wait_flowing
 from bench.rig.signals import harmonic_voice, speech
@@ -50,6 +51,41 @@ def test_stream_clock_follows_a_shifted_timeline_and_a_new_stream() -> None:
     clock.reset()
     clock.update(3.0, 9.0)
     assert clock.anchor_s == 9.0
+
+
+def test_an_output_clock_is_not_moved_by_blocks_its_host_takes_faster_than_it_plays() -> None:
+    """After an underrun on the rig, ALSA's PulseAudio plugin called back every 0.4 to 6 ms for half
+    a second (its delay stuck, or exactly 0) and threw the blocks away. Once it plays at its pace
+    again, what it took shows as a move earlier: what was skipped is never heard."""
+    unknown = SimpleNamespace(currentTime=7.0, outputBufferDacTime=7.0)
+    assert output_delay_s(unknown, 0.02) is None
+    timed = SimpleNamespace(currentTime=7.0, outputBufferDacTime=7.026)
+    assert output_delay_s(timed, 0.02) == pytest.approx(0.026)
+    assert output_delay_s(SimpleNamespace(), 0.02) == 0.02  # a host with no timing: the nominal latency
+    block, nominal = 0.01, 0.02
+    clock = StreamClock(burst_s=0.75 * block)
+    now = position = 0.0  # seconds of far end written
+
+    def callbacks(n: int, every_s: float, delay_s: float | None) -> None:
+        nonlocal now, position
+        for _ in range(n):
+            now, position = now + every_s, position + block
+            clock.update(now, now + (nominal if delay_s is None else delay_s) - position, delay_s is not None)
+
+    callbacks(100, block, 0.026)
+    assert clock.anchor_s == pytest.approx(0.026)
+    generation = clock.generation
+    callbacks(50, block, None)  # the host does not know: the nominal latency says 6 ms earlier
+    assert clock.anchor_s == pytest.approx(0.026)
+    callbacks(1250, 0.0004, 0.0067)  # 12.5 s of blocks taken in 0.5 s, the delay stuck
+    callbacks(10, 0.005, None)
+    assert clock.anchor_s == pytest.approx(0.026) and clock.generation == generation
+    played_again = now + 0.026 - position  # about 12 s earlier
+    callbacks(3, block, 0.026)
+    assert clock.anchor_s == pytest.approx(played_again) and clock.generation > generation
+    clock.reset()
+    clock.update(now, 42.0, timed=False)  # right after a stall the host may not know yet: a start
+    assert clock.anchor_s == 42.0
 
 
 def test_with_no_echo_path_a_soft_voice_is_evidence_once_the_reply_was_heard() -> None:
@@ -234,16 +270,17 @@ def test_a_copy_of_the_far_end_the_linear_filter_took_little_off_is_an_echo_it_l
 
 @pytest.mark.audio
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 @pytest.mark.parametrize("delay_ms", GRID_DELAYS_MS)
 def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
     rig: EchoRig, delay_ms: float
 ) -> None:
     """Each gain with a fresh canceller (an app just started): replies alone never interrupt
     themselves, the echo is 20 dB down after the first reply, and a user talking over one stops it."""
-    results = [rig.condition(delay_ms, gain, replies=2) for gain in CI_GAINS]
+    results = [_converged_cell(rig, delay_ms, gain) for gain in CI_GAINS]
     summary = [
-        (r.gain, r.self_interruptions, r.self_pauses, r.attenuation_db, r.user_barge_in) for r in results
+        (r.gain, r.self_interruptions, r.self_pauses, r.attenuation_db, r.user_barge_in, r.notes)
+        for r in results
     ]
     for r in results:
         # Open (issue 13): on the longest paths a reply can still pause once for its own echo and
@@ -251,6 +288,18 @@ def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
         assert r.self_interruptions == 0 and r.self_pauses <= 1, summary
         assert r.attenuation_db is not None and r.attenuation_db >= MIN_ATTENUATION_DB, summary
         assert r.user_barge_in, summary
+
+
+def _converged_cell(rig: EchoRig, delay_ms: float, gain: float) -> Condition:
+    """A cell, once more if the devices' clocks moved in it (an underrun of a loaded machine: in CI,
+    14.5 dB in a cell of 58, ALSA reporting the underrun): the grid is the echo once the canceller
+    has converged; starting over after such faults is what the reopen and stall tests judge."""
+    first = rig.condition(delay_ms, gain, replies=2)
+    if not first.clock_moves:
+        return first
+    again = rig.condition(delay_ms, gain, replies=2)
+    again.notes.append(f"run again, the clocks moved {first.clock_moves} times in: {first}")
+    return again
 
 
 @pytest.mark.audio
