@@ -105,7 +105,7 @@ class EchoCanceller:
         self._far_line = FarLine()
         self._linear_path_s = math.nan
         self.listen = np.zeros(MIC_FRAME_SAMPLES, np.int16)
-        self._shift_s, self._shift_frames = 0.0, 0
+        self._shift_s, self._shift_frames, self._shift_resets = 0.0, 0, 0
         self._device: object = None
         self._gaps = 0
         self._returns = 0
@@ -208,15 +208,17 @@ class EchoCanceller:
         self.meter.linear_moved()
 
     def _check_shift(self, state: EchoState) -> None:
-        """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end was a wrong
-        measure (or the clocks moved since): back to feeding as heard, AEC3 searching alone."""
-        if self.delay.shift_s != self._shift_s:
+        """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end, from when it was
+        set or the clocks last moved (that restarts what AEC3 is judged on), was a wrong measure:
+        back to feeding as heard, AEC3 searching alone."""
+        if self.delay.shift_s != self._shift_s or self.delay.resets != self._shift_resets:
             self._shift_s, self._shift_frames = self.delay.shift_s, 0
+            self._shift_resets = self.delay.resets
         if self._shift_s == 0.0 or not state.far_active:
             return
         self._shift_frames += 1
         if self._shift_frames >= _SHIFT_TRIAL_FRAMES and state.erle_db < _SHIFT_MIN_ERLE_DB:
-            self.delay.reset()
+            self.delay.drop_shift()
 
     def _read_ring(self) -> float:
         """Move what the player wrote into `_pending`; return when `_pending[0]` is heard (or nan).

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from audio_io.echo_delay import EchoDelay
+from audio_io.echo_delay import KEEP_S, EchoDelay
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from bench.rig.signals import speech
 
@@ -49,16 +49,22 @@ def echo_player(
 
 def test_a_path_is_measured_only_on_signal_after_the_clocks_moved() -> None:
     """After a stall a measure spanning it found a 0.41 s path for a 0.16 s one, and the far end fed
-    that late leaked whole: after `reset` no measure is taken until a fresh window is in."""
+    that late leaked whole: after `reset` no measure is taken until a fresh window is in. The path
+    and its shift stay meanwhile (the far end's clock moved with the sound, if it moved right)."""
     delay = EchoDelay()
     play = echo_player(delay)
     play(0.4, 3.0)
     assert delay.delay_s == pytest.approx(0.4, abs=0.011)
+    shift_s, measures = delay.shift_s, delay.measures
+    assert shift_s == pytest.approx(0.4 - KEEP_S, abs=0.011)
     delay.reset()
     play(0.3, 1.5)  # the old path still fills most of any 2 s window
-    assert np.isnan(delay.delay_s)
+    assert delay.measures == measures and delay.shift_s == shift_s
     play(0.3, 1.5)
     assert delay.delay_s == pytest.approx(0.3, abs=0.011)
+    assert delay.shift_s == pytest.approx(0.3 - KEEP_S, abs=0.011)
+    delay.drop_shift()  # AEC3 did not converge with it: fed as heard, measured anew
+    assert delay.shift_s == 0.0 and np.isnan(delay.delay_s)
 
 
 def test_a_path_is_measured_only_on_enough_echo_alone() -> None:
