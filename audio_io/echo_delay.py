@@ -90,14 +90,18 @@ class EchoDelay:
         trial drops a shift AEC3 does not converge with. (Dropping the shift at every move left
         AEC3 to find a 300 to 500 ms path alone for seconds: 11.6 to 15.7 dB in such cells.)"""
         self.resets += 1
-        self._candidate = self._hold_candidate = self._elsewhere = math.nan
-        self._mic.clear()
-        self._timed.clear()
+        self._hold_candidate = self._elsewhere = math.nan
+        self._measure_anew()
 
     def drop_shift(self) -> None:
         """A shift AEC3 did not converge with was a wrong measure: feed as heard, measure anew."""
         self._shift(0.0)
-        self._candidate = self.delay_s = math.nan
+        self.delay_s = math.nan
+        self._measure_anew()
+
+    def _measure_anew(self) -> None:
+        """The next measure on a whole window of signal from now on."""
+        self._candidate = math.nan
         self._mic.clear()
         self._timed.clear()
 
