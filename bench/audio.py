@@ -272,7 +272,7 @@ def _path_moves(rig: Any) -> float | None:
     worst: float | None = None
     for shorter_ms in (6, 26):
         rig.condition(150, 1.0, replies=2, user=False)
-        _, moved_s = rig.shorten_mid_reply(shorter_ms)
+        moved_s = rig.shorten_mid_reply(shorter_ms).moved_s
         after = rig.echo.attenuation_db_between(moved_s + 0.5, moved_s + 2.5) or 0.0
         worst = after if worst is None else min(worst, after)
     return _round(worst)

@@ -54,6 +54,7 @@ REPLY_TEXTS = (
 USER_TEXT = "Wait, stop please, I have another question."
 REPLY_GAP_S = 0.4  # between replies, as a conversation leaves them
 USER_AFTER_S = 1.5  # into the last reply, the user talks over it
+FED_WITHIN_S = 1.0  # after a path move, by when the hold has fed it (it takes about 0.3 s)
 SILENT = 1e-3  # monitor samples below this are silence
 QUIET_S = 0.1  # silence this long on the monitor is the reply stopped (paused or cut)
 ECHO_TAIL_S = 0.6  # the echo of a reply's end is still arriving this long after it played
@@ -92,6 +93,15 @@ def stop_process(seconds: float) -> None:
         ["sh", "-c", f"kill -STOP {os.getpid()}; sleep {seconds}; kill -CONT {os.getpid()}"],
         start_new_session=True,
     ).wait()
+
+
+@dataclass
+class PathMove:
+    """A path made shorter mid-reply: the reply's turn, when (perf_counter), what the hold fed ahead."""
+
+    turn_id: int
+    moved_s: float
+    fed_s: float
 
 
 class ActedPlayer:
@@ -229,19 +239,28 @@ class EchoRig:
         result.clock_moves = echo.delay.resets - resets
         return result
 
-    def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> tuple[int, float]:
+    def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> PathMove:
         """A long reply over the path, made `shorter_ms` shorter `after_s` into it with no clock
-        showing it (`EchoPath.shorten`); returns its turn id and when the path moved (perf_counter)."""
+        showing it (`EchoPath.shorten`); with what the hold fed ahead in the `FED_WITHIN_S` after.
+
+        The feed is read across the move alone: over a whole condition the rig's own path also
+        moves (its ring trims a backlog, plays silence when dry) and the hold rightly feeds that too.
+        """
         turn_id = self.next_turn()
         reply = (self.player, turn_id, np.concatenate(self.replies), PLAYBACK_RATE_HZ)
         writer = threading.Thread(target=play_reply, args=reply)
         writer.start()
         time.sleep(after_s)
+        assert self.echo is not None, "shorten_mid_reply runs in a condition"
+        delay = self.echo.delay
+        ahead_s = delay.ahead_s
         self.path.shorten(shorter_ms)
         moved_s = time.perf_counter()
+        time.sleep(FED_WITHIN_S)
+        fed_s = delay.ahead_s - ahead_s
         writer.join()
         self.player.wait_idle(20)
-        return turn_id, moved_s
+        return PathMove(turn_id, moved_s, fed_s)
 
     def talk_over(self, result: Condition) -> None:
         """A long reply; `USER_AFTER_S` into it the user speaks; it must stop, and soon."""

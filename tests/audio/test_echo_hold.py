@@ -202,15 +202,16 @@ def test_one_search_that_finds_the_echo_far_off_moves_no_hold(monkeypatch: pytes
 @pytest.mark.parametrize("shorter_ms", [6, 26])
 def test_an_echo_path_that_shortens_mid_reply_stays_cancelled(rig: EchoRig, shorter_ms: int) -> None:
     """On the rig, 150 ms and as loud as the reply, the path made shorter 3 s into a reply with no
-    clock showing it: from half a second after it the echo is 20 dB down again (AEC3 alone left 10 to
-    17 dB for two seconds), and the reply is never cut. It may pause once: until the move is found
-    AEC3 leaks the echo (one pause in eight trials at 26 ms, not traced)."""
+    clock showing it: the hold feeds the move within a second, from half a second after it the echo
+    is 20 dB down again (AEC3 alone left 10 to 17 dB for two seconds), and the reply is never cut.
+    It may pause once: until the move is found AEC3 leaks the echo (one pause in eight trials at
+    26 ms, not traced)."""
     rig.condition(150, 1.0, replies=2, user=False)
     paused = rig.acted.pauses
-    turn_id, moved_s = rig.shorten_mid_reply(shorter_ms)
+    move = rig.shorten_mid_reply(shorter_ms)
     echo = rig.echo
     assert echo is not None
-    after = echo.attenuation_db_between(moved_s + 0.5, moved_s + 2.5)
-    assert rig.barge_ins([turn_id]) == [] and rig.acted.pauses <= paused + 1
-    assert after is not None and after >= 20.0, (after, echo.delay.ahead_s)
-    assert echo.delay.ahead_s == pytest.approx(shorter_ms / 1000, abs=0.003)
+    after = echo.attenuation_db_between(move.moved_s + 0.5, move.moved_s + 2.5)
+    assert rig.barge_ins([move.turn_id]) == [] and rig.acted.pauses <= paused + 1
+    assert after is not None and after >= 20.0, (after, move.fed_s)
+    assert move.fed_s == pytest.approx(shorter_ms / 1000, abs=0.003)
