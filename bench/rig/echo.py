@@ -75,6 +75,7 @@ class Condition:
     user_barge_in: bool = False
     barge_in_ms: float | None = None  # user onset at the microphone → silence at the speaker monitor
     clock_moves: int = 0  # the devices' clocks moved or stalled (an underrun): the canceller started over
+    path_moves: int = 0  # the rig's own echo path moved (`EchoPath.moves`): the hold has to find it
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -222,6 +223,7 @@ class EchoRig:
         echo = self.fresh_canceller()
         time.sleep(ECHO_TAIL_S)
         resets = echo.delay.resets  # a fresh canceller starts with one when the player ever stalled
+        path_moves = self.path.moves
         result = Condition(delay_ms, gain)
         first = self._turn_id + 1
         for k in range(replies):
@@ -237,6 +239,7 @@ class EchoRig:
         if user:
             self.talk_over(result)
         result.clock_moves = echo.delay.resets - resets
+        result.path_moves = self.path.moves - path_moves
         return result
 
     def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> PathMove:

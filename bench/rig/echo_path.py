@@ -27,6 +27,7 @@ class EchoPath:
         self._jump_n = 0
         self._callbacks = 0
         self.late_samples = 0  # output samples played as silence because the input had not arrived
+        self.moves = 0  # times the path moved by itself: a backlog trimmed, or silence played when dry
         self._input: Any = None
         self._output: Any = None
         self.reopen()
@@ -75,9 +76,11 @@ class EchoPath:
             self._jump_n = 0
         if ring.available() > self._delay_n + self._slack_n:  # a backlog: back to the set delay
             ring.skip_to(ring.write_pos - self._delay_n)
+            self.moves += 1
         got = ring.read_into(outdata[:, 0])
         outdata[got:, 0] = 0.0
         self.late_samples += frames - got
+        self.moves += got < frames
         self._callbacks += 1
 
     def close(self) -> None:
