@@ -7,7 +7,8 @@ stream at 16 kHz) against microphone_delivery_ms_resampled_here (at the device's
 barge_in_ms_median / barge_in_ms_max (user speech onset at the microphone to silence at the
 loudspeaker monitor), underruns (playback while a CPU-heavy torch loop runs in another thread),
 self_interruptions_per_min (the assistant's speech looped from the speaker into the microphone with
-delay and gain, AEC on) and echo_attenuation_db (microphone level in / out of the echo canceller).
+delay and gain, AEC on) and echo_attenuation_db (microphone level in / out of the echo canceller);
+player_stream_restarts counts the watchdog's restarts of that player's stream over those sections.
 Then the echo grid and faults (`bench.rig.echo`, a fresh canceller per cell as an app starting up,
 barge-in recovering by "pause" as the app does): self_interruptions_per_min_worst and
 echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (the user talking over a
@@ -57,6 +58,7 @@ def run(quick: bool) -> dict[str, Any]:
         result.update(barge_in_latency(player, quick))
         result.update(underruns_under_load(player, quick))
         result.update(self_interruptions(player, quick))
+        result["player_stream_restarts"] = player._keeper.restarts
         player.stop()
         result.update(run_echo(quick, audio))
     return result
@@ -257,7 +259,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["barge_in_ms_median_double_talk"] = _round(middle)
         result["user_barge_ins_missed"] = sum(not c.user_barge_in for c in grid)
         result["self_pauses_worst"] = max(c.self_pauses for c in grid)
-        result["echo_attenuation_db_after_path_move"] = _path_moves(rig)
+        result["echo_attenuation_db_after_path_move"] = _shortened_paths(rig)
         result["aec_recovered_s_after_reopen"] = _reopen(rig, audio)
         pauses = rig.acted.pauses
         gap_ms, interrupted = _stalls(rig)
@@ -268,7 +270,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
     return result
 
 
-def _path_moves(rig: Any) -> float | None:
+def _shortened_paths(rig: Any) -> float | None:
     """The echo path made 6, then 26 ms shorter 3 s into a reply, no clock showing it (a host or a
     microphone dropping that much): the worst attenuation from 0.5 to 2.5 s after the move."""
     worst: float | None = None
