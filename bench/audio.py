@@ -276,8 +276,7 @@ def _shortened_paths(rig: Any) -> float | None:
     worst: float | None = None
     for shorter_ms in (6, 26):
         rig.condition(150, 1.0, replies=2, user=False)
-        moved_s = rig.shorten_mid_reply(shorter_ms).moved_s
-        after = rig.echo.attenuation_db_between(moved_s + 0.5, moved_s + 2.5) or 0.0
+        after = rig.shorten_mid_reply(shorter_ms).attenuation_db or 0.0
         worst = after if worst is None else min(worst, after)
     return _round(worst)
 

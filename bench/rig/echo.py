@@ -55,6 +55,7 @@ USER_TEXT = "Wait, stop please, I have another question."
 REPLY_GAP_S = 0.4  # between replies, as a conversation leaves them
 USER_AFTER_S = 1.5  # into the last reply, the user talks over it
 FED_WITHIN_S = 1.0  # after a path move, by when the hold has fed it (it takes about 0.3 s)
+MOVED_WINDOW_S = (0.5, 2.5)  # after a path move, when its echo must be cancelled again
 SILENT = 1e-3  # monitor samples below this are silence
 QUIET_S = 0.1  # silence this long on the monitor is the reply stopped (paused or cut)
 ECHO_TAIL_S = 0.6  # the echo of a reply's end is still arriving this long after it played
@@ -98,11 +99,12 @@ def stop_process(seconds: float) -> None:
 
 @dataclass
 class PathMove:
-    """A path made shorter mid-reply: the reply's turn, when (perf_counter), what the hold fed ahead."""
+    """A path made shorter mid-reply: the reply's turn, what the hold fed ahead, and the attenuation
+    over `MOVED_WINDOW_S` after the move (None: no echo there)."""
 
     turn_id: int
-    moved_s: float
     fed_s: float
+    attenuation_db: float | None
 
 
 class ActedPlayer:
@@ -244,7 +246,8 @@ class EchoRig:
 
     def shorten_mid_reply(self, shorter_ms: float, after_s: float = 3.0) -> PathMove:
         """A long reply over the path, made `shorter_ms` shorter `after_s` into it with no clock
-        showing it (`EchoPath.shorten`); with what the hold fed ahead in the `FED_WITHIN_S` after.
+        showing it (`EchoPath.shorten`); with what the hold fed ahead in the `FED_WITHIN_S` after,
+        and how well the echo was cancelled in `MOVED_WINDOW_S` after it.
 
         The feed is read across the move alone: over a whole condition the rig's own path also
         moves (its ring trims a backlog, plays silence when dry) and the hold rightly feeds that too.
@@ -263,7 +266,8 @@ class EchoRig:
         fed_s = delay.ahead_s - ahead_s
         writer.join()
         self.player.wait_idle(20)
-        return PathMove(turn_id, moved_s, fed_s)
+        since, until = MOVED_WINDOW_S
+        return PathMove(turn_id, fed_s, self.echo.attenuation_db_between(moved_s + since, moved_s + until))
 
     def talk_over(self, result: Condition) -> None:
         """A long reply; `USER_AFTER_S` into it the user speaks; it must stop, and soon."""

@@ -26,7 +26,6 @@ class EchoPath:
         self.set_path(delay_ms, gain)
         self._jump_n = 0
         self._callbacks = 0
-        self.late_samples = 0  # output samples played as silence because the input had not arrived
         self.moves = 0  # times the path moved by itself: a backlog trimmed, or silence played when dry
         self._input: Any = None
         self._output: Any = None
@@ -79,7 +78,6 @@ class EchoPath:
             self.moves += 1
         got = ring.read_into(outdata[:, 0])
         outdata[got:, 0] = 0.0
-        self.late_samples += frames - got
         self.moves += got < frames
         self._callbacks += 1
 
