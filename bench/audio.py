@@ -283,7 +283,7 @@ def _shortened_paths(rig: Any) -> float | None:
 
 def _reopen(rig: Any, audio: Any) -> float | None:
     """Speaker sink unloaded 1.5 s into a reply and loaded again; seconds from the first echo after
-    it to attenuation >= 20 dB in every later 0.5 s (None: not within the replies played)."""
+    it until attenuation >= 20 dB held for 2 s (`first_held`; None: not within the replies played)."""
     from audio_io.formats import PLAYBACK_RATE_HZ
     from bench.rig.listening import play_reply
     from bench.rig.pulse import wait_flowing

@@ -107,19 +107,19 @@ class MeasuredEchoCanceller(EchoCanceller):
             self.echo_frames.append((time_s or 0.0, power, power_out))
         return out
 
-    def recovered_s(self, since_s: float, min_db: float = 20.0, bin_s: float = 0.5) -> float | None:
-        """From the first echo after `since_s` to where every later `bin_s` keeps `min_db` (None: never)."""
+    def recovered_s(
+        self, since_s: float, min_db: float = 20.0, bin_s: float = 0.5, hold_s: float = 2.0
+    ) -> float | None:
+        """Seconds from the first echo after `since_s` until the echo was `min_db` down and stayed so."""
+        return first_held(self.attenuation_bins(since_s, bin_s), bin_s, min_db, hold_s)
+
+    def attenuation_bins(self, since_s: float, bin_s: float = 0.5) -> list[float | None]:
+        """The attenuation in each `bin_s` from the first echo after `since_s` to the last echo."""
         times = [f[0] for f in self.echo_frames if f[0] >= since_s]
         if not times:
-            return None
-        good = []
-        for k in range(int((times[-1] - times[0]) // bin_s) + 1):
-            db = self.attenuation_db_between(times[0] + k * bin_s, times[0] + (k + 1) * bin_s)
-            good.append(db is None or db >= min_db)
-        bad = [k for k, ok in enumerate(good) if not ok]
-        if bad and bad[-1] == len(good) - 1:
-            return None
-        return (bad[-1] + 1) * bin_s if bad else 0.0
+            return []
+        starts = [times[0] + k * bin_s for k in range(int((times[-1] - times[0]) // bin_s) + 1)]
+        return [self.attenuation_db_between(t, t + bin_s) for t in starts]
 
     def attenuation_db_between(self, since_s: float, until_s: float) -> float | None:
         """Echo energy in over out, in dB, for the echo frames between two perf_counter times."""
@@ -136,6 +136,16 @@ class MeasuredEchoCanceller(EchoCanceller):
         if not self.energy_in:
             return None
         return 10 * float(np.log10(self.energy_in / max(self.energy_out, 1e-9)))
+
+
+def first_held(bins: list[float | None], bin_s: float, min_db: float, hold_s: float) -> float | None:
+    """Start of the first bin from which every bin for `hold_s` (a bin with no echo passes) keeps
+    `min_db`; None: never. A dip after that is another event's: an underrun, the path moving."""
+    need = max(1, min(round(hold_s / bin_s), len(bins)))
+    for k in range(len(bins) - need + 1):
+        if all(db is None or db >= min_db for db in bins[k : k + need]):
+            return k * bin_s
+    return None
 
 
 def play_reply(player: Player, turn_id: int, pcm: np.ndarray, rate_hz: int, chunk_s: float = 0.08) -> None:

@@ -22,7 +22,7 @@ from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYB
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from audio_io.stream_clock import StreamClock, output_delay_s
 from bench.rig.echo import GRID_DELAYS_MS, Condition, EchoRig, hold_gil, stop_process
-from bench.rig.listening import play_reply
+from bench.rig.listening import first_held, play_reply
 from bench.rig.pulse import VirtualAudio, wait_flowing
 from bench.rig.signals import harmonic_voice, speech
 from events import AudioChunk, BargeIn, DeviceLost, DeviceRestored
@@ -265,6 +265,17 @@ def test_a_copy_of_the_far_end_the_linear_filter_took_little_off_is_an_echo_it_l
     assert meter.matched(0.5).near_evidence_db < 6
 
 
+def test_recovery_is_the_first_two_seconds_held_and_a_later_dip_is_not_its() -> None:
+    """After a device comes back the echo must be 20 dB down and stay so for 2 s: a single good bin
+    is no recovery, and a dip long after (an underrun, the path moving) is another event's."""
+    leak, good = 5.0, 40.0
+    assert first_held([leak, leak, good, good, good, good, leak, good], 0.5, 20.0, 2.0) == 1.0
+    assert first_held([leak, good, leak, good, good, None, good, good], 0.5, 20.0, 2.0) == 1.5
+    assert first_held([leak, good, leak, good, leak, good, leak, good], 0.5, 20.0, 2.0) is None
+    assert first_held([good, good], 0.5, 20.0, 2.0) == 0.0  # fewer bins than 2 s: all of them
+    assert first_held([], 0.5, 20.0, 2.0) is None
+
+
 # -- PulseAudio ------------------------------------------------------------------------------------
 
 
@@ -291,14 +302,17 @@ def test_grid_no_self_interruption_attenuation_and_the_user_still_interrupts(
 
 
 def _converged_cell(rig: EchoRig, delay_ms: float, gain: float) -> Condition:
-    """A cell, once more if the devices' clocks moved in it (an underrun of a loaded machine: in CI,
-    14.5 dB in a cell of 58, ALSA reporting the underrun): the grid is the echo once the canceller
-    has converged; starting over after such faults is what the reopen and stall tests judge."""
+    """A cell, once more if its echo moved in it: the devices' clocks (an underrun of a loaded
+    machine: in CI, 14.5 dB in a cell of 58, ALSA reporting the underrun) or the rig's own path
+    (its ring trimmed under jitter: in CI, 11.6 dB). The grid is the echo of a fixed path once the
+    canceller has converged; starting over after a move is what the reopen, stall and path-move
+    tests judge."""
     first = rig.condition(delay_ms, gain, replies=2)
-    if not first.clock_moves:
+    if not (first.clock_moves or first.path_moves):
         return first
     again = rig.condition(delay_ms, gain, replies=2)
-    again.notes.append(f"run again, the clocks moved {first.clock_moves} times in: {first}")
+    moved = f"the clocks moved {first.clock_moves} times, the rig's path {first.path_moves} times"
+    again.notes.append(f"run again, {moved} in: {first}")
     return again
 
 
@@ -348,12 +362,15 @@ def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
     assert echo is not None
     assert echo.meter.coupling == 1.0  # a device plugged back may be another path: measured afresh
     first, paused_before = rig.last_turn + 1, rig.acted.pauses  # the first convergence is the grid's test
+    resets, path_moves = echo.delay.resets, rig.path.moves
     for reply in rig.replies:
         rig.play(reply)
     assert rig.barge_ins(range(first, rig.last_turn + 1)) == [] and rig.acted.pauses == paused_before
     assert float(np.abs(rig.monitor.samples()).max()) > 0.01  # the replies after it were heard
     recovered_s = echo.recovered_s(back_s, MIN_ATTENUATION_DB)
-    assert recovered_s is not None and recovered_s <= 3.0
+    bins = [None if db is None else round(db, 1) for db in echo.attenuation_bins(back_s)]
+    moved = f"clock moves {echo.delay.resets - resets}, path moves {rig.path.moves - path_moves}"
+    assert recovered_s is not None and recovered_s <= 3.0, (recovered_s, bins, moved)
 
 
 @pytest.mark.audio
@@ -384,8 +401,8 @@ def test_the_echo_stays_cancelled_right_after_a_stall_in_a_reply(rig: EchoRig) -
 
 
 @pytest.mark.xfail(
-    reason="rare: one pause for the reply's own echo after a stall, in 1 of 7 runs of this whole file"
-    " and 1 of 4 of the whole suite (none in 10 runs of these tests alone and 15 traced runs; bench"
+    reason="rare: one pause for the reply's own echo after a stall, in 1 of 8 runs of this whole file"
+    " and 2 of 8 of the whole suite (none in 10 runs of these tests alone and 15 traced runs; bench"
     " README), not yet traced",
     strict=False,
 )
