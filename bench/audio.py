@@ -15,7 +15,8 @@ echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (th
 reply whose echo is being cancelled: onset at the microphone to the moment the loudspeaker went
 silent, which is the pause, not the cut 700 ms later), echo_grid_cells_with_clock_moves (cells the
 devices' clocks moved in, as an underrun does: counted, and left in the figures above; each cell
-also counts its path_moves, the rig's own echo path moving under jitter, which the hold must find),
+also counts its path_moves, the rig's own echo path moving under jitter, which the hold must find;
+echo_attenuation_db_min_unmoved is the minimum over the cells where neither moved, the fixed paths),
 echo_attenuation_db_after_path_move (the echo path 6 and 26 ms shorter mid-reply, no clock showing
 it), aec_recovered_s_after_reopen (output sink unloaded and reloaded mid-reply) and
 output_gap_ms_max_after_stall (150 ms stalls of the process mid-reply, GIL held and SIGSTOP).
@@ -253,6 +254,8 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["echo_grid_cells_with_clock_moves"] = sum(c.clock_moves > 0 for c in grid)
         result["self_interruptions_per_min_worst"] = round(max(c.self_interruptions_per_min for c in grid), 2)
         result["echo_attenuation_db_min"] = _round(min((c.attenuation_db or 0.0) for c in grid))
+        still = [c.attenuation_db or 0.0 for c in grid if not (c.clock_moves or c.path_moves)]
+        result["echo_attenuation_db_min_unmoved"] = _round(min(still)) if still else None
         talked_over = [c.barge_in_ms for c in grid if c.barge_in_ms is not None]
         worst, middle = (max(talked_over), float(np.median(talked_over))) if talked_over else (None, None)
         result["barge_in_ms_max_double_talk"] = _round(worst)
