@@ -139,11 +139,11 @@ class MeasuredEchoCanceller(EchoCanceller):
 
 
 def first_held(bins: list[float | None], bin_s: float, min_db: float, hold_s: float) -> float | None:
-    """Start of the first bin from which every bin for `hold_s` (a bin with no echo passes) keeps
-    `min_db`; None: never. A dip after that is another event's: an underrun, the path moving."""
+    """Start of the first bin with echo from which every bin for `hold_s` (one with no echo passes)
+    keeps `min_db`; None: never. A dip after that is another event's: an underrun, the path moving."""
     need = max(1, min(round(hold_s / bin_s), len(bins)))
     for k in range(len(bins) - need + 1):
-        if all(db is None or db >= min_db for db in bins[k : k + need]):
+        if bins[k] is not None and all(db is None or db >= min_db for db in bins[k : k + need]):
             return k * bin_s
     return None
 

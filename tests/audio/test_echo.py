@@ -86,11 +86,13 @@ def test_an_output_clock_is_not_moved_by_blocks_its_host_takes_faster_than_it_pl
 
 def test_recovery_is_the_first_two_seconds_held_and_a_later_dip_is_not_its() -> None:
     """After a device comes back the echo must be 20 dB down and stay so for 2 s: a single good bin
-    is no recovery, and a dip long after (an underrun, the path moving) is another event's."""
+    is no recovery, nor is silence, and a dip long after (an underrun, the path moving) is another
+    event's."""
     leak, good = 5.0, 40.0
     assert first_held([leak, leak, good, good, good, good, leak, good], 0.5, 20.0, 2.0) == 1.0
     assert first_held([leak, good, leak, good, good, None, good, good], 0.5, 20.0, 2.0) == 1.5
     assert first_held([leak, good, leak, good, leak, good, leak, good], 0.5, 20.0, 2.0) is None
+    assert first_held([None, None, None, None, leak, good, good, good, good], 0.5, 20.0, 2.0) == 2.5
     assert first_held([good, good], 0.5, 20.0, 2.0) == 0.0  # fewer bins than 2 s: all of them
     assert first_held([], 0.5, 20.0, 2.0) is None
 
