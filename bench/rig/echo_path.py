@@ -14,9 +14,11 @@ class EchoPath:
     """Loudspeaker → microphone: records the speaker monitor, plays it into the mic `delay_ms` later.
 
     Two streams joined by a ring that holds `delay_ms` (plus at most a few blocks of jitter). The
-    ring's level is enforced: a PulseAudio record stream opened on a playing sink's monitor first
-    delivers up to 2 s it buffered between opening and starting, and a plain queue (or a duplex
-    stream, as this was) keeps that backlog for good, making the "40 ms" path about 2 s long.
+    ring's level is enforced both ways. Too full: a PulseAudio record stream opened on a playing
+    sink's monitor first delivers up to 2 s it buffered between opening and starting, and a plain
+    queue (or a duplex stream, as this was) keeps that backlog for good, making the "40 ms" path
+    about 2 s long. Dry (the recording late, or its sink gone): it plays silence until the ring holds
+    `delay_ms` again; reading on from an empty ring made the 150 ms path about 30 ms for good.
     """
 
     def __init__(self, delay_ms: float, gain: float, rate_hz: int = SINK_RATE_HZ) -> None:
@@ -39,6 +41,7 @@ class EchoPath:
         ring = SampleRing(self.rate_hz * 4, np.float32)
         ring.write(np.zeros(delay_n, dtype=np.float32))
         self._delay_n, self._ring, self.gain = delay_n, ring, gain
+        self._refilling = False
 
     def shorten(self, ms: float) -> None:
         """The path `ms` shorter from the next block on, no clock showing it: what a host dropping
@@ -76,9 +79,15 @@ class EchoPath:
         if ring.available() > self._delay_n + self._slack_n:  # a backlog: back to the set delay
             ring.skip_to(ring.write_pos - self._delay_n)
             self.moves += 1
-        got = ring.read_into(outdata[:, 0])
-        outdata[got:, 0] = 0.0
-        self.moves += got < frames
+        if self._refilling and ring.available() < self._delay_n:
+            outdata[:, 0] = 0.0
+        else:
+            self._refilling = False
+            got = ring.read_into(outdata[:, 0])
+            outdata[got:, 0] = 0.0
+            if got < frames:  # dry: the recording is late; silence until the ring holds the delay again
+                self._refilling = True
+                self.moves += 1
         self._callbacks += 1
 
     def close(self) -> None:
