@@ -20,7 +20,10 @@ taken off by feeding the far end that much later, so AEC3 only ever has to find 
 played could be at most, and how much AEC3 has been seen to remove from it. Once it knows that
 nothing played comes back (`EchoMeter.no_echo`: headphones), the microphone passes untouched: AEC3's
 suppressor, unaware, removed a voice 10 dB under the reply whole. Another output device (headphones
-unplugged, the speaker taking over) starts the learning again; the same device reopened keeps it.
+unplugged, the speaker taking over) or one plugged back starts the learning again, with a new AEC3:
+the old one trusted a filter fitted to the old stream and leaked the echo of the first reply after a
+reload (4 to 15 dB off for its first second, on the rig), where a new one suppresses hard until it
+converges (30 to 66 dB from the start); the same device reopened by the watchdog keeps both.
 
 `listen` is the frame barge-in listens to: once a linear filter of our own (`linear_echo`, on the
 measured path) cancels well, its residual, which AEC3's suppressor has not ducked; else the cleaned
@@ -110,13 +113,17 @@ class EchoCanceller:
         self._gaps = 0
         self._returns = 0
         if config.enabled:
-            from livekit import rtc
+            self._apm = self._new_apm()
 
-            self._apm = rtc.AudioProcessingModule(
-                echo_cancellation=True,
-                noise_suppression=config.noise_suppression,
-                high_pass_filter=config.high_pass_filter,
-            )
+    def _new_apm(self) -> Any:
+        """An AEC3 that knows nothing yet: it suppresses hard until its filter converges."""
+        from livekit import rtc
+
+        return rtc.AudioProcessingModule(
+            echo_cancellation=True,
+            noise_suppression=self.config.noise_suppression,
+            high_pass_filter=self.config.high_pass_filter,
+        )
 
     def fresh(self) -> EchoCanceller:
         """A new canceller on the same far end and settings, learning from nothing (this one failed)."""
@@ -244,6 +251,7 @@ class EchoCanceller:
         if returns != self._returns or (device != self._device and self._device is not None):
             self.meter.relearn()  # another loudspeaker, or one plugged back: its path is measured afresh
             self.delay.drop_hold()
+            self._apm = self._new_apm()
         self._device, self._returns = device, returns
         clock_s = self._source.far_end_clock_s
         if self.meter.clock(clock_s):

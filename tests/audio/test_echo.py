@@ -154,7 +154,8 @@ def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
 ) -> None:
     """Unplugged mid-reply: the reply is cut where the user stopped hearing it (`BargeIn` after
     `DeviceLost`) and its rest never plays; plugged back: the next replies play (none is left
-    stuck), do not interrupt themselves, and the echo is 20 dB down again within a few seconds."""
+    stuck), do not interrupt themselves, the echo is 20 dB down again within a few seconds, and the
+    user still interrupts a reply."""
     rig.condition(150, 0.5, replies=1, user=False)
     turn_id = rig.next_turn()
     play_reply(rig.player, turn_id, np.concatenate(rig.replies), PLAYBACK_RATE_HZ)
@@ -192,6 +193,9 @@ def test_output_device_back_mid_reply_cuts_it_and_the_echo_is_cancelled_again(
     bins = [None if db is None else round(db, 1) for db in echo.attenuation_bins(back_s)]
     moved = f"clock moves {echo.delay.resets - resets}, path moves {rig.path.moves - path_moves}"
     assert recovered_s is not None and recovered_s <= 3.0, (recovered_s, bins, moved)
+    talked_over = Condition(150, 0.5)
+    rig.talk_over(talked_over)
+    assert talked_over.user_barge_in and talked_over.self_interruptions == 0, talked_over
 
 
 @pytest.mark.audio
