@@ -31,6 +31,7 @@ import numpy as np
 from audio_io.device_probe import opens_in_child
 from audio_io.devices import AudioDevice, stream_rate_hz
 from audio_io.formats import PLAYBACK_RATE_HZ
+from audio_io.pace import Pace
 from audio_io.ring_buffer import SampleRing
 from audio_io.stream_clock import StreamClock, output_delay_s
 from audio_io.stream_keeper import EventSink, RetryConfig, StreamKeeper
@@ -86,6 +87,7 @@ class Player:
         self.far_end_clock_s = math.inf  # perf_counter time at which far_end position 0 is heard
         self._clock = StreamClock(burst_s=0.75 * self.config.block_ms / 1000)
         self._dry_samples = 0  # silence output since the ring last ran dry: how far that drained the device
+        self.pace = Pace()  # a host taking blocks faster than it plays them takes silence (`pace`)
         self._keeper = StreamKeeper(
             "output",
             self.config.device,
@@ -127,13 +129,6 @@ class Player:
 
     def stop(self) -> None:
         self._keeper.stop()
-
-    def __enter__(self) -> Player:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- engine side ------------------------------------------------------------------------------
 
@@ -328,6 +323,7 @@ class Player:
                     turn.resampler = None
                 self._rate_hz = rate
         self._latency_s = float(stream.latency)
+        self.pace.reset(rate, self._latency_s)
         return stream
 
     def _make_callback(self, block: int, fade_n: int) -> Any:
@@ -341,7 +337,7 @@ class Player:
                 self.device_underflows += 1
             out = outdata[:, 0]
             ring, far_end = self._ring, self.far_end
-            got = 0
+            got, now = 0, time.perf_counter()
             if self._flush_seq != self._flush_ack:
                 seq, target = self._flush_seq, self._flush_pos
                 if self._audible:
@@ -358,8 +354,9 @@ class Player:
                     out[:got] *= fade_out[:got]
                     out[:got] *= self._gain
                 self._audible = False
-            else:
+            elif self.pace.allows(now, frames, ring.available()):
                 got = ring.read_into(out[:frames])
+                self.pace.took(got)
                 if got:
                     gain, target_gain = self._gain, self._gain_target
                     if gain != target_gain and got == block:
@@ -384,9 +381,11 @@ class Player:
                     if self._audible and self._turn_open:
                         self.underruns += 1
                     self._audible = False
+            else:
+                self._audible = False
             out[got:] = 0.0
             self._dry_samples = 0 if got == frames else self._dry_samples + frames - got
-            now = time.perf_counter()  # far_end sample 0 is heard from when this block is (StreamClock)
+            # far_end sample 0 is heard from when this block is (StreamClock)
             delay = output_delay_s(time_info, self._latency_s)
             estimate = now + (self._latency_s if delay is None else delay) - far_end.write_pos / self._rate_hz
             anchor = self._clock.update(now, estimate, timed=delay is not None)

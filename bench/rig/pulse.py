@@ -7,6 +7,8 @@ directory) with a null sink each, and names them for PortAudio through an ALSA c
     omni_speaker_monitor  record here what the loudspeaker played
     omni_mic              record here: the "microphone" (the monitor of sink `mic`)
     omni_mic_feed         play here what the microphone should hear
+    omni_discard          ALSA's null device: it takes blocks as fast as it is given them and
+                          plays nothing (what a loaded host did for a second after an underrun)
 
 Two servers, not one: PulseAudio moves a stream whose sink disappears to another sink, so a lost
 device is only lost when its server has nothing else. Private servers also leave a user's own
@@ -40,6 +42,7 @@ SPEAKER = "omni_speaker"
 SPEAKER_MONITOR = "omni_speaker_monitor"
 MIC = "omni_mic"
 MIC_FEED = "omni_mic_feed"
+DISCARD = "omni_discard"
 SINK_RATE_HZ = 48_000
 
 
@@ -193,6 +196,7 @@ class VirtualAudio:
             + pcm(SPEAKER_MONITOR, spk, f"{spk.sink}.monitor")
             + pcm(MIC, mic, f"{mic.sink}.monitor")
             + pcm(MIC_FEED, mic, mic.sink)
+            + f'pcm.{DISCARD} {{ type null hint {{ show on description "{DISCARD}" }} }}\n'
         )
 
 
