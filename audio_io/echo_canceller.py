@@ -22,8 +22,8 @@ nothing played comes back (`EchoMeter.no_echo`: headphones), the microphone pass
 suppressor, unaware, removed a voice 10 dB under the reply whole. Another output device (headphones
 unplugged, the speaker taking over) or one plugged back starts the learning again, with a new AEC3:
 the old one trusted a filter fitted to the old stream and leaked the echo of the first reply after a
-reload (4 to 15 dB off for its first second, on the rig), where a new one suppresses hard until it
-converges (30 to 66 dB from the start); the same device reopened by the watchdog keeps both.
+reload (4 to 19 dB off for most of its first second, on the rig), where a new one suppresses hard
+until it converges (29 to 66 dB from the start); the same device reopened by the watchdog keeps both.
 
 `listen` is the frame barge-in listens to: once a linear filter of our own (`linear_echo`, on the
 measured path) cancels well, its residual, which AEC3's suppressor has not ducked; else the cleaned

@@ -1,13 +1,14 @@
 """How fast a reply may leave the player's ring: no faster than real time, plus what the device holds.
 
-Under load, ALSA's PulseAudio plugin sometimes called the output callback every 0.4 to 6 ms for up to
-a second and threw away what it took: 6 to 7 s of a reply went in under a second while the user heard
-nothing, and the reply ended early with the history saying it was heard (seen on the rig, at the
-start of a stream, in 1 of 3 runs under two busy loops). The callback still answers every call, but
-past this budget with silence: a host that takes faster than it plays takes silence, and the reply
-goes on from where it was. A token bucket on the wall clock, filled a little faster than real time
-(`RATE_SLACK`: a device clock a little fast never starves), holding the device's own buffer and
-`MARGIN_S` more (a host that catches up after a late callback takes what it had room for).
+Under load, ALSA's PulseAudio plugin sometimes called the output callback every 0.4 to 6 ms, for a
+second or for seconds from a stream's start, and played little of what it took: 6 to 7 s of a reply
+went in under a second, and the reply ended early with the history saying it was heard (seen on the
+rig under two busy loops, in 2 of 8 and 1 of 3 runs of a test). The callback still answers every
+call, but past this budget with silence: a host that takes faster than it plays takes silence, and
+the reply goes on from where it was. A token bucket on the wall clock, filled a little faster than
+real time (`RATE_SLACK`: a device clock a little fast never starves), holding the device's own
+buffer and `MARGIN_S` more (a host that catches up after a late callback takes what it had room
+for).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ RATE_SLACK = 1.02  # the budget grows this much faster than real time
 
 
 class Pace:
-    """Called from the output callback only: `allows(now_s, frames)` before reading, `took(n)` after."""
+    """Called from the output callback only: `allows(...)` before reading, `took(n)` after."""
 
     def __init__(self) -> None:
         self.held_blocks = 0  # callbacks answered with silence though the ring had audio

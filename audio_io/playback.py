@@ -5,8 +5,8 @@ The engine side calls `start_turn`, `write(AudioChunk)` (blocks while the ring i
 turn older than the current one, or of a flushed turn, are dropped. `played_samples(turn_id)` says
 how much of a turn the user heard (24 kHz samples, corrected by the output latency). Underruns (the
 ring running dry inside an unfinished turn) are counted and faded, never fatal; a lost device gives
-`DeviceLost` and is reopened. What the callback plays is also copied to `far_end`, the echo
-canceller's reference.
+`DeviceLost` and is reopened. A host that takes blocks faster than it plays them gets silence past
+real time (`pace`). What the callback plays is also copied to `far_end`, the echo canceller's reference.
 
 A device lost mid-reply cuts the reply where the user stopped hearing it (`BargeIn` after the
 `DeviceLost`: the app keeps what was heard); resuming would restart mid-sentence after a gap.
