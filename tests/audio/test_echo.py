@@ -226,12 +226,6 @@ def test_the_echo_stays_cancelled_right_after_a_stall_in_a_reply(rig: EchoRig) -
 
 
 @pytest.mark.audio
-@pytest.mark.xfail(
-    reason="rare: one pause for the reply's own echo after a stall, in 1 of 8 runs of this whole file"
-    " and 2 of 8 of the whole suite (none in 10 runs of these tests alone and 15 traced runs; bench"
-    " README), not yet traced",
-    strict=False,
-)
 @pytest.mark.parametrize("stall", [hold_gil, stop_process], ids=["gil", "sigstop"])
 def test_stalls_between_and_during_replies(rig: EchoRig, stall: object) -> None:
     """150 ms stalls of the whole process, between replies and in the middle of one: no reply
@@ -256,4 +250,9 @@ def test_stalls_between_and_during_replies(rig: EchoRig, stall: object) -> None:
     rig.play(rig.replies[1])
     gap = rig.gap_at(start_s, end_s)
     assert rig.barge_ins(range(first, rig.last_turn + 1)) == [], gap
-    assert gap[1] <= MAX_GAP_MS and rig.acted.pauses == 0, (gap, rig.acted.pauses, rig.player_events)
+    if rig.acted.pauses:  # a pause is a gap of its own: the gap is judged on the runs without one
+        pytest.xfail(
+            f"rare: {rig.acted.pauses} pause for the reply's own echo after a stall (gap {gap}), in 1 of"
+            " 8 runs of this file, 2 of 8 of the whole suite and 1 of the last 2 full benches; not yet traced"
+        )
+    assert gap[1] <= MAX_GAP_MS, (gap, rig.player_events)
