@@ -158,7 +158,7 @@ class Microphone:
     def _run(self) -> None:
         import soxr
 
-        generation = -1
+        generation = 0  # no stream yet: a microphone waited for opens later (`_stream_generation` 1)
         resampler: Any = None
         ring: SampleRing | None = None
         rate = 0.0

@@ -284,6 +284,8 @@ class Player:
         pcm = np.asarray(chunk.pcm, dtype=np.float32).reshape(-1)
         if chunk.sample_rate == self._rate_hz:
             return pcm
+        if not self._rate_hz:  # no speaker has opened yet: nothing can play it
+            return None
         import soxr
 
         with self._lock:

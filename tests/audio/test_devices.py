@@ -35,7 +35,7 @@ from bench.rig.pulse import (
     wait_flowing,
 )
 from bench.rig.signals import find_offset, harmonic_voice, pink_noise, silence, speech, white_noise
-from events import AudioChunk, BargeIn, DeviceLost, SpeechEnded, SpeechStarted
+from events import AudioChunk, BargeIn, DeviceLost, DeviceUnavailable, SpeechEnded, SpeechStarted
 
 pytestmark = [pytest.mark.audio, pytest.mark.timeout(180)]
 
@@ -85,6 +85,69 @@ def test_microphone_delivers_16k_frames_of_what_the_mic_hears(devices: VirtualAu
         assert quality > 0.9
     finally:
         feeder.close()
+
+
+def test_a_microphone_plugged_in_after_the_start_delivers_what_it_hears(devices: VirtualAudio) -> None:
+    """The app starts the microphone waiting for it (`wait_for_device`); once it is plugged in, its
+    frames flow. Before, the frame worker read the rate of a stream never opened (0) and died, so a
+    microphone that was not there at the start stayed deaf until the app restarted."""
+    events: list[object] = []
+    devices.unload_sink("mic")
+    retry = RetryConfig(first_retry_s=0.1, max_retry_s=0.5)
+    mic = Microphone(MicrophoneConfig(device=MIC, retry=retry), on_event=events.append)
+    feeder: Feeder | None = None
+    try:
+        mic.start(wait_for_device=True)
+        assert any(isinstance(e, DeviceUnavailable) and e.kind == "input" for e in events)
+        time.sleep(0.3)
+        assert mic.frames.empty()
+        devices.load_sink("mic")
+        wait_flowing(mic._progress, timeout_s=20)
+        feeder = Feeder(MIC_FEED)
+        signal = speech("One two three", SINK_RATE_HZ)
+        while not mic.frames.empty():
+            mic.frames.get_nowait()
+        feeder.play(np.concatenate([signal, silence(0.3, SINK_RATE_HZ)]), wait=True)
+        time.sleep(0.3)
+        frames = [mic.frames.get_nowait() for _ in range(mic.frames.qsize())]
+        heard = np.concatenate([f.pcm for f in frames]).astype(np.float32) / 32768
+        _, quality = find_offset(heard, to_16k(signal))
+        assert quality > 0.9
+    finally:
+        if feeder is not None:
+            feeder.close()
+        mic.stop()
+
+
+def test_a_speaker_plugged_in_after_the_start_plays_the_next_reply(devices: VirtualAudio) -> None:
+    """A reply while no speaker has opened yet is dropped (`write` False; before, the resampler was
+    asked for rate 0 and raised on every chunk); the reply after the speaker is plugged in is heard."""
+    events: list[object] = []
+    devices.unload_sink("speaker")
+    player = Player(
+        PlayerConfig(device=SPEAKER, retry=RetryConfig(first_retry_s=0.1, max_retry_s=0.5)),
+        on_event=events.append,
+    )
+    try:
+        player.start(wait_for_device=True)
+        assert any(isinstance(e, DeviceUnavailable) and e.kind == "output" for e in events)
+        voice = harmonic_voice(1.0, PLAYBACK_RATE_HZ)
+        assert not player.write(
+            AudioChunk(turn_id=1, pcm=voice, sample_rate=PLAYBACK_RATE_HZ, first_frame_index=0)
+        )
+        devices.load_sink("speaker")
+        wait_flowing(player._progress, timeout_s=20)
+        recorder = Recorder(SPEAKER_MONITOR, rate_hz=PLAYBACK_RATE_HZ)
+        try:
+            play_reply(player, 2, voice, PLAYBACK_RATE_HZ)
+            assert player.wait_idle(timeout_s=10)
+            time.sleep(0.3)
+            _, quality = find_offset(recorder.samples(), voice)
+        finally:
+            recorder.close()
+        assert quality > 0.9
+    finally:
+        player.stop()
 
 
 def test_turns_from_the_microphone_match_the_known_boundaries(devices: VirtualAudio) -> None:
