@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.desk import Desk
 from app.launch import Launch
+from audio_io.gc_freeze import freeze_long_lived
 
 
 def quit_on_signals(app: QCoreApplication) -> None:
@@ -39,6 +40,7 @@ def run_desk(launch: Launch) -> int:
     app.setOrganizationName("omnidesk")
     desk = Desk(launch)
     desk.start()
+    freeze_long_lived()  # the window and the audio chain are up: full collections stay short
     quit_on_signals(app)
     code = app.exec()
     desk.shutdown()

@@ -266,6 +266,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     from app import config as cfg
     from app.desk import Desk
     from app.launch import Launch
+    from audio_io.gc_freeze import freeze_long_lived
     from bench.rig.pulse import (
         MIC,
         MIC_FEED,
@@ -293,6 +294,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         built_s = time.perf_counter()
         desk = Desk(launch)
         desk.start()
+        freeze_long_lived()  # as `run_desk` does
         rig = Rig(desk, probe, monitor, feeder, SINK_RATE_HZ)
         qapp.processEvents()
         result["window_shown_ms"] = round((time.perf_counter() - built_s) * 1000, 1)

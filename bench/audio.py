@@ -20,6 +20,10 @@ echo_attenuation_db_min_unmoved is the minimum over the cells where neither move
 echo_attenuation_db_after_path_move (the echo path 6 and 26 ms shorter mid-reply, no clock showing
 it), aec_recovered_s_after_reopen (output sink unloaded and reloaded mid-reply) and
 output_gap_ms_max_after_stall (150 ms stalls of the process mid-reply, GIL held and SIGSTOP).
+gc_full_collection_ms_max / gc_full_collections: the longest full garbage collection over those echo
+sections (each holds the GIL, so every audio callback waits), with what has been made so far frozen
+as the app freezes it once its window is up; gc_full_collection_ms_unfrozen: one collection of the
+same process just before that freeze, the baseline.
 """
 
 from __future__ import annotations
@@ -231,11 +235,12 @@ def self_interruptions(player: Any, quick: bool) -> dict[str, Any]:
 def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
     """The echo grid, then a reopened output and stalls, in one rig (virtual devices already up)."""
     from bench.rig.echo import GRID_DELAYS_MS, GRID_GAINS, EchoRig
+    from bench.rig.gc_watch import FullCollections, full_collection_ms
 
     delays = (20, 150, 500) if quick else GRID_DELAYS_MS
     gains = (0.25, 1.0) if quick else GRID_GAINS
-    result: dict[str, Any] = {}
-    with EchoRig() as rig:
+    result: dict[str, Any] = {"gc_full_collection_ms_unfrozen": round(full_collection_ms(), 1)}
+    with EchoRig() as rig, FullCollections() as full:
         grid = [rig.condition(d, g) for d in delays for g in gains]
         result["echo_grid"] = [
             {
@@ -270,6 +275,8 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["self_interruptions_after_stall"] = interrupted
         result["self_pauses_after_stall"] = rig.acted.pauses - pauses
         result["output_stream_restarts"] = rig.player._keeper.restarts
+    result["gc_full_collection_ms_max"] = round(full.max_ms, 1)
+    result["gc_full_collections"] = full.count
     return result
 
 

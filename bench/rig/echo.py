@@ -26,6 +26,7 @@ import soxr
 from audio_io.barge_in import BargeInConfig, BargeInMonitor, Recovery
 from audio_io.echo_canceller import EchoCancellerConfig
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
+from audio_io.gc_freeze import freeze_long_lived
 from audio_io.microphone import MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
 from audio_io.turn_detector import TurnDetector
@@ -142,6 +143,7 @@ class EchoRig:
     """Use as a context manager; the player's events (DeviceLost, BargeIn, ...) land in `player_events`."""
 
     def __init__(self, recovery: Recovery = "pause", reply_texts: tuple[str, ...] = REPLY_TEXTS) -> None:
+        freeze_long_lived()  # what this process holds already, as the app once its window is up
         self.player_events: list[object] = []
         self.player = Player(PlayerConfig(device=SPEAKER), on_event=self.player_events.append)
         self.recovery: Recovery = recovery
