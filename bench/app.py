@@ -17,7 +17,10 @@ into the virtual microphone. Prints:
 - `protocol_overhead_ms`: first audio of a typed turn through the app's own engine process (the
   Realtime protocol over loopback) minus first audio of the same turn in this process, same seed,
   median over `--trials` pairs;
-- `engine_restart_s`: SIGKILL of the engine process to the first audio of the next (typed) turn.
+- `engine_restart_s`: SIGKILL of the engine process to the first audio of the next (typed) turn;
+- `gc_full_collection_ms_max` / `gc_full_collections`: the longest full garbage collection (it holds
+  the GIL, so the audio callbacks wait) from the window up to the end of the device recovery, what
+  the app held then frozen as `run_desk` freezes it; `gc_full_collection_ms_unfrozen`: one before.
 
 The app runs as the user gets it: the engine in its own process (`omnidesk serve`). Run it from the
 repository root (it reuses the test rigs in `tests/audio/`).
@@ -267,6 +270,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     from app.desk import Desk
     from app.launch import Launch
     from audio_io.gc_freeze import freeze_long_lived
+    from bench.rig.gc_watch import FullCollections, full_collection_ms
     from bench.rig.pulse import (
         MIC,
         MIC_FEED,
@@ -294,25 +298,31 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         built_s = time.perf_counter()
         desk = Desk(launch)
         desk.start()
-        freeze_long_lived()  # as `run_desk` does
         rig = Rig(desk, probe, monitor, feeder, SINK_RATE_HZ)
         qapp.processEvents()
         result["window_shown_ms"] = round((time.perf_counter() - built_s) * 1000, 1)
+        result["gc_full_collection_ms_unfrozen"] = round(full_collection_ms(), 1)
+        freeze_long_lived()  # as `run_desk` does once the window is up
         probe.reset()  # from here the window is up: what the user waits on is the event loop
         probe.restart()
-        result |= load_and_talk(rig, sentences, trials, screenshot, reload=False)
-        hogs = cpu_hogs(2)
-        try:
-            loaded = load_and_talk(rig, sentences, trials, None, reload=True)
-        finally:
-            for hog in hogs:
-                hog.kill()
-                hog.wait()
-        result |= {f"{key}_under_load": value for key, value in loaded.items() if not isinstance(value, dict)}
-        result["engine_restart_s"] = engine_restart(rig)
-        rig.monitor.close()
-        rig.feeder.close()
-        result |= device_recovery(rig, audio, cycles=5)
+        with FullCollections() as full:
+            result |= load_and_talk(rig, sentences, trials, screenshot, reload=False)
+            hogs = cpu_hogs(2)
+            try:
+                loaded = load_and_talk(rig, sentences, trials, None, reload=True)
+            finally:
+                for hog in hogs:
+                    hog.kill()
+                    hog.wait()
+            result |= {
+                f"{key}_under_load": value for key, value in loaded.items() if not isinstance(value, dict)
+            }
+            result["engine_restart_s"] = engine_restart(rig)
+            rig.monitor.close()
+            rig.feeder.close()
+            result |= device_recovery(rig, audio, cycles=5)
+        result["gc_full_collection_ms_max"] = round(full.max_ms, 1)
+        result["gc_full_collections"] = full.count
         result["event_loop_max_stall_ms"] = max(
             result["event_loop_max_stall_ms_loading"], result["event_loop_max_stall_ms_talking"]
         )
