@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.desk import Desk
 from app.launch import Launch
-from audio_io.gc_freeze import freeze_long_lived
+from audio_io.gc_freeze import long_lived_frozen
 
 
 def quit_on_signals(app: QCoreApplication) -> None:
@@ -40,9 +40,9 @@ def run_desk(launch: Launch) -> int:
     app.setOrganizationName("omnidesk")
     desk = Desk(launch)
     desk.start()
-    freeze_long_lived()  # the window and the audio chain are up: full collections stay short
     quit_on_signals(app)
-    code = app.exec()
+    with long_lived_frozen():  # the window and the audio chain are up: full collections stay short
+        code = app.exec()
     desk.shutdown()
     if not desk.closed_cleanly:
         sys.stdout.flush()

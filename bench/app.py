@@ -269,7 +269,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
     from app import config as cfg
     from app.desk import Desk
     from app.launch import Launch
-    from audio_io.gc_freeze import freeze_long_lived
+    from audio_io.gc_freeze import long_lived_frozen
     from bench.rig.gc_watch import FullCollections, full_collection_ms
     from bench.rig.pulse import (
         MIC,
@@ -302,10 +302,9 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         qapp.processEvents()
         result["window_shown_ms"] = round((time.perf_counter() - built_s) * 1000, 1)
         result["gc_full_collection_ms_unfrozen"] = round(full_collection_ms(), 1)
-        freeze_long_lived()  # as `run_desk` does once the window is up
         probe.reset()  # from here the window is up: what the user waits on is the event loop
         probe.restart()
-        with FullCollections() as full:
+        with long_lived_frozen(), FullCollections() as full:  # frozen as `run_desk` does
             result |= load_and_talk(rig, sentences, trials, screenshot, reload=False)
             hogs = cpu_hogs(2)
             try:

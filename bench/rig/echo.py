@@ -18,6 +18,7 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ import soxr
 from audio_io.barge_in import BargeInConfig, BargeInMonitor, Recovery
 from audio_io.echo_canceller import EchoCancellerConfig
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
-from audio_io.gc_freeze import freeze_long_lived
+from audio_io.gc_freeze import long_lived_frozen
 from audio_io.microphone import MicrophoneConfig
 from audio_io.playback import Player, PlayerConfig
 from audio_io.turn_detector import TurnDetector
@@ -143,7 +144,6 @@ class EchoRig:
     """Use as a context manager; the player's events (DeviceLost, BargeIn, ...) land in `player_events`."""
 
     def __init__(self, recovery: Recovery = "pause", reply_texts: tuple[str, ...] = REPLY_TEXTS) -> None:
-        freeze_long_lived()  # what this process holds already, as the app once its window is up
         self.player_events: list[object] = []
         self.player = Player(PlayerConfig(device=SPEAKER), on_event=self.player_events.append)
         self.recovery: Recovery = recovery
@@ -152,8 +152,10 @@ class EchoRig:
         self._turn_id = 100
         self.echo: MeasuredEchoCanceller | None = None
         self._open: list[object] = []
+        self._frozen = ExitStack()
 
     def __enter__(self) -> EchoRig:
+        self._frozen.enter_context(long_lived_frozen())  # as the app while its window is up
         try:
             self.player.start()
             self._open.append(self.player)
@@ -183,6 +185,7 @@ class EchoRig:
                 part.stop()
             else:
                 part.close()  # type: ignore[attr-defined]
+        self._frozen.close()
 
     def fresh_canceller(self) -> MeasuredEchoCanceller:
         """A new canceller and barge-in monitor in the running loop: the state of an app just started."""
