@@ -327,7 +327,7 @@ def run(trials: int, screenshot: Path | None) -> dict[str, Any]:
         )
         desk.window.close()
         qapp.processEvents()
-        desk.shutdown()  # as `run_desk` does: its streams left open spun on the servers' exit
+        desk.shutdown()  # as `run_desk` does
     from bench.protocol import protocol_overhead
 
     result |= protocol_overhead(demo_dir, trials)
