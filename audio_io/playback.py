@@ -153,7 +153,7 @@ class Player:
         """Queue a chunk (float32 mono); blocks while the ring is full. False when the turn is stale."""
         if self._turn_id is None or chunk.turn_id > self._turn_id:
             self.start_turn(chunk.turn_id)
-        samples = self._to_device_rate(chunk)
+        samples = self._to_device_rate(chunk) if self._rate_hz else None  # no speaker opened yet: dropped
         if samples is None:
             return False
         offset = 0
@@ -284,8 +284,6 @@ class Player:
         pcm = np.asarray(chunk.pcm, dtype=np.float32).reshape(-1)
         if chunk.sample_rate == self._rate_hz:
             return pcm
-        if not self._rate_hz:  # no speaker has opened yet: nothing can play it
-            return None
         import soxr
 
         with self._lock:

@@ -252,7 +252,7 @@ def test_stalls_between_and_during_replies(rig: EchoRig, stall: object) -> None:
     assert rig.barge_ins(range(first, rig.last_turn + 1)) == [], gap
     if rig.acted.pauses:  # a pause is a gap of its own: the gap is judged on the runs without one
         pytest.xfail(
-            f"rare: {rig.acted.pauses} pause for the reply's own echo after a stall (gap {gap}), in 1 of"
-            " 8 runs of this file, 2 of 8 of the whole suite and 1 of the last 2 full benches; not yet traced"
+            f"rare: {rig.acted.pauses} pause for the reply's own echo after a stall (gap {gap}); under"
+            " two busy loops, 1 round in 6 of the bench's stall section (bench README); not yet traced"
         )
     assert gap[1] <= MAX_GAP_MS, (gap, rig.player_events)
