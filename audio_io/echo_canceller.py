@@ -44,6 +44,8 @@ from audio_io.echo_state import (
     EVIDENCE_MARGIN_DB,
     IDLE,
     MOSTLY_ECHO_MATCH,
+    NO_ECHO_POWER,
+    SHIFT_HOLD_S,
     STALL_HOLD_S,
     EchoMeter,
     EchoState,
@@ -60,6 +62,8 @@ _CLOCK_JUMP_S = 0.02  # consecutive microphone frames this far from 10 ms apart:
 _SHIFT_TRIAL_FRAMES = 200  # 2 s of far end
 _SHIFT_MIN_ERLE_DB = 10.0
 _WAIT_S = 0.1  # far end not written this long after it is heard: the player stalled, feed silence
+_DROPOUT_ZEROS = MIC_FRAME_SAMPLES // 2  # exact zeros in a frame whose echo must be loud: sound lost
+_DROPOUT_SUB = MIC_FRAME_SAMPLES // 2  # the far end's quietest 5 ms there still echoes above -60 dBFS
 
 
 class FarEndSource(Protocol):
@@ -112,6 +116,7 @@ class EchoCanceller:
         self._device: object = None
         self._gaps = 0
         self._returns = 0
+        self.dropouts = 0  # frames that lost sound on the way in (`_dropped_out`)
         if config.enabled:
             self._apm = self._new_apm()
 
@@ -170,6 +175,10 @@ class EchoCanceller:
         if no_echo:  # AEC3's suppressor would still eat a voice softer than the far end: pass it
             cleaned = raw.copy()
         raw_power = _power(raw)
+        if time_s is not None and self._dropped_out(raw):
+            self.meter.restart(STALL_HOLD_S)  # the echo moved where no clock shows, as after a stall
+            self.delay.reset()
+            self.dropouts += 1
         state = self.meter.frame(raw_power, _power(cleaned))
         self.listen = cleaned
         if time_s is not None:
@@ -210,14 +219,33 @@ class EchoCanceller:
             return None
         return self.linear.residual(far, raw.astype(np.float64))
 
+    def _dropped_out(self, raw: np.ndarray) -> bool:
+        """Sound lost on the way in: digital silence in a frame that the far end, loud throughout
+        around the measured path, must echo in. A host or capture that fell behind filled it, and what
+        followed came that much later: on the rig under load AEC3 then lost the echo, leaked it whole,
+        and the reply paused for it. No microphone's own signal holds 5 ms of exact zeros there."""
+        path_s = self.delay.delay_s
+        if np.count_nonzero(raw == 0) < _DROPOUT_ZEROS or not math.isfinite(path_s):
+            return False
+        frame_s = self._time_base_s + self._frames * _MIC_FRAME_S
+        far = self._far_line.block(
+            frame_s - path_s - PRE_S, MIC_FRAME_SAMPLES + 2 * round(PRE_S * MIC_RATE_HZ)
+        )
+        if far is None:
+            return False
+        quietest = float(np.min(np.mean(far.reshape(-1, _DROPOUT_SUB) ** 2, axis=1)))
+        return self.meter.coupling * quietest > NO_ECHO_POWER
+
     def _restart_linear(self) -> None:
         self.linear.reset()
         self.meter.linear_moved()
 
     def _check_shift(self, state: EchoState) -> None:
-        """A shift AEC3 does not converge with in `_SHIFT_TRIAL_FRAMES` of far end, from when it was
-        set or the clocks last moved (that restarts what AEC3 is judged on), was a wrong measure:
-        back to feeding as heard, AEC3 searching alone."""
+        """A new shift shows AEC3 the echo elsewhere: the canceller proves itself again. One AEC3 does
+        not converge with in `_SHIFT_TRIAL_FRAMES` of far end, from when it was set or the clocks last
+        moved (that restarts what AEC3 is judged on), was a wrong measure: back to feeding as heard."""
+        if self.delay.shift_s != self._shift_s:  # AEC3 sees the echo jump: it has to be proven anew
+            self.meter.restart(SHIFT_HOLD_S)
         if self.delay.shift_s != self._shift_s or self.delay.resets != self._shift_resets:
             self._shift_s, self._shift_frames = self.delay.shift_s, 0
             self._shift_resets = self.delay.resets

@@ -18,15 +18,19 @@ The residual echo to expect is the bound less the ERLE, but at most `ERLE_CREDIT
 whose residual is well above it is evidence of a voice in the room that is not the far end. Where
 AEC3 leaks most, it is not counted as converged (so barge-in also wants the residual above the
 whole bound): the first second of far end after a silence (a converged AEC3 leaked to within 8 dB
-of the echo at a reply's onset), and after any move of either stream's clock (a reopened or
-stalled stream), which makes the ERLE start again, and when the residual is louder than the
-microphone (AEC3 subtracting an echo it has misplaced: after a stall the host can play a burst of
-audio later than its callback said, and no clock shows it). A learnt coupling below `NO_ECHO_COUPLING`
-(`no_echo`) counts as converged: there is nothing to cancel, and barge-in must be as fast as
-without a canceller. Levels cannot tell a voice from an echo AEC3 lost (after a stall the host can
-play the far end where no clock shows, and AEC3 leaks it whole for a second); the signal can: a
-microphone that is plainly a copy of the far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no
-voice worth a barge-in.
+of the echo at a reply's onset), after any move of the echo, and when the residual is louder than
+the microphone (AEC3 subtracting an echo it has misplaced: after a stall the host can play a burst
+of audio later than its callback said, and no clock shows it). A move is one of either stream's
+clock (a reopened or stalled stream), of the far end as fed (a new shift), or one only the
+microphone shows (digital silence where the echo must be: sound lost on the way in); the ERLE then
+starts again, learnt only once a hold is over: AEC3 can lose the echo a little after the move, and
+an ERLE learnt before that falls slowly (on the rig under load a reply paused for its own echo as
+a hold ended). A learnt coupling below `NO_ECHO_COUPLING` (`no_echo`) counts as converged: there
+is nothing to cancel, and barge-in must be as fast as without a canceller. Levels cannot tell a
+voice from an echo AEC3 lost (after a stall the host can play the far end where no clock shows,
+and AEC3 leaks it whole for a second); the signal can: a microphone that is plainly a copy of the
+far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no voice worth a barge-in, and how plain a
+copy it is bounds how loud a voice in it can be (`matched`).
 
 AEC3's suppressor ducks the first 50 to 70 ms of a voice that starts over the echo, so once both have
 converged the evidence is weighed on the residual of our own linear filter (`linear`, `linear_echo`),
@@ -62,6 +66,7 @@ MIN_ACTIVE_FRAMES = 30  # far end frames before the ERLE is believed
 ONSET_FRAMES = 100  # 1 s: AEC3 leaks at the start of a reply whatever it learnt before; not converged yet
 EVIDENCE_MARGIN_DB = 6.0  # a residual this far above the expected echo is not echo
 STALL_HOLD_S = 2.0  # after the output stalled, no credit this long (AEC3 lost its echo for ~1 s after)
+SHIFT_HOLD_S = 0.5  # after the far end was fed shifted anew: AEC3 lost the echo within 0.15 s on the rig
 ECHO_COPY_MATCH = 0.98  # a microphone this correlated with the far end is echo (any voice 14 dB under it)
 LINEAR_UNCONFIRMED_FRAMES = 30  # a voice only the linear filter hears for 300 ms: it lost the echo
 # A microphone this much like the far end is at least 90 % echo: a filter that cancels takes 9 dB or
@@ -176,6 +181,9 @@ class EchoMeter:
         self._forget_played(time.perf_counter())
         far = max(max(self._far, default=0.0), max((p for _, p in self._played), default=0.0))
         self._hold_frames = max(0, self._hold_frames - 1)
+        if self._hold_frames:  # AEC3 can still lose the echo: what it takes off meanwhile proves nothing
+            self._erle_db = self._linear_erle_db = 0.0
+            self._active_frames = 0
         self._onset_frames = self._onset_frames + 1 if far > FAR_ACTIVE_POWER else 0
         if far <= FAR_ACTIVE_POWER:
             self.state = EchoState(far, 0.0, 0.0, residual_power, self._erle_db, self.converged)
@@ -246,9 +254,18 @@ class EchoMeter:
     def matched(self, far_match: float) -> EchoState:
         """The frame's microphone against the far end (`EchoDelay.match`), asked when the levels say
         "a voice". The canceller is not made to converge again for a copy: in double talk over a
-        loud echo that would take the credit away until the user stops, and barge-in with it. The
-        linear filter's residual is not believed on a copy it took little off (AEC3 judges that frame),
-        and 50 ms of them in a row mean it lost the echo: it starts again."""
+        loud echo that would take the credit away until the user stops, and barge-in with it. But a
+        copy this close leaves room for a voice only so loud (1 - match is about half its power over
+        the echo's): AEC3's residual well above that is echo it left, and its ERLE is what it shows
+        (on the rig under load, after the echo moved unseen, the estimate stayed at 60 dB for AEC3's
+        13, and as the match dipped the reply paused). The linear filter's residual is not believed
+        on a copy it took little off (AEC3 judges that frame), and 50 ms of them in a row mean it lost
+        the echo: it starts again."""
+        aec3 = self._aec3_state if self._linear_judges else self.state
+        voice_at_most = 2 * (1 - far_match) * self._raw_power * 10 ** (EVIDENCE_MARGIN_DB / 10)
+        if aec3.residual_power > max(voice_at_most, _TINY):
+            left_db = 10 * math.log10(max(self._raw_power, _TINY) / aec3.residual_power)
+            self._erle_db = min(self._erle_db, left_db)
         state = replace(self.state, far_match=far_match)
         took_off_db = 10 * math.log10(max(self._raw_power, _TINY) / max(state.residual_power, _TINY))
         untaken = self._linear_judges and far_match >= MOSTLY_ECHO_MATCH and took_off_db < LINEAR_LOST_DB

@@ -98,12 +98,12 @@ class FarLine:
             return None
         return self._samples[np.arange(self._written - n, self._written) % len(self._samples)]
 
-    def block(self, start_s: float) -> np.ndarray | None:
-        """`MIC_FRAME_SAMPLES` heard from `start_s`, or None when not all of it was fed."""
+    def block(self, start_s: float, n: int = MIC_FRAME_SAMPLES) -> np.ndarray | None:
+        """`n` samples heard from `start_s`, or None when not all of them were fed."""
         if not math.isfinite(self._end_s):
             return None
         back = round((self._end_s - start_s) * MIC_RATE_HZ)
-        if back < MIC_FRAME_SAMPLES or back > min(self._written, len(self._samples)):
+        if back < n or back > min(self._written, len(self._samples)):
             return None
         first = self._written - back
-        return self._samples[np.arange(first, first + MIC_FRAME_SAMPLES) % len(self._samples)]
+        return self._samples[np.arange(first, first + n) % len(self._samples)]

@@ -79,6 +79,7 @@ class Condition:
     barge_in_ms: float | None = None  # user onset at the microphone → silence at the speaker monitor
     clock_moves: int = 0  # the devices' clocks moved or stalled (an underrun): the canceller started over
     path_moves: int = 0  # the rig's own echo path moved (`EchoPath.moves`): the hold has to find it
+    dropouts: int = 0  # microphone frames that lost sound on the way in: the canceller started over
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -230,6 +231,7 @@ class EchoRig:
         echo = self.fresh_canceller()
         time.sleep(ECHO_TAIL_S)
         resets = echo.delay.resets  # a fresh canceller starts with one when the player ever stalled
+        dropouts = echo.dropouts
         path_moves = self.path.moves
         result = Condition(delay_ms, gain)
         first = self._turn_id + 1
@@ -245,7 +247,8 @@ class EchoRig:
         result.self_pauses = self.acted.pauses
         if user:
             self.talk_over(result)
-        result.clock_moves = echo.delay.resets - resets
+        result.dropouts = echo.dropouts - dropouts
+        result.clock_moves = echo.delay.resets - resets - result.dropouts
         result.path_moves = self.path.moves - path_moves
         return result
 

@@ -11,34 +11,9 @@ from audio_io.formats import MIC_FRAME_MS, MIC_RATE_HZ
 from bench.rig.signals import cough, say
 from bench.rig.turn_set import frames_of
 from events import BargeIn
+from tests.audio.reply_player import RecordingPlayer
 
 ONSET_S = 0.5
-
-
-class RecordingPlayer:
-    """A player in the middle of reply 1 that logs what the monitor does to it, by frame."""
-
-    def __init__(self) -> None:
-        self.turn: int | None = 1
-        self.frame = 0
-        self.log: list[tuple[int, str]] = []
-
-    def speaking_turn(self) -> int | None:
-        return self.turn
-
-    def flush(self, turn_id: int | None = None) -> int:
-        self.log.append((self.frame, "flush"))
-        self.turn = None
-        return 0
-
-    def set_gain(self, gain: float) -> None:
-        self.log.append((self.frame, "duck" if gain < 1 else "full"))
-
-    def pause(self) -> None:
-        self.log.append((self.frame, "pause"))
-
-    def resume(self) -> None:
-        self.log.append((self.frame, "resume"))
 
 
 def during_a_reply(sound: np.ndarray, recovery: str) -> tuple[RecordingPlayer, list[tuple[int, object]]]:

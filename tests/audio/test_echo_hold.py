@@ -13,12 +13,15 @@ import pytest
 import soxr
 
 from audio_io import echo_delay
+from audio_io.barge_in import BargeInConfig, BargeInMonitor
 from audio_io.echo_canceller import EchoCanceller, EchoCancellerConfig
 from audio_io.echo_delay import EchoDelay
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ, PLAYBACK_RATE_HZ
+from audio_io.microphone import MicFrame
 from audio_io.ring_buffer import SampleRing
 from bench.rig.echo import EchoRig
 from bench.rig.signals import speech
+from tests.audio.reply_player import RecordingPlayer
 
 REPLY = "Sure, here is a long answer about the weather tomorrow, and it will rain after six."
 PATH_S = 0.15
@@ -213,3 +216,43 @@ def test_an_echo_path_that_shortens_mid_reply_stays_cancelled(rig: EchoRig, shor
     assert rig.barge_ins([move.turn_id]) == [] and rig.acted.pauses <= paused + 1
     assert after is not None and after >= 20.0, (after, move.fed_s)
     assert move.fed_s == pytest.approx(shorter_ms / 1000, abs=0.003)
+
+
+def choppy_frames(far: np.ndarray, dropouts: int, gap_s: float = 0.02) -> list[np.ndarray]:
+    """The microphone: the far end's echo `PATH_S` later, as loud as the reply, that from `MOVED_AT_S`
+    on loses `gap_s` of sound `dropouts` times, 0.1 s apart: digital silence each time, and what
+    follows that much later (seen on the rig under load: a capture or host that fell behind)."""
+    heard = soxr.resample(far, PLAYBACK_RATE_HZ, MIC_RATE_HZ) * 32767
+    echo = np.concatenate([np.zeros(round(PATH_S * MIC_RATE_HZ)), heard])
+    at, gap = round(MOVED_AT_S * MIC_RATE_HZ), round(gap_s * MIC_RATE_HZ)
+    for k in range(dropouts):
+        cut = at + k * MIC_RATE_HZ // 10
+        echo = np.concatenate([echo[:cut], np.zeros(gap), echo[cut:]])
+    n = len(heard) // MIC_FRAME_SAMPLES * MIC_FRAME_SAMPLES
+    return list(echo[:n].astype(np.int16).reshape(-1, MIC_FRAME_SAMPLES))
+
+
+def actions_after_dropouts(dropouts: int) -> list[tuple[int, str]]:
+    """What barge-in (as the app sets it up: a first pause, then a cut) did to a reply whose echo
+    lost sound on the way in, frame by frame from the first dropout on."""
+    far = far_end(9.0)
+    speaker = Speaker(SampleRing(PLAYBACK_RATE_HZ * 2))
+    canceller = EchoCanceller(EchoCancellerConfig(), speaker)
+    player = RecordingPlayer()
+    monitor = BargeInMonitor(player, BargeInConfig(recovery="pause"))
+    written, block = 0, PLAYBACK_RATE_HZ // 100
+    for k, frame in enumerate(choppy_frames(far, dropouts)):
+        player.frame, time_s = k, k * MIC_FRAME_MS / 1000
+        while written < min(len(far), round((time_s + WRITTEN_AHEAD_S) * PLAYBACK_RATE_HZ)):
+            written += speaker.far_end.write(far[written : written + block])
+        canceller.process(frame, time_s)
+        monitor.process(MicFrame(canceller.listen, k, time_s), canceller.state)
+    return [(frame, action) for frame, action in player.log if frame >= MOVED_AT_S * 1000 / MIC_FRAME_MS]
+
+
+def test_an_echo_that_loses_sound_on_the_way_in_does_not_pause_its_reply() -> None:
+    """A reply 4 s in, converged, whose echo then drops 20 ms of sound ten times in a second (and so
+    comes 200 ms later): AEC3 loses it and leaks it whole. With no clock showing the move, barge-in
+    heard that leak as a voice and paused the reply; the digital silence shows it, as a stall would."""
+    assert actions_after_dropouts(dropouts=0) == []
+    assert actions_after_dropouts(dropouts=10) == []

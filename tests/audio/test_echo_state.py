@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from audio_io.echo_delay import EchoDelay
-from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, LINEAR_LOST_FRAMES, EchoMeter
+from audio_io.echo_state import ECHO_COPY_MATCH, LEARN_S, LINEAR_LOST_FRAMES, STALL_HOLD_S, EchoMeter
 from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
 from bench.rig.signals import speech
@@ -53,6 +53,44 @@ def test_a_far_end_clock_lost_while_the_echo_goes_on_unconverges_the_canceller()
     assert not meter.clock(10.002)  # found again where it was: nothing more to prove
     meter.clock(math.inf)
     assert meter.clock(10.1)  # found elsewhere: the echo moved
+
+
+def test_a_canceller_that_loses_the_echo_during_a_hold_is_not_converged_after_it() -> None:
+    """Traced on the rig under load: within the hold after a stall, AEC3 cancelled, then lost the echo
+    (a new measure moved it) and leaked it; the ERLE of the frames before falls slowly, so as the hold
+    ended the canceller counted as converged, and the leak as a voice: the reply paused."""
+    meter = EchoMeter()
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 120):
+        meter.far_frame(3e7)
+        state = meter.frame(raw_power=3e6, residual_power=3e0)
+    assert state.converged
+    meter.restart(STALL_HOLD_S)
+    hold = round(STALL_HOLD_S * 1000 / MIC_FRAME_MS)
+    for k in range(hold + 20):
+        meter.far_frame(3e7)
+        state = meter.frame(raw_power=3e6, residual_power=3e0 if k < hold - 50 else 3e6 / 4)  # 6 dB off
+    assert not state.converged and state.near_evidence_db < 6
+
+
+def test_a_copy_of_the_far_end_that_aec3_left_unconverges_the_canceller() -> None:
+    """A microphone that is plainly the far end (match 0.999: any voice 27 dB under it) with AEC3
+    taking only 13 dB off: AEC3 lost the echo, whatever its ERLE said. A soft voice under the echo
+    (match 0.985, the residual the voice 17 dB under it) leaves it converged: double talk must not
+    take the credit away."""
+    meter = EchoMeter()
+    for _ in range(round(LEARN_S * 1000 / MIC_FRAME_MS) + 120):
+        meter.far_frame(3e7)
+        meter.frame(raw_power=3e6, residual_power=3e0)
+    meter.matched(0.985)
+    meter.far_frame(3e7)
+    meter.frame(raw_power=3e6, residual_power=3e6 / 50)
+    meter.matched(0.985)
+    meter.far_frame(3e7)
+    assert meter.frame(raw_power=3e6, residual_power=3e0).converged
+    meter.frame(raw_power=3e6, residual_power=3e6 / 20)
+    meter.matched(0.999)
+    meter.far_frame(3e7)
+    assert not meter.frame(raw_power=3e6, residual_power=3e6 / 20).converged
 
 
 def test_what_was_played_before_the_output_died_stops_counting_as_far_end() -> None:

@@ -18,6 +18,7 @@ from audio_io.turn_detector import TurnConfig, TurnDetector
 from audio_io.vad import VoiceActivity
 from bench.rig.signals import pink_noise, silence, speech, white_noise
 from events import Problem, SpeechEnded, SpeechProgress, SpeechStarted
+from tests.audio.reply_player import RecordingPlayer
 
 
 def frames_of(signal: np.ndarray, t0: float = 100.0) -> list[MicFrame]:
@@ -124,35 +125,10 @@ def test_resampled_file_speech_still_detected() -> None:
     assert sum(isinstance(e, SpeechEnded) and len(e.audio) > 0 for e in events) == 1
 
 
-class SpeakingPlayer:
-    """A player in the middle of turn 1 until flushed: the barge-in monitor alone, on files."""
-
-    def __init__(self) -> None:
-        self.flushes = 0
-        self.turn: int | None = 1
-
-    def speaking_turn(self) -> int | None:
-        return self.turn
-
-    def flush(self, turn_id: int | None = None) -> int:
-        self.flushes += 1
-        self.turn = None
-        return 0
-
-    def set_gain(self, gain: float) -> None:
-        pass
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("rms", [0.03, 0.1, 0.3])
 @pytest.mark.parametrize("make", [white_noise, pink_noise])
 def test_noise_during_a_reply_does_not_barge_in(make: object, rms: float) -> None:
-    player = SpeakingPlayer()
+    player = RecordingPlayer()
     monitor = BargeInMonitor(player, BargeInConfig())  # the default minimum, the one the app uses
     noise = make(10, MIC_RATE_HZ, rms, seed=7)  # type: ignore[operator]
     assert [e for f in frames_of(noise) for e in monitor.process(f)] == []
@@ -160,7 +136,7 @@ def test_noise_during_a_reply_does_not_barge_in(make: object, rms: float) -> Non
 
 
 def test_speech_during_a_reply_barges_in_after_the_minimum(sentences: list[np.ndarray]) -> None:
-    player = SpeakingPlayer()
+    player = RecordingPlayer()
     config = BargeInConfig()
     monitor = BargeInMonitor(player, config)
     onset = int(0.5 * MIC_RATE_HZ)
