@@ -253,13 +253,14 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
                 "barge_in_ms": _round(c.barge_in_ms),
                 "clock_moves": c.clock_moves,
                 "path_moves": c.path_moves,
+                "dropouts": c.dropouts,
             }
             for c in grid
         ]
         result["echo_grid_cells_with_clock_moves"] = sum(c.clock_moves > 0 for c in grid)
         result["self_interruptions_per_min_worst"] = round(max(c.self_interruptions_per_min for c in grid), 2)
         result["echo_attenuation_db_min"] = _round(min((c.attenuation_db or 0.0) for c in grid))
-        still = [c.attenuation_db or 0.0 for c in grid if not (c.clock_moves or c.path_moves)]
+        still = [c.attenuation_db or 0.0 for c in grid if not (c.clock_moves or c.path_moves or c.dropouts)]
         result["echo_attenuation_db_min_unmoved"] = _round(min(still)) if still else None
         talked_over = [c.barge_in_ms for c in grid if c.barge_in_ms is not None]
         worst, middle = (max(talked_over), float(np.median(talked_over))) if talked_over else (None, None)
@@ -269,11 +270,13 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["self_pauses_worst"] = max(c.self_pauses for c in grid)
         result["echo_attenuation_db_after_path_move"] = _shortened_paths(rig)
         result["aec_recovered_s_after_reopen"] = _reopen(rig, audio)
-        pauses = rig.acted.pauses
+        assert rig.echo is not None  # each condition set one up
+        pauses, dropouts = rig.acted.pauses, rig.echo.dropouts
         gap_ms, interrupted = _stalls(rig)
         result["output_gap_ms_max_after_stall"] = gap_ms
         result["self_interruptions_after_stall"] = interrupted
         result["self_pauses_after_stall"] = rig.acted.pauses - pauses
+        result["dropouts_in_stalls"] = rig.echo.dropouts - dropouts
         result["output_stream_restarts"] = rig.player._keeper.restarts
     result["gc_full_collection_ms_max"] = round(full.max_ms, 1)
     result["gc_full_collections"] = full.count
