@@ -56,14 +56,15 @@ def run(quick: bool) -> dict[str, Any]:
 
     result: dict[str, Any] = {"quick": quick}
     with VirtualAudio() as audio:
-        player = Player(PlayerConfig(device=SPEAKER))
+        events: list[object] = []
+        player = Player(PlayerConfig(device=SPEAKER), on_event=events.append)
         player.start()
         wait_flowing(player._progress)
         result.update(microphone_delivery(quick))
         result.update(barge_in_latency(player, quick))
         result.update(underruns_under_load(player, quick))
         result.update(self_interruptions(player, quick))
-        result["player_stream_restarts"] = player._keeper.restarts
+        result["player_stream_restarts"] = _restarts(events)
         player.stop()
         result.update(run_echo(quick, audio))
     return result
@@ -277,7 +278,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
         result["self_interruptions_after_stall"] = interrupted
         result["self_pauses_after_stall"] = rig.acted.pauses - pauses
         result["dropouts_in_stalls"] = rig.echo.dropouts - dropouts
-        result["output_stream_restarts"] = rig.player._keeper.restarts
+        result["output_stream_restarts"] = _restarts(rig.player_events)
     result["gc_full_collection_ms_max"] = round(full.max_ms, 1)
     result["gc_full_collections"] = full.count
     return result
@@ -345,6 +346,13 @@ def _stalls(rig: Any) -> tuple[float, int]:
             gaps.append(rig.longest_gap_ms(start_s, end_s))
         time.sleep(0.5)
     return round(max(gaps, default=0.0), 1), interrupted
+
+
+def _restarts(player_events: list[object]) -> int:
+    """Times the watchdog restarted the player's stream, as the player said (`StreamRestarted`)."""
+    from audio_io.stream_keeper import StreamRestarted
+
+    return sum(isinstance(event, StreamRestarted) for event in player_events)
 
 
 def _round(value: float | None) -> float | None:
