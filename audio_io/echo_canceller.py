@@ -176,8 +176,7 @@ class EchoCanceller:
             cleaned = raw.copy()
         raw_power = _power(raw)
         if time_s is not None and self._dropped_out(raw):
-            self.meter.restart(STALL_HOLD_S)  # the echo moved where no clock shows, as after a stall
-            self.delay.reset()
+            self._moved_unseen()
             self.dropouts += 1
         state = self.meter.frame(raw_power, _power(cleaned))
         self.listen = cleaned
@@ -218,6 +217,12 @@ class EchoCanceller:
         if far is None:
             return None
         return self.linear.residual(far, raw.astype(np.float64))
+
+    def _moved_unseen(self) -> None:
+        """The echo may have moved where no clock shows (a stall, sound lost on the way in): no credit
+        for `STALL_HOLD_S`, and the path measured on signal from now on."""
+        self.meter.restart(STALL_HOLD_S)
+        self.delay.reset()
 
     def _dropped_out(self, raw: np.ndarray) -> bool:
         """Sound lost on the way in: digital silence in a frame that the far end, loud throughout
@@ -268,8 +273,7 @@ class EchoCanceller:
             self._restart_resampler(ring.read_pos)
         gaps = getattr(self._source, "far_end_gaps", 0)
         if gaps != self._gaps:
-            self.meter.restart(STALL_HOLD_S)  # the output stalled: its sound may move where no clock shows
-            self.delay.reset()
+            self._moved_unseen()  # the output stalled
             self._gaps = gaps
         device = getattr(self._source, "device", None)
         returns = getattr(self._source, "device_returns", 0)
