@@ -41,7 +41,6 @@ MAX_DELAY_S = 0.8  # the longest path looked for
 MIN_DELAY_S = -0.25  # and the earliest (clock errors can put the echo before its stamp)
 EVERY_FRAMES = 25  # a measure every 250 ms
 MIN_PEAK_RATIO = 6.0  # the correlation peak over the mean of its magnitude: a real echo, not chance
-MIN_PEAK_CLEAR = 3.0  # a path measured stands this far over any peak beyond `MAX_AHEAD_S` of it
 MIN_FAR_POWER = 1e5  # -40 dBFS mean square in int16: the far end must have played something
 MIN_TIMED_S = 1.0  # of the window, this much must be able to be the echo alone
 KEEP_S = 0.05  # delay left to AEC3 to find (it handles this one well)
@@ -129,8 +128,6 @@ class EchoDelay:
         if not agrees:
             return
         if not math.isfinite(self.delay_s) or abs(measured - self.delay_s) > MOVE_S:
-            if not self._in_both_halves(measured):
-                return
             if abs(measured - (self.held_s - self.ahead_s)) > MAX_AHEAD_S:
                 self.held_s = math.nan  # gone out of the hold's reach: held where it is now
             if not math.isfinite(self.held_s) or abs(self.held_s - measured) > MAX_AHEAD_S:
@@ -202,29 +199,12 @@ class EchoDelay:
     def measure(self) -> float | None:
         """The delay now, or None when less than `MIN_TIMED_S` of the window can be the echo alone,
         the far end was quiet, or no echo stands out."""
-        mic, echoing = self._echo_alone()
-        if np.count_nonzero(echoing) * MIC_FRAME_MS < MIN_TIMED_S * 1000:
-            return None
-        return self._peak(mic, MIN_DELAY_S, MAX_DELAY_S, clear=MIN_PEAK_CLEAR)
-
-    def _in_both_halves(self, measured: float) -> bool:
-        """Whether each half of the echo in the window finds `measured` too: a steady vowel's peak
-        elsewhere is in one at most (device-free, 0 s for a 0.3 s path). Only for a measure that would
-        move the path: it costs two more correlations."""
-        mic, echoing = self._echo_alone()
-        middle = int(np.flatnonzero(echoing)[np.count_nonzero(echoing) // 2])
-        halves = (mic[:middle], mic[middle:])
-        lags = [self._peak(half, MIN_DELAY_S, MAX_DELAY_S) for half in halves]
-        return all(lag is not None and abs(lag - measured) <= AGREE_S for lag in lags)
-
-    def _echo_alone(self) -> tuple[list[tuple[float, np.ndarray]], np.ndarray]:
-        """The window with every frame that cannot be the echo alone silenced, and which can."""
         mic = list(self._mic)
         echoing = self._echoing(mic) & np.array(self._timed)
-        silenced = [
-            (t, pcm if keep else np.zeros_like(pcm)) for (t, pcm), keep in zip(mic, echoing, strict=True)
-        ]
-        return silenced, echoing
+        if np.count_nonzero(echoing) * MIC_FRAME_MS < MIN_TIMED_S * 1000:
+            return None
+        mic = [(t, pcm if keep else np.zeros_like(pcm)) for (t, pcm), keep in zip(mic, echoing, strict=True)]
+        return self._peak(mic, MIN_DELAY_S, MAX_DELAY_S)
 
     def _echoing(self, mic: list[tuple[float, np.ndarray]]) -> np.ndarray:
         """Which frames the far end can echo in: it played within `MAX_AHEAD_S` of the measured path
@@ -241,14 +221,9 @@ class EchoDelay:
         starts = np.clip(starts, 0, len(far) - span)
         return (energy[starts + span] - energy[starts]) / span >= MATCH_FAR_POWER
 
-    def _peak(
-        self, mic: list[tuple[float, np.ndarray]], low_s: float, high_s: float, clear: float = 0.0
-    ) -> float | None:
+    def _peak(self, mic: list[tuple[float, np.ndarray]], low_s: float, high_s: float) -> float | None:
         """The delay from `low_s` to `high_s` where `mic` correlates best with the far end (GCC-PHAT),
-        or None when the far end was quiet, no echo stands out, or it does not stand `clear` times
-        over any other beyond `MAX_AHEAD_S` of it: a steady vowel correlates almost as well at other
-        delays (on the rig 0.29 to 0.70 s, and -8 ms, for a 0.15 s path). Device-free, speech stood
-        19 to 125 times over the next peak; the vowel, where it was measured wrong, 1.0 to 5.5."""
+        or None when the far end was quiet or no echo stands out."""
         t0, far = self._far_before(mic, low_s, high_s)
         n_mic, n_far = len(mic) * MIC_FRAME_SAMPLES, len(far)
         if float(np.mean(far * far)) < MIN_FAR_POWER:
@@ -265,10 +240,6 @@ class EchoDelay:
         if values[best] < MIN_PEAK_RATIO * float(np.mean(np.abs(values))):
             return None
         if not EDGE_LAGS <= best < len(lags) - EDGE_LAGS:  # a peak at the search's edge is no path
-            return None
-        reach = round(MAX_AHEAD_S * MIC_RATE_HZ)
-        others = np.concatenate([values[: max(0, best - reach)], values[best + reach + 1 :]])
-        if clear and others.size and values[best] < clear * float(others.max()):
             return None
         return float(lags[best]) / MIC_RATE_HZ
 
