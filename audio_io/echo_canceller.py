@@ -23,7 +23,7 @@ suppressor, unaware, removed a voice 10 dB under the reply whole. Another output
 unplugged, the speaker taking over) or one plugged back starts the learning again, with a new AEC3:
 the old one trusted a filter fitted to the old stream and leaked the echo of the first reply after a
 reload (4 to 19 dB off for most of its first second, on the rig). The same device plugged back keeps
-its measured path (`EchoDelay.plugged_back`); reopened by the watchdog, it keeps AEC3 too.
+its measured path (`EchoDelay.relearn`); reopened by the watchdog, it keeps AEC3 too.
 
 `listen` is the frame barge-in listens to: once a linear filter of our own (`linear_echo`, on the
 measured path) cancels well, its residual, which AEC3's suppressor has not ducked; else the cleaned
@@ -283,7 +283,7 @@ class EchoCanceller:
         if returns != self._returns or (device != self._device and self._device is not None):
             self.meter.relearn()  # another loudspeaker, or one plugged back: its path is measured afresh
             same = getattr(device, "name", device) == getattr(self._device, "name", self._device)
-            self.delay.plugged_back() if returns != self._returns and same else self.delay.drop_hold()
+            self.delay.relearn(same_path=returns != self._returns and same)
             self._apm = self._new_apm()
         self._device, self._returns = device, returns
         clock_s = self._source.far_end_clock_s

@@ -181,19 +181,16 @@ class EchoDelay:
             # held there, the 35 ms move was left to AEC3 (7.9 dB over the cell).
             self.held_s = anywhere + self.ahead_s
 
-    def drop_hold(self) -> None:
-        """Another path (another device): AEC3 finds its echo anew."""
+    def relearn(self, same_path: bool) -> None:
+        """A new AEC3 hears the output: where the old one held the echo is gone. On the same path (the
+        same device plugged back), the path measured before is shown to it at `KEEP_S`, however
+        short, as a new AEC3 has no delay to follow yet. On the rig a new AEC3 left to find a 0.18 s
+        one leaked 4 to 15 dB for a second or two after its first half second, in most runs under
+        load; the same signals replayed with the far end fed to leave it 80 ms kept 26 to 67 dB
+        throughout. Once shifted, the measures move the shift, not drop it."""
         self.held_s = self._hold_candidate = self._elsewhere = math.nan
         self.ahead_s = 0.0
-
-    def plugged_back(self) -> None:
-        """The same device plugged back, heard by a new AEC3: the path measured before is shown to
-        it at `KEEP_S`, however short, as a new AEC3 has no delay to follow yet. On the rig a new
-        AEC3 left to find a 0.18 s one leaked 4 to 15 dB for a second or two after its first half
-        second, in most runs under load; the same signals replayed with the far end fed to leave it
-        80 ms kept 26 to 67 dB throughout. Once shifted, the measures move the shift, not drop it."""
-        self.drop_hold()
-        if math.isfinite(self.delay_s) and self.delay_s > KEEP_S:
+        if same_path and math.isfinite(self.delay_s) and self.delay_s > KEEP_S:
             self._shift(self.delay_s - KEEP_S)
 
     def measure(self) -> float | None:

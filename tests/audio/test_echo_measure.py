@@ -69,13 +69,13 @@ def test_a_path_is_measured_only_on_signal_after_the_clocks_moved() -> None:
 
 def test_the_same_device_plugged_back_is_shown_its_path_short_and_the_shift_follows_it() -> None:
     """A new AEC3 left to find a 0.18 s delay on the rig leaked 4 to 15 dB for a second or two: after
-    `plugged_back` the path measured before is fed shifted, though short, and a measure after it
-    moves the shift instead of dropping it (a jump for AEC3 to follow, to a delay it finds slowly)."""
+    `relearn` on the same path, the path measured before is fed shifted, though short, and a measure
+    after it moves the shift instead of dropping it (a jump for AEC3 to follow, found slowly)."""
     delay = EchoDelay()
     play = echo_player(delay)
     play(0.15, 3.0)
     assert delay.delay_s == pytest.approx(0.15, abs=0.011) and delay.shift_s == 0.0  # AEC3 finds it
-    delay.plugged_back()
+    delay.relearn(same_path=True)  # the same device plugged back
     assert delay.shift_s == pytest.approx(0.15 - KEEP_S, abs=0.011)
     play(0.18, 3.0)  # back with a longer path: PulseAudio's reopened monitor on the rig, 5 to 20 ms
     assert delay.delay_s == pytest.approx(0.18, abs=0.011)
