@@ -176,7 +176,7 @@ class EchoCanceller:
             cleaned = raw.copy()
         raw_power = _power(raw)
         if time_s is not None and self._dropped_out(raw):
-            self._moved_unseen()
+            self._moved_unseen(lost_sound=True)
             self.dropouts += 1
         state = self.meter.frame(raw_power, _power(cleaned))
         self.listen = cleaned
@@ -198,6 +198,8 @@ class EchoCanceller:
                 state = self.meter.matched(self.delay.match())
             # Where the echo is held is checked on the echo alone: a voice over it moved the peak.
             self.delay.check_hold(state.far_active and (not voice or state.far_match >= MOSTLY_ECHO_MATCH))
+            if self.delay.unmoved:
+                self.meter.unmoved()
             if self.meter.linear_lost:
                 self._restart_linear()
             self._check_shift(state)
@@ -218,10 +220,10 @@ class EchoCanceller:
             return None
         return self.linear.residual(far, raw.astype(np.float64))
 
-    def _moved_unseen(self) -> None:
+    def _moved_unseen(self, lost_sound: bool = False) -> None:
         """The echo may have moved where no clock shows (a stall, sound lost on the way in): no credit
-        for `STALL_HOLD_S`, and the path measured on signal from now on."""
-        self.meter.restart(STALL_HOLD_S)
+        for `STALL_HOLD_S` (lost sound: unless found where it was), the path measured from now on."""
+        self.meter.restart(STALL_HOLD_S, unless_unmoved=lost_sound)
         self.delay.reset()
 
     def _dropped_out(self, raw: np.ndarray) -> bool:

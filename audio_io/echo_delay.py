@@ -21,6 +21,7 @@ search over all delays finds it nowhere else), the far end is fed that much ahea
 AEC3, about 50 dB stay cancelled from half a second after such a move, where 4 to 24 dB did without.
 A drift under `HOLD_MOVE_S` AEC3 follows by itself, and a move out of reach it finds anew: the hold
 follows both. The hold outlives a move of the clocks, which moves the echo as AEC3 sees it too.
+Found still after a reset, on signal after it with nothing fed ahead, the echo is `unmoved`.
 
 `match()` says how plainly the last `MATCH_WINDOW_S` of microphone signal is a copy of the far end
 (the classic cross-correlation double-talk detector): barge-in asks it when the levels alone say
@@ -58,6 +59,7 @@ HOLD_NOT_ALONE_FRAMES = 2  # frames of the window that may look like more than t
 # own onsets can; a voice over it fills the window)
 MAX_AHEAD_S = 0.06  # the far end is fed at most this far ahead (it must have been written by then)
 # or behind, and the echo is looked for this far either side of where it was
+_HOLD_FRAMES = round(HOLD_WINDOW_S * 1000 / MIC_FRAME_MS)
 
 
 class EchoDelay:
@@ -70,9 +72,8 @@ class EchoDelay:
         mic_frames = round(WINDOW_S * 1000 / MIC_FRAME_MS)
         self._mic: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=mic_frames)
         self._timed: collections.deque[bool] = collections.deque(maxlen=mic_frames)
-        near = round(HOLD_WINDOW_S * 1000 / MIC_FRAME_MS)
-        self._near: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=near)
-        self._alone: collections.deque[bool] = collections.deque(maxlen=near)
+        self._near: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=_HOLD_FRAMES)
+        self._alone: collections.deque[bool] = collections.deque(maxlen=_HOLD_FRAMES)
         self._count = 0
         self._candidate = self._hold_candidate = self._elsewhere = math.nan
         self.delay_s = math.nan  # last accepted measure of the path (heard → microphone)
@@ -81,6 +82,8 @@ class EchoDelay:
         self.ahead_s = 0.0  # how much ahead of its stamps the far end is fed (see the module's doc)
         self.measures = 0
         self.resets = 0  # times the clocks moved: the echo canceller starts over (a device fault)
+        self.unmoved = False  # since the last reset the echo was found still where AEC3 holds it
+        self._reset_at, self._ahead_at_reset = 0, 0.0
 
     def reset(self) -> None:
         """The clocks moved. The next measure is taken on `WINDOW_S` of signal after the move: one
@@ -92,6 +95,8 @@ class EchoDelay:
         AEC3 to find a 300 to 500 ms path alone for seconds: 11.6 to 15.7 dB in such cells.)"""
         self.resets += 1
         self._hold_candidate = self._elsewhere = math.nan
+        self.unmoved = False
+        self._reset_at, self._ahead_at_reset = self._count, self.ahead_s
         self._measure_anew()
 
     def drop_shift(self) -> None:
@@ -166,6 +171,9 @@ class EchoDelay:
         seen = lag + self.ahead_s  # where AEC3 is shown it, as fed now
         if abs(seen - self.held_s) <= HOLD_MOVE_S:
             self.held_s = seen  # a drift AEC3 follows by itself
+            # Both checks on signal after the reset, nothing fed ahead since: the echo did not move.
+            after_reset = self._count - self._reset_at >= _HOLD_FRAMES + HOLD_EVERY_FRAMES
+            self.unmoved = self.unmoved or (after_reset and self.ahead_s == self._ahead_at_reset)
             return
         # Close by, the peak of an echo that is elsewhere can look like a move (seen on the rig after
         # a device came back): a move is fed only if the echo is nowhere else.

@@ -25,8 +25,10 @@ clock (a reopened or stalled stream), of the far end as fed (a new shift), or on
 microphone shows (digital silence where the echo must be: sound lost on the way in); the ERLE then
 starts again, learnt only once a hold is over: AEC3 can lose the echo a little after the move, and
 an ERLE learnt before that falls slowly (on the rig under load a reply paused for its own echo as
-a hold ended). A learnt coupling below `NO_ECHO_COUPLING` (`no_echo`) counts as converged: there
-is nothing to cancel, and barge-in must be as fast as without a canceller. Levels cannot tell a
+a hold ended). A hold for sound lost on the way in ends once the echo is found still where AEC3
+holds it (`EchoDelay.unmoved`): the sound was lost in place, nothing moved. A learnt coupling
+below `NO_ECHO_COUPLING` (`no_echo`) counts as converged: there is nothing to cancel, and barge-in
+must be as fast as without a canceller. Levels cannot tell a
 voice from an echo AEC3 lost (after a stall the host can play the far end where no clock shows,
 and AEC3 leaks it whole for a second); the signal can: a microphone that is plainly a copy of the
 far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no voice worth a barge-in, and how plain a
@@ -131,6 +133,7 @@ class EchoMeter:
         self._active_frames = 0
         self._onset_frames = 0  # frames since the far end last became able to echo
         self._hold_frames = 0
+        self._hold_ends_unmoved = False  # the hold is for sound lost on the way in: `unmoved` ends it
         self._diverged_frames = 0
         self._clock_s = math.nan
         self._clock_lost = False
@@ -170,11 +173,24 @@ class EchoMeter:
         self._clock_s = clock_s
         return restarted
 
-    def restart(self, hold_s: float = 0.0) -> None:
-        """The echo may have moved: the canceller proves itself again (and not before `hold_s`)."""
+    def restart(self, hold_s: float = 0.0, unless_unmoved: bool = False) -> None:
+        """The echo may have moved: the canceller proves itself again (and not before `hold_s`; with
+        `unless_unmoved`, sooner if `unmoved()` says it did not move)."""
         self._erle_db = self._linear_erle_db = 0.0
         self._active_frames = 0
-        self._hold_frames = max(self._hold_frames, round(hold_s * 1000 / MIC_FRAME_MS))
+        hold_frames = round(hold_s * 1000 / MIC_FRAME_MS)
+        if hold_frames:
+            self._hold_ends_unmoved = unless_unmoved and (self._hold_ends_unmoved or not self._hold_frames)
+        self._hold_frames = max(self._hold_frames, hold_frames)
+
+    def unmoved(self) -> None:
+        """The echo was found still where AEC3 holds it after sound was lost on the way in
+        (`EchoDelay.unmoved`): that hold ends, and the canceller proves itself on the frames from
+        here. At gain 1.0 on the rig, a user talking in the 2 s after one lost frame (AEC3 still
+        taking 75 dB off) went unheard: a voice no louder than the echo is no evidence unproven."""
+        if self._hold_ends_unmoved:
+            self._hold_frames = 0
+            self._hold_ends_unmoved = False
 
     def frame(self, raw_power: float, residual_power: float) -> EchoState:
         self._linear_judges = False
