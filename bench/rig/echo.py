@@ -289,6 +289,9 @@ class EchoRig:
             result.notes.append("interrupted itself before the user spoke")
             return
         self.acted.acted_s = None
+        echo, pauses = self.echo, self.acted.pauses
+        assert echo is not None, "talk_over runs in a condition"
+        dropouts, resets = echo.dropouts, echo.delay.resets
         onset = self.feeder.play(self.user)
         deadline = time.monotonic() + 5
         while not self.barge_ins([turn_id]) and time.monotonic() < deadline:
@@ -298,6 +301,14 @@ class EchoRig:
         time.sleep(0.3)
         result.user_barge_in = bool(self.barge_ins([turn_id]))
         self.player.flush(turn_id)
+        if not result.user_barge_in:
+            heard = self.heard_onset(onset[0]) if onset else None
+            result.notes.append(
+                f"the user was missed: the reply paused {self.acted.pauses - pauses} times while they"
+                f" spoke, {echo.dropouts - dropouts} frames lost sound and the clocks moved"
+                f" {echo.delay.resets - resets} times; over their first 2 s, "
+                + (echo.judged_between(heard, heard + 2.0) if heard else "nothing: the rig never played them")
+            )
         if result.user_barge_in and onset and self.acted.acted_s is not None:
             result.barge_in_ms = self.silence_after(self.heard_onset(onset[0]), self.acted.acted_s)
             if result.barge_in_ms is not None and result.barge_in_ms <= 0:  # its own echo stopped it

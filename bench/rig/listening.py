@@ -11,6 +11,7 @@ import numpy as np
 from audio_io.audio_loop import AudioLoop
 from audio_io.barge_in import BargeInMonitor
 from audio_io.echo_canceller import EchoCanceller
+from audio_io.echo_state import EVIDENCE_MARGIN_DB, EchoState
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.microphone import MicFrame, Microphone, MicrophoneConfig
 from audio_io.playback import Player
@@ -88,7 +89,8 @@ class Listening:
 
 
 class MeasuredEchoCanceller(EchoCanceller):
-    """An echo canceller that sums the energy of the frames carrying echo, before and after it."""
+    """An echo canceller that sums the energy of the frames carrying echo, before and after it, and
+    keeps what it told barge-in of each frame."""
 
     ECHO_POWER = 1e4  # mean square of int16 samples (-50 dBFS): a frame louder than this carries echo
 
@@ -96,9 +98,11 @@ class MeasuredEchoCanceller(EchoCanceller):
         super().__init__(*args, **kwargs)
         self.energy_in = self.energy_out = 0.0
         self.echo_frames: list[tuple[float, float, float]] = []  # (time_s, power in, power out)
+        self.states: list[tuple[float, EchoState]] = []
 
     def process(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray:
         out = super().process(frame, time_s)
+        self.states.append((time_s or 0.0, self.state))
         power = float(np.mean(frame.astype(np.float64) ** 2))
         if power > self.ECHO_POWER:
             power_out = float(np.mean(out.astype(np.float64) ** 2))
@@ -128,6 +132,20 @@ class MeasuredEchoCanceller(EchoCanceller):
             return None
         frames = np.array(chosen)
         return 10 * float(np.log10(frames[:, 1].sum() / max(frames[:, 2].sum(), 1e-9)))
+
+    def judged_between(self, since_s: float, until_s: float) -> str:
+        """What barge-in was told of the frames between two perf_counter times while the far end
+        could echo: why a voice there was or was not heard."""
+        states = [s for t, s in self.states if since_s <= t < until_s and s.far_active]
+        if not states:
+            return "the far end was quiet"
+        converged = np.mean([s.converged for s in states])
+        voiced = np.mean([s.near_evidence_db >= EVIDENCE_MARGIN_DB for s in states])
+        erle = np.median([s.erle_db for s in states])
+        return (
+            f"{len(states)} frames the far end could echo in: converged in {converged:.0%} (ERLE median"
+            f" {erle:.1f} dB), {EVIDENCE_MARGIN_DB:g} dB over the echo left in {voiced:.0%}"
+        )
 
     def reset_measure(self) -> None:
         self.energy_in = self.energy_out = 0.0
