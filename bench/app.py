@@ -11,8 +11,8 @@ into the virtual microphone. Prints:
   share whose reply the engine had computed at the user's pause (`realtime/speculation.py`);
 - `event_loop_max_stall_ms`: the Qt event loop's longest lateness (a 5 ms timer), while loading and
   while talking (goal <= 50);
-- `barge_in_ms`: speech onset at the microphone to the last loud sample at the monitor, median over
-  `--trials` barge-ins (goal <= 150), each on a reply that is playing;
+- `barge_in_ms`: speech onset at the microphone to the last loud sample at the monitor before the
+  next reply's audio, median over `--trials` barge-ins (goal <= 150), each on a reply that is playing;
 - the same stalls and barge-ins with two CPU-bound processes running beside the app (`_under_load`);
 - `protocol_overhead_ms`: first audio of a typed turn through the app's own engine process (the
   Realtime protocol over loopback) minus first audio of the same turn in this process, same seed,
@@ -224,7 +224,13 @@ def barge_ins(rig: Rig, sentences: list[np.ndarray], trials: int, screenshot: Pa
         onset_s, _ = rig.say(sentences[1])
         pump(lambda: False, 0.3)
         start = max(0, rig.monitor.index_at(onset_s - 1.0))
-        loud = np.flatnonzero(np.abs(rig.monitor.samples_from(start)) > LOUD)
+        samples = rig.monitor.samples_from(start)
+        # Up to the next reply's first audio: when `say` returned late under load, the reply to this
+        # very sentence had started, and its sound counted as 2.3 to 2.6 s "barge-ins".
+        later = [written_s for written_s in seen["first_audio"].values() if written_s > onset_s]
+        if later:
+            samples = samples[: max(0, rig.monitor.index_at(min(later)) - start)]
+        loud = np.flatnonzero(np.abs(samples) > LOUD)
         last_loud_s = rig.monitor.time_of(start + int(loud[-1]) + 1) if loud.size else None
         if last_loud_s is not None and last_loud_s > onset_s:  # the reply was still playing at the onset
             latencies.append((last_loud_s - onset_s) * 1000)
