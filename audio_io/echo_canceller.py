@@ -49,6 +49,8 @@ from audio_io.echo_state import (
     STALL_HOLD_S,
     EchoMeter,
     EchoState,
+    frame_power,
+    loudest_frame_power,
 )
 from audio_io.formats import MIC_FRAME_SAMPLES, MIC_RATE_HZ
 from audio_io.linear_echo import PRE_S, FarLine, LinearEcho
@@ -174,16 +176,16 @@ class EchoCanceller:
         no_echo = self.meter.no_echo
         if no_echo:  # AEC3's suppressor would still eat a voice softer than the far end: pass it
             cleaned = raw.copy()
-        raw_power = _power(raw)
+        raw_power = frame_power(raw)
         if time_s is not None and self._dropped_out(raw):
             self._moved_unseen(lost_sound=True)
             self.dropouts += 1
-        state = self.meter.frame(raw_power, _power(cleaned))
+        state = self.meter.frame(raw_power, frame_power(cleaned))
         self.listen = cleaned
         if time_s is not None:
             linear = None if no_echo else self._linear_residual(raw)
             if linear is not None:
-                linear_power = _power(linear)
+                linear_power = frame_power(linear)
                 state = self.meter.linear(linear_power)
                 if self.meter.linear_converged:
                     self.listen = np.clip(linear, -32768, 32767).astype(np.int16)
@@ -303,7 +305,7 @@ class EchoCanceller:
         while (n := ring.read_into(self._chunk)) > 0:
             resampled = self._resampler.resample_chunk(self._chunk[:n])
             if len(resampled) >= MIC_FRAME_SAMPLES:
-                self.meter.played(time.perf_counter(), _loudest_frame(resampled))
+                self.meter.played(time.perf_counter(), loudest_frame_power(resampled))
             self._resampled += len(resampled)
             self._pending = np.concatenate([self._pending, resampled])
         return clock_s + self._resampled_from / rate + (self._resampled - len(self._pending)) / MIC_RATE_HZ
@@ -378,7 +380,7 @@ class EchoCanceller:
 
     def _reverse(self, rtc: Any, frame: np.ndarray) -> np.ndarray:
         pcm = _pcm(frame)
-        self.meter.far_frame(_power(pcm))
+        self.meter.far_frame(frame_power(pcm))
         far = rtc.AudioFrame(bytearray(pcm.tobytes()), MIC_RATE_HZ, 1, MIC_FRAME_SAMPLES)
         self._apm.process_reverse_stream(far)
         return pcm
@@ -387,16 +389,3 @@ class EchoCanceller:
 def _pcm(far: np.ndarray) -> np.ndarray:
     """Float far end samples as int16, as AEC3 and the records take them."""
     return np.clip(far * 32768.0, -32768, 32767).astype(np.int16)
-
-
-def _loudest_frame(far: np.ndarray) -> float:
-    """Mean square (int16 scale) of the loudest 10 ms frame of float far end samples."""
-    n = len(far) // MIC_FRAME_SAMPLES * MIC_FRAME_SAMPLES
-    frames = far[:n].reshape(-1, MIC_FRAME_SAMPLES) * 32768.0
-    return float(np.max(np.mean(frames * frames, axis=1)))
-
-
-def _power(pcm: np.ndarray) -> float:
-    """Mean square of int16 samples."""
-    x = pcm.astype(np.float32)
-    return float(np.dot(x, x)) / len(x)

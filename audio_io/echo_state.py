@@ -46,7 +46,9 @@ import math
 import time
 from dataclasses import dataclass, replace
 
-from audio_io.formats import MIC_FRAME_MS
+import numpy as np
+
+from audio_io.formats import MIC_FRAME_MS, MIC_FRAME_SAMPLES
 
 MAX_PATH_S = 0.7  # the longest echo path (and lead) a far end frame is remembered for
 PLAYED_SLACK_S = 1.0  # how late the canceller reads, and the host plays, what the player's callback gave
@@ -327,3 +329,16 @@ def _follow(erle_db: float, frame_erle_db: float, evidence: bool) -> float:
     under the evidence margin must not make a converged canceller look unconverged)."""
     rate = ERLE_SLOW if evidence else ERLE_FAST if frame_erle_db > erle_db else ERLE_FALL
     return erle_db + rate * (frame_erle_db - erle_db)
+
+
+def frame_power(pcm: np.ndarray) -> float:
+    """Mean square of int16 samples: the unit every level here is in."""
+    x = pcm.astype(np.float32)
+    return float(np.dot(x, x)) / len(x)
+
+
+def loudest_frame_power(far: np.ndarray) -> float:
+    """Mean square (int16 scale) of the loudest 10 ms frame of float far end samples."""
+    n = len(far) // MIC_FRAME_SAMPLES * MIC_FRAME_SAMPLES
+    frames = far[:n].reshape(-1, MIC_FRAME_SAMPLES) * 32768.0
+    return float(np.max(np.mean(frames * frames, axis=1)))
