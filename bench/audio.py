@@ -15,8 +15,9 @@ echo_attenuation_db_min over echo paths x gains, barge_in_ms_max_double_talk (th
 reply whose echo is being cancelled: onset at the microphone to the moment the loudspeaker went
 silent, which is the pause, not the cut 700 ms later), echo_grid_cells_with_clock_moves (cells the
 devices' clocks moved in, as an underrun does: counted, and left in the figures above; each cell
-also counts its path_moves, the rig's own echo path moving under jitter, which the hold must find;
-echo_attenuation_db_min_unmoved is the minimum over the cells where neither moved, the fixed paths),
+also counts its path_moves, the rig's own echo path moving under jitter, which the hold must find,
+and its notes say why a user was missed; echo_attenuation_db_min_unmoved is the minimum over the
+cells where neither moved, the fixed paths),
 echo_attenuation_db_after_path_move (the echo path 6 and 26 ms shorter mid-reply, no clock showing
 it), aec_recovered_s_after_reopen (output sink unloaded and reloaded mid-reply) and
 output_gap_ms_max_after_stall (150 ms stalls of the process mid-reply, GIL held and SIGSTOP).
@@ -255,6 +256,7 @@ def run_echo(quick: bool, audio: Any) -> dict[str, Any]:
                 "clock_moves": c.clock_moves,
                 "path_moves": c.path_moves,
                 "dropouts": c.dropouts,
+                "notes": c.notes,
             }
             for c in grid
         ]

@@ -44,6 +44,7 @@ MIC = "omni_mic"
 MIC_FEED = "omni_mic_feed"
 DISCARD = "omni_discard"
 SINK_RATE_HZ = 48_000
+RESTAMP_S = 5.0  # how far back an on-time block corrects blocks delivered late (`Recorder`)
 
 
 def missing_tools() -> list[str]:
@@ -285,8 +286,29 @@ class Feeder:
                 self._current = None
 
 
+def restamp_late(stamps: list[tuple[int, float]], rate_hz: int) -> None:
+    """Given a new block (the last of `stamps`: first sample index, capture time), move the blocks
+    before it, back to `RESTAMP_S`, to no later than it shows they were captured. Lost samples only
+    make a block look later, so they never move one before it."""
+    newest, now = stamps[-1]
+    k = len(stamps) - 2
+    while k >= 0 and now - stamps[k][1] < RESTAMP_S:
+        first, stamped = stamps[k]
+        captured = now - (newest - first) / rate_hz
+        if stamped <= captured:
+            break
+        stamps[k] = (first, captured)
+        k -= 1
+
+
 class Recorder:
-    """An input stream recording everything, each block stamped with its perf_counter capture time."""
+    """An input stream recording everything, each block stamped with its perf_counter capture time.
+
+    A callback can only come late, never early: a block delivered late (this process starved, its
+    blocks handed over in a burst) is stamped by the first on-time block after it, which shows when
+    it was captured. In `bench.app` under load the monitor's blocks came up to 494 ms late, none
+    lost: stamped on arrival, what it heard looked that much later.
+    """
 
     def __init__(self, device: str, rate_hz: int = SINK_RATE_HZ) -> None:
         import sounddevice as sd
@@ -308,6 +330,7 @@ class Recorder:
         self._blocks.append(data[:, 0].copy())
         self._stamps.append((self._count, now))
         self._count += frames
+        restamp_late(self._stamps, self.rate_hz)
 
     def samples(self) -> np.ndarray:
         blocks = list(self._blocks)
