@@ -26,13 +26,14 @@ microphone shows (digital silence where the echo must be: sound lost on the way 
 starts again, learnt only once a hold is over: AEC3 can lose the echo a little after the move, and
 an ERLE learnt before that falls slowly (on the rig under load a reply paused for its own echo as
 a hold ended). A hold for sound lost on the way in ends once the echo is found still where AEC3
-holds it (`EchoDelay.unmoved`): the sound was lost in place, nothing moved. A learnt coupling
-below `NO_ECHO_COUPLING` (`no_echo`) counts as converged: there is nothing to cancel, and barge-in
-must be as fast as without a canceller. Levels cannot tell a
-voice from an echo AEC3 lost (after a stall the host can play the far end where no clock shows,
-and AEC3 leaks it whole for a second); the signal can: a microphone that is plainly a copy of the
-far end (`EchoDelay.match` >= `ECHO_COPY_MATCH`) carries no voice worth a barge-in, and how plain a
-copy it is bounds how loud a voice in it can be (`matched`).
+holds it (`EchoDelay.unmoved`): the sound was lost in place, nothing moved, and the ERLE learnt
+since the loss stands; one never found so starts the ERLE again at its end, as any hold. A learnt
+coupling below `NO_ECHO_COUPLING` (`no_echo`) counts as converged: there is nothing to cancel, and
+barge-in must be as fast as without a canceller. Levels cannot tell a voice from an echo AEC3 lost
+(after a stall the host can play the far end where no clock shows, and AEC3 leaks it whole for a
+second); the signal can: a microphone that is plainly a copy of the far end (`EchoDelay.match` >=
+`ECHO_COPY_MATCH`) carries no voice worth a barge-in, and how plain a copy it is bounds how loud a
+voice in it can be (`matched`).
 
 AEC3's suppressor ducks the first 50 to 70 ms of a voice that starts over the echo, so once both have
 converged the evidence is weighed on the residual of our own linear filter (`linear`, `linear_echo`),
